@@ -1,0 +1,159 @@
+"""The CLI boundary: podman's verbs, flags and exit codes, and one-line errors.
+
+Every verb lives in its own module under rootless.commands and is imported only when it is invoked
+(or when --help lists it), so `rootless run` does not pay for `pull`'s HTTP stack and vice versa.
+Errors: a RootlessError prints ``Error: <message>`` and exits with its code (125 by default); a usage
+error exits 125 as in podman; any other exception is a bug and prints one line, or its traceback with
+``--log-level debug``.
+"""
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from rootless import __version__
+from rootless.errors import EXIT_RUNTIME, RootlessError
+
+# verb -> (module, attribute, one-line help). The help is here so that `rootless --help` does not
+# import every command module.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "info": ("rootless.commands.info", "info", "Display rootless system information"),
+    "unshare": ("rootless.commands.unshare", "unshare", "Run a command in a user namespace as container root"),
+    "pull": ("rootless.commands.images", "pull", "Pull an image from a registry"),
+    "images": ("rootless.commands.images", "images", "List images in local storage"),
+    "rmi": ("rootless.commands.images", "rmi", "Remove one or more images"),
+    "tag": ("rootless.commands.images", "tag", "Add a name to a local image"),
+    "load": ("rootless.commands.images", "load", "Load an image from a docker-archive or oci-archive"),
+    "save": ("rootless.commands.images", "save", "Save an image to a docker-archive or oci-archive"),
+    "image": ("rootless.commands.images", "image", "Manage images"),
+    "login": ("rootless.commands.images", "login", "Log in to a registry"),
+    "logout": ("rootless.commands.images", "logout", "Log out of a registry"),
+    "inspect": ("rootless.commands.inspect", "inspect", "Display details of an image or container"),
+    "run": ("rootless.commands.run", "run", "Run a command in a new container"),
+    "exec": ("rootless.commands.lifecycle", "exec_", "Run a process in a running container"),
+    "ps": ("rootless.commands.lifecycle", "ps", "List containers"),
+    "logs": ("rootless.commands.lifecycle", "logs", "Fetch the logs of a container"),
+    "start": ("rootless.commands.lifecycle", "start", "Start one or more stopped containers"),
+    "stop": ("rootless.commands.lifecycle", "stop", "Stop one or more containers"),
+    "restart": ("rootless.commands.lifecycle", "restart", "Restart one or more containers"),
+    "kill": ("rootless.commands.lifecycle", "kill", "Send a signal to one or more containers"),
+    "rm": ("rootless.commands.lifecycle", "rm", "Remove one or more containers"),
+    "wait": ("rootless.commands.lifecycle", "wait", "Wait for containers to exit"),
+    "port": ("rootless.commands.lifecycle", "port", "List published ports of a container"),
+    "top": ("rootless.commands.lifecycle", "top", "Display the processes of a container"),
+    "container": ("rootless.commands.lifecycle", "container", "Manage containers"),
+    "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
+}
+
+log = logging.getLogger("rootless")
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(v for v, (mod, _, _) in COMMANDS.items() if _module_exists(mod))
+
+    def get_command(self, ctx, name):
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        mod, attr, _ = entry
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name == mod:
+                return None
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(v, COMMANDS[v][2]) for v in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-v", "--version", prog_name="rootless")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warn", "error"]),
+    default="warn",
+    show_default=True,
+    help="Log messages at and above this level; debug also shows tracebacks.",
+)
+@click.option(
+    "--storage-driver",
+    type=click.Choice(["fuse-overlay", "overlay", "vfs"]),
+    default=None,
+    help="Storage driver for container root filesystems (default: from config, else fuse-overlay).",
+)
+@click.pass_context
+def cli(ctx, log_level, storage_driver):
+    """Run OCI containers as an ordinary user: no sudo, no daemon."""
+    level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}.get(
+        log_level, logging.ERROR
+    )
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    ctx.obj = {"log_level": log_level, "storage_driver": storage_driver}
+    if log_level == "debug":
+        os.environ["ROOTLESS_DEBUG"] = "1"
+
+
+def _debug() -> bool:
+    return os.environ.get("ROOTLESS_DEBUG") == "1" or "--log-level=debug" in sys.argv or (
+        "--log-level" in sys.argv
+        and sys.argv.index("--log-level") + 1 < len(sys.argv)
+        and sys.argv[sys.argv.index("--log-level") + 1] == "debug"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and turn every failure into an exit code."""
+    try:
+        rc = cli.main(args=argv, prog_name="rootless", standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        e.show()
+        sys.exit(EXIT_RUNTIME)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_RUNTIME)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(EXIT_RUNTIME)
+    except RootlessError as e:
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_RUNTIME)
+    except Exception as e:  # a bug: still one line unless debugging
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: internal error: {type(e).__name__}: {e} (rerun with --log-level debug)", err=True)
+        sys.exit(EXIT_RUNTIME)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

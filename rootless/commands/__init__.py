@@ -1,0 +1,1 @@
+"""One module per CLI verb group; each is imported only when its verb runs (see rootless.cli)."""

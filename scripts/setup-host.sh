@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Host setup for rootless on Debian 12, used by both Quick start commands (make demo, make test).
+# Run as root. Idempotent: safe to re-run; it only changes what is missing.
+#
+#   - installs the apt packages rootless and its tests need;
+#   - sets /dev/fuse and /dev/net/tun to 0666 (a desktop distro's udev does this; this machine has none);
+#   - creates the unprivileged test user `tester` with /etc/subuid and /etc/subgid ranges
+#     (100000:65536), and `tester-nosub` with none (to test the one-id fallback);
+#   - creates their XDG_RUNTIME_DIR (/run/user/UID, 0700), as logind would;
+#   - copies this checkout to /opt/rootless/src and builds /opt/rootless/venv on /usr/bin/python3,
+#     readable by every user, with rootless installed (editable) plus its test extras;
+#   - links /usr/local/bin/rootless.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${ROOTLESS_PREFIX:-/opt/rootless}
+TEST_USER=${ROOTLESS_TEST_USER:-tester}
+NOSUB_USER=${TEST_USER}-nosub
+
+[ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (sudo $0)" >&2; exit 1; }
+
+APT_PACKAGES=(
+  uidmap slirp4netns passt fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
+  busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
+  procps psmisc make git
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Device nodes: without udev they are 0600 and an ordinary user can use neither FUSE nor a tap device.
+for dev in /dev/fuse /dev/net/tun; do
+  [ -e "$dev" ] && chmod 0666 "$dev"
+done
+# pjdfstest-style suites and `--storage-opt allow_other` need user_allow_other.
+grep -qx 'user_allow_other' /etc/fuse.conf 2>/dev/null || echo 'user_allow_other' >>/etc/fuse.conf
+
+# Users.
+for u in "$TEST_USER" "$NOSUB_USER"; do
+  id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+done
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  grep -q "^${TEST_USER}:" "$f" || echo "${TEST_USER}:100000:65536" >>"$f"
+  sed -i "/^${NOSUB_USER}:/d" "$f"
+done
+for u in "$TEST_USER" "$NOSUB_USER"; do
+  uid=$(id -u "$u")
+  install -d -o "$u" -g "$u" -m 0700 "/run/user/$uid"
+done
+
+# The code, where every user can read it, and the venv.
+mkdir -p "$PREFIX/src"
+if [ "$(cd "$HERE" && pwd -P)" != "$(cd "$PREFIX/src" && pwd -P)" ]; then
+  # Copy the working tree as it is (tracked or not), without VCS data, caches or build output.
+  rm -rf "$PREFIX/src.new" && mkdir -p "$PREFIX/src.new"
+  tar -C "$HERE" --exclude=.git --exclude=__pycache__ --exclude='*.egg-info' --exclude=.pytest_cache \
+      --exclude=.ruff_cache --exclude=build -cf - . | tar -C "$PREFIX/src.new" -xf -
+  rm -rf "$PREFIX/src.old"
+  mv "$PREFIX/src" "$PREFIX/src.old" && mv "$PREFIX/src.new" "$PREFIX/src" && rm -rf "$PREFIX/src.old"
+fi
+chmod -R a+rX "$PREFIX/src"
+
+stamp="$PREFIX/venv/.installed-$(sha256sum "$PREFIX/src/pyproject.toml" | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -e "$PREFIX/src[test]" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  "$PREFIX/venv/bin/python" -c 'import rootless, pyfuse3, trio, click' || {
+    echo "setup: the venv at $PREFIX/venv is broken" >&2; exit 1; }
+  rm -f "$PREFIX"/venv/.installed-*
+  touch "$stamp"
+fi
+chmod -R a+rX "$PREFIX/venv"
+ln -sf "$PREFIX/venv/bin/rootless" /usr/local/bin/rootless
+echo "setup: ok (user $TEST_USER, venv $PREFIX/venv, code $PREFIX/src)"
