@@ -105,3 +105,154 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def pidfd_open(pid: int) -> int:
     return _check(_libc.syscall(ctypes.c_long(_SYS_pidfd_open), ctypes.c_int(pid), 0), "pidfd_open")
+
+
+# --- capabilities (capget/capset, _LINUX_CAPABILITY_VERSION_3) -------------------------------------
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT_RAISE = 2
+_SYS_capget = 125
+_SYS_capset = 126
+_CAP_V3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of a thread as 64-bit masks."""
+    hdr = _CapHeader(_CAP_V3, pid)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(ctypes.c_long(_SYS_capget), ctypes.byref(hdr), data), "capget")
+    return tuple(
+        getattr(data[0], f) | (getattr(data[1], f) << 32)
+        for f in ("effective", "permitted", "inheritable")
+    )
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's effective, permitted and inheritable capability masks."""
+    hdr = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _check(_libc.syscall(ctypes.c_long(_SYS_capset), ctypes.byref(hdr), data), "capset")
+
+
+# --- libseccomp (loaded on first use) ---------------------------------------------------------------
+SCMP_ACT_KILL_PROCESS = 0x80000000
+SCMP_ACT_KILL_THREAD = 0x00000000
+SCMP_ACT_TRAP = 0x00030000
+SCMP_ACT_LOG = 0x7FFC0000
+SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_FLTATR_CTL_NNP = 3
+# enum scmp_compare
+SCMP_CMP = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+
+
+def SCMP_ACT_ERRNO(errno_: int) -> int:  # noqa: N802 (libseccomp's name)
+    return 0x00050000 | (errno_ & 0xFFFF)
+
+
+def SCMP_ACT_TRACE(msg: int) -> int:  # noqa: N802
+    return 0x7FF00000 | (msg & 0xFFFF)
+
+
+class _ScmpArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+_seccomp_lib = None
+
+
+def _libseccomp():
+    global _seccomp_lib
+    if _seccomp_lib is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2")
+        except OSError as e:
+            raise OSError(2, "libseccomp is not installed (apt-get install libseccomp2)") from e
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_arch_native.restype = ctypes.c_uint32
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(_ScmpArgCmp),
+        ]
+        lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        _seccomp_lib = lib
+    return _seccomp_lib
+
+
+class SeccompFilter:
+    """A libseccomp filter context: add rules, then load() it into this thread (and its children)."""
+
+    def __init__(self, default_action: int):
+        self._lib = _libseccomp()
+        self._ctx = self._lib.seccomp_init(default_action)
+        if not self._ctx:
+            raise OSError(22, "seccomp_init failed")
+        # We load while holding CAP_SYS_ADMIN in our user namespace: don't force no_new_privs.
+        self._lib.seccomp_attr_set(self._ctx, SCMP_FLTATR_CTL_NNP, 0)
+
+    def resolve(self, name: str) -> int:
+        """The syscall number for name, or -1 when this architecture has no such syscall."""
+        return self._lib.seccomp_syscall_resolve_name(name.encode())
+
+    def add_arch(self, name: str) -> bool:
+        token = self._lib.seccomp_arch_resolve_name(name.encode())
+        if not token or token == self._lib.seccomp_arch_native():
+            return False
+        rc = self._lib.seccomp_arch_add(self._ctx, token)
+        return rc == 0
+
+    def add_rule(
+        self, action: int, syscall: int, args: list[tuple[int, int, int, int]] = ()
+    ) -> int:
+        """Add a rule; args are (index, op, value, value_two). Returns libseccomp's rc (0 or -errno)."""
+        arr = (_ScmpArgCmp * max(1, len(args)))()
+        for i, (idx, op, a, b) in enumerate(args):
+            arr[i].arg, arr[i].op, arr[i].datum_a, arr[i].datum_b = idx, op, a, b
+        return self._lib.seccomp_rule_add_array(self._ctx, action, syscall, len(args), arr)
+
+    def load(self) -> None:
+        rc = self._lib.seccomp_load(self._ctx)
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
+
+    def release(self) -> None:
+        if self._ctx:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None
