@@ -21,13 +21,25 @@ from rootless.errors import EXIT_RUNTIME, RootlessError
 # import every command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("rootless.commands.info", "info", "Display rootless system information"),
-    "unshare": ("rootless.commands.unshare", "unshare", "Run a command in a user namespace as container root"),
+    "unshare": (
+        "rootless.commands.unshare",
+        "unshare",
+        "Run a command in a user namespace as container root",
+    ),
     "pull": ("rootless.commands.images", "pull", "Pull an image from a registry"),
     "images": ("rootless.commands.images", "images", "List images in local storage"),
     "rmi": ("rootless.commands.images", "rmi", "Remove one or more images"),
     "tag": ("rootless.commands.images", "tag", "Add a name to a local image"),
-    "load": ("rootless.commands.images", "load", "Load an image from a docker-archive or oci-archive"),
-    "save": ("rootless.commands.images", "save", "Save an image to a docker-archive or oci-archive"),
+    "load": (
+        "rootless.commands.images",
+        "load",
+        "Load an image from a docker-archive or oci-archive",
+    ),
+    "save": (
+        "rootless.commands.images",
+        "save",
+        "Save an image to a docker-archive or oci-archive",
+    ),
     "image": ("rootless.commands.images", "image", "Manage images"),
     "login": ("rootless.commands.images", "login", "Log in to a registry"),
     "logout": ("rootless.commands.images", "logout", "Log out of a registry"),
@@ -114,10 +126,14 @@ def cli(ctx, log_level, storage_driver):
 
 
 def _debug() -> bool:
-    return os.environ.get("ROOTLESS_DEBUG") == "1" or "--log-level=debug" in sys.argv or (
-        "--log-level" in sys.argv
-        and sys.argv.index("--log-level") + 1 < len(sys.argv)
-        and sys.argv[sys.argv.index("--log-level") + 1] == "debug"
+    return (
+        os.environ.get("ROOTLESS_DEBUG") == "1"
+        or "--log-level=debug" in sys.argv
+        or (
+            "--log-level" in sys.argv
+            and sys.argv.index("--log-level") + 1 < len(sys.argv)
+            and sys.argv[sys.argv.index("--log-level") + 1] == "debug"
+        )
     )
 
 
@@ -150,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"Error: internal error: {type(e).__name__}: {e} (rerun with --log-level debug)", err=True)
+        click.echo(
+            f"Error: internal error: {type(e).__name__}: {e} (rerun with --log-level debug)",
+            err=True,
+        )
         sys.exit(EXIT_RUNTIME)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -1,0 +1,304 @@
+"""What this host offers rootless, probed rather than guessed: the data behind `rootless info`.
+
+`gather()` returns a podman-style nested dict (host, store, plus a list of problems). Each problem says
+what breaks and the command that fixes it, and is fatal when `rootless run` cannot work at all.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import pwd
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+
+from rootless import __version__, paths
+
+
+@dataclass
+class Problem:
+    what: str  # what breaks
+    fix: str  # the command or step that fixes it
+    fatal: bool = False  # rootless run cannot work at all
+
+    def line(self) -> str:
+        return f"{'ERROR' if self.fatal else 'WARNING'}: {self.what}; fix: {self.fix}"
+
+
+def _version(argv: list[str]) -> str | None:
+    exe = shutil.which(argv[0])
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def _helper(name: str) -> dict:
+    """newuidmap/newgidmap: present, and setuid root or carrying file capabilities."""
+    env = os.environ.get("ROOTLESS_" + name.upper())
+    path = (
+        env
+        or shutil.which(name)
+        or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    )
+    if not path or not os.path.exists(path):
+        return {"path": None, "usable": False}
+    st = os.stat(path)
+    setuid = bool(st.st_mode & stat.S_ISUID) and st.st_uid == 0
+    try:
+        caps = bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        caps = False
+    return {"path": path, "setuid": setuid, "fileCaps": caps, "usable": setuid or caps}
+
+
+def _dev_usable(path: str) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+def _cgroups(uid: int) -> dict:
+    try:
+        fstype = os.statvfs("/sys/fs/cgroup")  # noqa: F841 - existence check
+        is_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    except OSError:
+        is_v2 = False
+    hybrid = not is_v2 and os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers")
+    version = "v2" if is_v2 else "v1 (hybrid)" if hybrid else "v1"
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    manager = bool(runtime) and (
+        os.path.exists(os.path.join(runtime, "systemd", "private"))
+        or os.path.exists(os.path.join(runtime, "bus"))
+    )
+    delegated: list[str] = []
+    if is_v2:
+        svc = f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers"
+        try:
+            with open(svc) as f:
+                delegated = f.read().split()
+        except OSError:
+            pass
+    return {
+        "version": version,
+        "systemdUserManager": manager,
+        "delegatedControllers": delegated,
+        "limitsAvailable": is_v2 and manager and {"memory", "pids", "cpu"} <= set(delegated),
+    }
+
+
+def _probe_kernel_overlay() -> tuple[bool, str]:
+    """Mount kernel overlayfs with userxattr inside a throw-away user+mount namespace."""
+    try:
+        from rootless import userns
+    except ImportError as e:  # pragma: no cover - during bring-up
+        return False, f"userns support missing: {e}"
+    import tempfile
+
+    from rootless import syscalls
+
+    base = tempfile.mkdtemp(prefix="rootless-ovl-probe-")
+    try:
+        for d in ("l", "u", "w", "m"):
+            os.mkdir(os.path.join(base, d))
+
+        def child() -> int:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # a probe is quiet; its answer is the exit code
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+            opts = f"lowerdir={base}/l,upperdir={base}/u,workdir={base}/w,userxattr"
+            syscalls.mount("overlay", f"{base}/m", "overlay", 0, opts)
+            return 0
+
+        try:
+            rc = userns.run_in_userns(child)
+        except Exception as e:  # noqa: BLE001 - a probe reports, it does not fail
+            return False, str(e)
+        return (
+            rc == 0,
+            "" if rc == 0 else "mount -t overlay with userxattr failed in a user namespace",
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def gather(*, probe: bool = True) -> dict:
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    problems: list[Problem] = []
+    uname = platform.uname()
+
+    # user namespaces
+    max_userns = _read_int("/proc/sys/user/max_user_namespaces")
+    clone_ok = _read_int("/proc/sys/kernel/unprivileged_userns_clone", default=1)
+    userns_ok = (max_userns or 0) > 0 and (clone_ok == 1 or uid == 0)
+    if not userns_ok:
+        problems.append(
+            Problem(
+                "unprivileged user namespaces are disabled, so nothing can run",
+                "sudo sysctl -w user.max_user_namespaces=28633 kernel.unprivileged_userns_clone=1",
+                fatal=True,
+            )
+        )
+
+    # subordinate ids
+    idmaps: dict = {"uidmap": [], "gidmap": []}
+    try:
+        from rootless import idmap as idmod
+
+        m = idmod.for_user()
+        idmaps = {
+            "uidmap": [
+                {"container_id": r.container, "host_id": r.host, "size": r.size}
+                for r in m.uid_ranges
+            ],
+            "gidmap": [
+                {"container_id": r.container, "host_id": r.host, "size": r.size}
+                for r in m.gid_ranges
+            ],
+        }
+        if uid != 0 and getattr(m, "is_single", False):
+            problems.append(
+                Problem(
+                    f"no subordinate ids for {user} in /etc/subuid or /etc/subgid: containers get one id and "
+                    "images with other owners will not work",
+                    f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user} (see docs/subuid.md)",
+                )
+            )
+    except Exception as e:  # noqa: BLE001 - report, do not crash
+        problems.append(Problem(f"id mapping: {e}", "see docs/subuid.md", fatal=False))
+
+    helpers = {n: _helper(n) for n in ("newuidmap", "newgidmap")}
+    if uid != 0:
+        for n, h in helpers.items():
+            if h["path"] is None:
+                problems.append(
+                    Problem(
+                        f"{n} is missing: only a one-id mapping is possible",
+                        "sudo apt-get install uidmap",
+                    )
+                )
+            elif not h["usable"]:
+                problems.append(
+                    Problem(
+                        f"{h['path']} is neither setuid root nor has file capabilities",
+                        f"sudo chmod u+s {h['path']}",
+                    )
+                )
+
+    # storage
+    fuse_ok = _dev_usable("/dev/fuse")
+    if not fuse_ok:
+        problems.append(
+            Problem(
+                "/dev/fuse cannot be opened: the fuse-overlay storage driver will not work",
+                "sudo apt-get install fuse3 && sudo chmod 0666 /dev/fuse",
+            )
+        )
+    fusermount = shutil.which("fusermount3")
+    ovl_ok, ovl_why = _probe_kernel_overlay() if probe and userns_ok else (False, "not probed")
+    if not fuse_ok and not ovl_ok:
+        problems[-1].fatal = True
+
+    # network
+    slirp = _version(["slirp4netns", "--version"])
+    pasta = _version(["pasta", "--version"])
+    tun_ok = _dev_usable("/dev/net/tun")
+    if slirp is None:
+        problems.append(
+            Problem(
+                "slirp4netns is missing: the default network mode will not work "
+                "(use --network none or host)",
+                "sudo apt-get install slirp4netns",
+            )
+        )
+    if pasta is None:
+        problems.append(
+            Problem("pasta is missing: --network pasta will not work", "sudo apt-get install passt")
+        )
+    if not tun_ok:
+        problems.append(
+            Problem(
+                "/dev/net/tun cannot be opened: slirp4netns and pasta will not work",
+                "sudo chmod 0666 /dev/net/tun",
+            )
+        )
+
+    cg = _cgroups(uid)
+    if not cg["limitsAvailable"]:
+        if not cg["version"].startswith("v2"):
+            why, fix = (
+                f"cgroups are {cg['version']}: --memory, --cpus and --pids-limit cannot be enforced",
+                "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2); runs without limits still work",
+            )
+        elif not cg["systemdUserManager"]:
+            why, fix = (
+                "no systemd user manager is reachable: resource limits cannot be delegated",
+                f"sudo loginctl enable-linger {user}",
+            )
+        else:
+            why, fix = (
+                f"controllers delegated to {user}: {' '.join(cg['delegatedControllers']) or 'none'}; "
+                "limits need cpu, memory and pids",
+                "add a user@.service drop-in with Delegate=cpu cpuset io memory pids (see docs/cgroups.md)",
+            )
+        problems.append(Problem(why, fix))
+
+    default_driver = "fuse-overlay" if fuse_ok else "overlay" if ovl_ok else "vfs"
+    return {
+        "version": __version__,
+        "host": {
+            "kernel": uname.release,
+            "arch": uname.machine,
+            "os": _os_release(),
+            "cpus": os.cpu_count(),
+            "user": {"name": user, "uid": uid, "gid": gid, **idmaps},
+            "rootless": uid != 0,
+            "userNamespaces": userns_ok,
+            "idmapHelpers": helpers,
+            "fuse": {"devFuseUsable": fuse_ok, "fusermount3": fusermount},
+            "kernelOverlayInUserns": {
+                "usable": ovl_ok,
+                **({"why": ovl_why} if ovl_why and not ovl_ok else {}),
+            },
+            "network": {"slirp4netns": slirp, "pasta": pasta, "devNetTunUsable": tun_ok},
+            "cgroups": cg,
+        },
+        "store": {
+            "graphRoot": paths.data_home(),
+            "runRoot": paths.runtime_dir(),
+            "graphDriverName": default_driver,
+        },
+        "problems": [{"what": p.what, "fix": p.fix, "fatal": p.fatal} for p in problems],
+    }
+
+
+def _read_int(path: str, default: int | None = None) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def _os_release() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (make test). Run as root on Debian 12.
+#   1. host setup (scripts/setup-host.sh: packages, device modes, test users, venv);
+#   2. ruff lint and format check;
+#   3. the root pass: tests marked `root` (e.g. the one-id fallback for a user without subids);
+#   4. the guest pass: cgroup v2 + systemd tests in a User-Mode Linux guest (tests/vm/), if present;
+#   5. the main pass as the unprivileged user `tester`: everything else;
+#   6. a leak check: no process of the test user and no FUSE mount may outlive the suite.
+# Extra arguments go to both pytest passes (e.g. -k pull, -x).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+VENV=/opt/rootless/venv
+SRC=/opt/rootless/src
+TEST_USER=${ROOTLESS_TEST_USER:-tester}
+
+"$HERE/scripts/setup-host.sh" || exit 1
+cd "$SRC" || exit 1
+failed=0
+
+echo "== ruff"
+"$VENV/bin/ruff" check --no-cache . && "$VENV/bin/ruff" format --no-cache --check . || failed=1
+
+echo "== root pass"
+"$VENV/bin/python" -m pytest -p no:cacheprovider -m root tests "$@"
+rc=$?; [ $rc = 0 ] || [ $rc = 5 ] || failed=1
+
+if [ -x tests/vm/run-guest-tests.sh ] && [ "${ROOTLESS_SKIP_GUEST:-0}" != 1 ]; then
+  echo "== guest pass (User-Mode Linux, systemd, cgroup v2)"
+  tests/vm/run-guest-tests.sh || failed=1
+fi
+
+before_pids=" $(pgrep -u "$TEST_USER" | tr '\n' ' ') "
+before_mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
+echo "== unprivileged pass (as $TEST_USER)"
+"$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider -m "not root" tests "$@"
+rc=$?; [ $rc = 0 ] || failed=1
+
+sleep 0.5
+leaks=$(pgrep -u "$TEST_USER" -a 2>/dev/null | while read -r pid rest; do
+  case "$before_pids" in *" $pid "*) ;; *) echo "$pid $rest" ;; esac; done)
+mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
+if [ -n "$leaks" ] || [ "$mounts" -gt "$before_mounts" ]; then
+  echo "LEAK CHECK FAILED: the suite left processes or FUSE mounts behind:"
+  [ -n "$leaks" ] && echo "$leaks"
+  grep -E ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts
+  failed=1
+fi
+exit $failed
