@@ -1,0 +1,174 @@
+"""``--network pasta``: the pasta helper (Debian package passt, 2023-03 on Debian 12) and its guard.
+
+Owns the pasta command line and the guard process that ties pasta's life to the exit fd.
+
+pasta vs slirp4netns: pasta copies the host's address, routes and MTU into the container (so the
+container sees the host's IP on an interface named like the host's), and it splices published ports
+with plain sockets, so the server in the container sees the client's real source address; with
+slirp4netns every published-port connection appears to come from 10.0.2.2 (its gateway).
+Connections from the container to its gateway address reach the host's loopback (pasta's default
+``map-gw``; ``--network pasta:--no-map-gw`` turns that off), so host.containers.internal is the gateway.
+DNS: pasta forwards queries sent to ``DNS_FORWARD`` (169.254.1.1) to the host's first resolver, so the
+container's resolv.conf points there (this also works when the host uses a 127.0.0.x stub resolver).
+
+Lifetime: pasta has no exit fd, and this version only quits by itself when a *bind-mounted* netns file
+is deleted, which an unprivileged process without a persistent netns cannot use. So pasta runs in the
+foreground (``-f``) as the child of a small guard (``python -m rootless.pasta``) that holds the read
+end of the exit fd: on EOF it terminates pasta and exits; pasta has PR_SET_PDEATHSIG=SIGKILL, so it
+also dies if the guard is killed. Readiness: pasta's ``--pid`` file is the write end of a pipe; pasta
+writes its pid there once it is configured and listening, and EOF without a pid means it failed.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+
+DNS_FORWARD = "169.254.1.1"
+_NOISE = ("Failed to send", "to syslog")
+
+
+def _forward_args(ports, user_args: list[str]) -> list[str]:
+    """-t/-u for the published ports; "none" for every direction the user did not configure (podman's
+    defaults; pasta's own default, "auto", would forward whatever happens to be bound)."""
+    args = []
+    for flag, long, proto in (
+        ("-t", "--tcp-ports", "tcp"),
+        ("-u", "--udp-ports", "udp"),
+        ("-T", "--tcp-ns", ""),
+        ("-U", "--udp-ns", ""),
+    ):
+        specs = [
+            f"{m.host_ip + '/' if m.host_ip else ''}{m.host_port}:{m.container_port}"
+            for m in ports
+            if m.protocol == proto
+        ]
+        for spec in specs:
+            args += [flag, spec]
+        if not specs and flag not in user_args and long not in user_args:
+            args += [flag, "none"]
+    return args
+
+
+def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, ports):
+    """Start pasta (through its guard) for the namespaces at the given paths; see rootless.slirp.start."""
+    import shutil
+
+    from rootless.netutil import NetworkError, close_quietly, host_gateway
+    from rootless.slirp import NetworkHandle, _kill_and_reap, _tail, missing_binary, wait_ready
+
+    binary = shutil.which("pasta")
+    if not binary:
+        raise missing_binary("pasta", "passt")
+    user_args = list(options.get("args", ()))
+    cmd = [binary, "-f", "--config-net"]
+    cmd += _forward_args(ports, user_args)
+    dns_forward = None
+    if "--dns-forward" not in user_args:
+        dns_forward = DNS_FORWARD
+        cmd += ["--dns-forward", DNS_FORWARD]
+    cmd += user_args
+    cmd += ["--netns", netns_path, "--userns", userns_path]
+    log_path = os.path.join(runtime_dir, "pasta.log")
+
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    cmd += ["-P", f"/proc/self/fd/{ready_w}"]
+    guard = [sys.executable, "-m", "rootless.pasta", str(exit_r), str(ready_w), *cmd]
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = None
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                guard,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(ready_w, exit_r),
+                start_new_session=True,
+                env=env,
+            )
+    except OSError as e:
+        for fd in (ready_r, ready_w, exit_r, exit_w):
+            close_quietly(fd)
+        raise NetworkError(f"cannot start pasta: {e.strerror or e}") from None
+    finally:
+        if proc is not None:
+            close_quietly(ready_w)
+            close_quietly(exit_r)
+    gateway = host_gateway()
+    no_map_gw = "--no-map-gw" in user_args
+    handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,
+                           host_ip=None if no_map_gw else gateway, log_path=log_path)  # fmt: skip
+    try:
+        data = wait_ready(ready_r, proc)
+        try:
+            handle.helper_pid = int((data or b"").strip())
+        except ValueError:
+            if proc.poll() is None:
+                why = "it did not become ready in time"
+            else:
+                why = _tail(log_path, _NOISE) or f"exit status {proc.returncode}"
+            raise NetworkError(f"pasta failed to start: {why}") from None
+    except BaseException:
+        handle.release()
+        _kill_and_reap(proc)
+        handle.proc = None
+        raise
+    finally:
+        close_quietly(ready_r)
+    return handle
+
+
+def _guard(argv: list[str]) -> int:
+    """The guard: ``EXIT_FD READY_FD PASTA_ARGV...``. Runs pasta; ends it when EXIT_FD reads EOF."""
+    from rootless import syscalls
+
+    exit_fd, ready_fd, cmd = int(argv[0]), int(argv[1]), argv[2:]
+    me = os.getpid()
+
+    def child_setup():
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != me:  # the guard died before prctl took effect
+            os._exit(1)
+
+    try:
+        pasta = subprocess.Popen(cmd, pass_fds=(ready_fd,), preexec_fn=child_setup)
+    except OSError as e:
+        print(f"cannot run {cmd[0]}: {e.strerror}", file=sys.stderr)
+        return 127
+    os.close(ready_fd)
+
+    def forward(signum, frame):
+        pasta.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    pidfd = os.pidfd_open(pasta.pid)
+    poller = select.poll()
+    poller.register(exit_fd, select.POLLIN | select.POLLHUP)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        fds = {fd for fd, _ in events}
+        if pidfd in fds:
+            return pasta.wait()
+        if exit_fd in fds:
+            pasta.terminate()
+            try:
+                pasta.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pasta.kill()
+                pasta.wait()
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_guard(sys.argv[1:]))
