@@ -1,0 +1,99 @@
+"""User namespaces that need root to set up: a user without subordinate ids (`tester-nosub`, run
+through runuser), and rootless itself running as root (the identity map, no helpers)."""
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rootless import userns
+
+pytestmark = pytest.mark.root
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOTLESS = shutil.which("rootless", path=os.path.dirname(sys.executable)) or "rootless"
+
+
+def as_user(user: str, *argv: str) -> subprocess.CompletedProcess:
+    pw = pwd.getpwnam(user)
+    env = [
+        f"HOME={pw.pw_dir}",
+        f"USER={user}",
+        f"LOGNAME={user}",
+        "SHELL=/bin/sh",
+        f"PATH={os.path.dirname(sys.executable)}:/usr/bin:/bin:/usr/sbin:/sbin",
+        f"PYTHONPATH={os.environ.get('PYTHONPATH') or REPO}",
+        "LANG=C.UTF-8",
+    ]
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "env", "-i", *env, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+
+
+def test_user_without_subordinate_ids_gets_one_id_and_the_warning():
+    pw = pwd.getpwnam("tester-nosub")
+    cp = as_user(
+        "tester-nosub", ROOTLESS, "unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map"
+    )
+    assert cp.returncode == 0, cp.stderr
+    rows = [line.split() for line in cp.stdout.splitlines()]
+    assert rows == [["0", str(pw.pw_uid), "1"], ["0", str(pw.pw_gid), "1"]]
+    lines = cp.stderr.splitlines()
+    assert len(lines) == 1, cp.stderr
+    assert lines[0].startswith(
+        "WARNING: no subordinate ids for tester-nosub in /etc/subuid and /etc/subgid:"
+    )
+    assert "some images will not work" in lines[0]
+    assert "sudo usermod --add-subuids" in lines[0]
+
+
+def test_user_without_subordinate_ids_is_root_inside():
+    cp = as_user("tester-nosub", ROOTLESS, "unshare", "sh", "-c", "id -u; cat /proc/self/setgroups")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "0\ndeny\n"
+
+
+def test_root_gets_the_identity_map_without_helpers(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.environ.get("PYTHONPATH") or REPO,
+        # no helper is needed (or used) as root
+        "ROOTLESS_NEWUIDMAP": str(tmp_path / "none"),
+        "ROOTLESS_NEWGIDMAP": str(tmp_path / "none"),
+    }
+    cp = subprocess.run(
+        [
+            ROOTLESS,
+            "unshare",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/user",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.splitlines()
+    assert [line.split() for line in lines[:2]] == [["0", "0", "4294967295"]] * 2
+    assert lines[2] != os.readlink("/proc/self/ns/user")  # a new namespace all the same
+    assert cp.stderr == ""
+
+
+def test_root_in_process_api_leaves_nothing_behind():
+    def child_uid_and_ns() -> int:
+        return (
+            0 if os.getuid() == 0 and open("/proc/self/setgroups").read().strip() == "allow" else 1
+        )
+
+    assert userns.run_in_userns(child_uid_and_ns) == 0
+    with open(f"/proc/self/task/{os.getpid()}/children") as f:
+        assert f.read().split() == []
