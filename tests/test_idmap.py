@@ -1,6 +1,7 @@
 """rootless.idmap: /etc/subuid parsing, podman's mapping, translation both ways, and the messages."""
 
 import logging
+import os
 
 import pytest
 
@@ -190,3 +191,29 @@ def test_range_too_small_message(tmp_path):
     with pytest.raises(idmap.UnmappedIdError) as e:
         m.to_host_uid(70000)
     assert str(e.value) == idmap.range_too_small_message("uid", 70000, m)
+
+
+def test_docs_quote_the_messages(tmp_path, caplog):
+    """docs/subuid.md shows each message exactly as rootless prints it (paths and numbers as in the doc)."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "subuid.md")).read()
+
+    def etc(text, path, real="/etc/subuid"):
+        return text.replace(path, real)
+
+    sub = write(tmp_path, "subuid", "tester:100000:65536\ntester:oops\n")
+    with caplog.at_level(logging.WARNING):
+        m = idmap.for_user("tester", 1001, sub, sub, gid=1001)
+    assert "WARNING: " + etc(caplog.records[0].getMessage(), sub) in doc
+    assert etc(idmap.range_too_small_message("uid", 70000, m), sub) in doc
+
+    bad = write(tmp_path, "bad", "tester:1000:65536\n")
+    with pytest.raises(IdMapError) as e:
+        idmap.for_user("tester", 1001, bad, sub, gid=1001)
+    assert "Error: " + etc(str(e.value), bad) in doc
+
+    empty = write(tmp_path, "empty", "")
+    single = idmap.for_user("tester", 1001, empty, empty, gid=1001, nsswitch=str(tmp_path / "none"))
+    reason = single.fallback_reason.replace(f"{empty} and {empty}", "/etc/subuid and /etc/subgid")
+    assert "WARNING: " + reason.replace("100000-165535", "165536-231071") in doc
+    ns = write(tmp_path, "ns", "subid: sss\n")
+    assert idmap.nsswitch_hint("tester", ns) in doc
