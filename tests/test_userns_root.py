@@ -2,10 +2,12 @@
 through runuser), and rootless itself running as root (the identity map, no helpers)."""
 
 import os
+import pathlib
 import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -97,3 +99,52 @@ def test_root_in_process_api_leaves_nothing_behind():
     assert userns.run_in_userns(child_uid_and_ns) == 0
     with open(f"/proc/self/task/{os.getpid()}/children") as f:
         assert f.read().split() == []
+
+
+@pytest.fixture
+def shared_dir():
+    """A root-owned 0755 directory the test users can reach (pytest's root tmp dirs are 0700)."""
+    d = tempfile.mkdtemp(prefix="rootless-test-")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d)
+
+
+def test_fd_form_is_used_when_the_helper_supports_it(shared_dir):
+    """shadow >= 4.14 takes `fd:N` (an fd of /proc/PID) instead of a PID. This host's 4.13 does not,
+    so a root-owned wrapper that advertises the form checks what it gets, then calls the real helper."""
+    tmp_path = shared_dir
+    log = tmp_path / "log"
+    log.write_text("")
+    log.chmod(0o666)
+    wrappers = {}
+    for name in ("newuidmap", "newgidmap"):
+        w = tmp_path / name
+        w.write_text(
+            "#!/bin/sh\n"
+            "# usage: newuidmap [<pid>|fd:<pidfd>] <uid> <loweruid> <count>\n"
+            'case "$1" in fd:*) ;; *) echo "no fd form: $1" >&2; exit 1;; esac\n'
+            'dir=$(readlink "/proc/self/fd/${1#fd:}")\n'
+            f'echo "{name} $1 $dir" >> {log}\n'
+            "shift\n"
+            f'exec /usr/bin/{name} "${{dir#/proc/}}" "$@"\n'
+        )
+        os.chown(w, 0, 0)
+        w.chmod(0o4755)  # passes rootless's setuid check; the kernel ignores it on scripts
+        wrappers[name] = str(w)
+    cp = as_user(
+        "tester",
+        f"ROOTLESS_NEWUIDMAP={wrappers['newuidmap']}",
+        f"ROOTLESS_NEWGIDMAP={wrappers['newgidmap']}",
+        ROOTLESS,
+        "unshare",
+        "cat",
+        "/proc/self/uid_map",
+    )
+    assert cp.returncode == 0, cp.stderr
+    assert [line.split()[:2] for line in cp.stdout.splitlines()] == [["0", "1001"], ["1", "100000"]]
+    calls = log.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["newuidmap", "newgidmap"]
+    for c in calls:
+        _, target, procdir = c.split()
+        assert target.startswith("fd:") and procdir.startswith("/proc/")
