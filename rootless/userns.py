@@ -27,6 +27,7 @@ paths. See docs/subuid.md for every message printed from here.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -101,7 +102,7 @@ def find_helper(name: str) -> str:
     """The path of newuidmap/newgidmap, checked to be able to work (setuid root or file caps)."""
     override = os.environ.get("ROOTLESS_" + name.upper())
     if override:
-        path = override if os.path.exists(override) else None
+        path = override if os.path.lexists(override) else None
         where = f" at {override} (ROOTLESS_{name.upper()})"
     else:
         search = os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin:/bin:/sbin"
@@ -112,7 +113,12 @@ def find_helper(name: str) -> str:
             f"{name} not found{where}, and your subordinate ids need it; install the uidmap package: "
             "sudo apt-get install uidmap"
         )
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise IdMapError(
+            f"cannot use {path}: {e.strerror}; reinstall the uidmap package: sudo apt-get install --reinstall uidmap"
+        ) from None
     setuid_root = bool(st.st_mode & stat.S_ISUID) and st.st_uid == 0
     try:
         has_caps = bool(os.getxattr(path, "security.capability"))
@@ -352,6 +358,13 @@ def fork_userns(
     """
     if idmap is None:
         idmap = for_user()
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        logging.getLogger("rootless.userns").debug(
+            "fork_userns with %d threads running: the child must only do async-signal-safe work "
+            "(see rootless/userns.py)",
+            threading.active_count(),
+        )
     plan = _plan(idmap)  # raises before forking for a missing or unusable helper
     if plan[0] == "single":
         warn_single(idmap)
