@@ -1,0 +1,472 @@
+"""Image verbs: pull, images, rmi, tag, load, save, login, logout and the `image` group."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+
+import click
+
+from rootless.errors import ImageError
+
+
+def _tls(value: bool | None) -> bool | None:
+    return value
+
+
+tls_option = click.option(
+    "--tls-verify/--no-tls-verify",
+    "tls_verify",
+    default=None,
+    help="Require HTTPS and verify certificates (default: from registries.conf).",
+)
+
+
+def _parse_bool_flag(args: list[str]) -> list[str]:
+    return args
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("image")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to pull from a multi-arch image.")
+@click.option("--arch", default=None, help="Architecture to pull (same as --platform linux/ARCH).")
+@click.option(
+    "--tls-verify",
+    "tls_verify",
+    default=None,
+    type=click.BOOL,
+    help="Require HTTPS and verify certificates.",
+)
+def pull(image, quiet, platform, arch, tls_verify):
+    """Pull an image from a registry."""
+    from rootless.image.pull import pull_image
+
+    if arch and not platform:
+        platform = f"linux/{arch}"
+    rec = pull_image(image, quiet=quiet, tls_verify=tls_verify, platform=platform)
+    click.echo(rec.id)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "unknown"
+    d = _dt.datetime.now(_dt.UTC).timestamp() - ts
+    for secs, unit in (
+        (365 * 86400, "year"),
+        (30 * 86400, "month"),
+        (7 * 86400, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+    ):
+        if d >= secs:
+            n = int(d // secs)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if d >= 1 else "Less than a second ago"
+
+
+def _created_ts(created: str) -> float | None:
+    if not created:
+        return None
+    s = created.replace("Z", "+00:00")
+    if "." in s:  # trim nanoseconds for fromisoformat
+        head, _, rest = s.partition(".")
+        frac = "".join(c for c in rest if c.isdigit())[:6]
+        tz = rest[len("".join(c for c in rest if c.isdigit())) :]
+        s = f"{head}.{frac}{tz}"
+    try:
+        return _dt.datetime.fromisoformat(s).timestamp()
+    except ValueError:
+        return None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{n} B"
+        n /= 1000
+    return f"{n:.3g} GB"
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, "<none>"
+
+
+def _rows(recs, no_trunc: bool):
+    for rec in recs:
+        names = rec.names or ["<none>:<none>"]
+        for n in names:
+            repo, tag = _split_name(n) if n != "<none>:<none>" else ("<none>", "<none>")
+            yield {
+                "Repository": repo,
+                "Tag": tag,
+                "ID": rec.id if no_trunc else rec.id[:12],
+                "Id": rec.id,
+                "Digest": rec.digest,
+                "Created": _ago(_created_ts(rec.created)),
+                "CreatedAt": rec.created,
+                "Size": _size(rec.size),
+                "Names": rec.names,
+            }
+
+
+def _image_json(rec) -> dict:
+    return {
+        "Id": rec.id,
+        "ParentId": "",
+        "RepoTags": rec.names,
+        "RepoDigests": rec.repo_digests,
+        "Size": rec.size,
+        "Created": int(_created_ts(rec.created) or 0),
+        "CreatedAt": rec.created,
+        "Names": rec.names,
+        "Digest": rec.digest,
+        "Containers": 0,
+    }
+
+
+def render_template(fmt: str, obj) -> str:
+    """A small subset of Go templates: {{.A.B}}, {{json .A}}, {{.}} and literal text; \\t, \\n."""
+    import re
+
+    fmt = fmt.removeprefix("table ").replace("\\t", "\t").replace("\\n", "\n")
+
+    def value(expr: str):
+        expr = expr.strip()
+        as_json = False
+        if expr.startswith("json "):
+            as_json, expr = True, expr[5:].strip()
+        cur = obj
+        if expr != ".":
+            for part in expr.lstrip(".").split("."):
+                if isinstance(cur, dict):
+                    if part in cur:
+                        cur = cur[part]
+                    else:
+                        low = {k.lower(): k for k in cur}
+                        if part.lower() not in low:
+                            raise ImageError(f"template: no field {part!r} (in {expr!r})")
+                        cur = cur[low[part.lower()]]
+                else:
+                    raise ImageError(f"template: cannot take {part!r} of a {type(cur).__name__}")
+        if as_json:
+            return json.dumps(cur)
+        if isinstance(cur, list):
+            return "[" + " ".join(str(x) for x in cur) + "]"
+        if isinstance(cur, dict):
+            return "map[" + " ".join(f"{k}:{v}" for k, v in cur.items()) + "]"
+        if cur is None:
+            return "<no value>"
+        return str(cur)
+
+    return re.sub(r"\{\{(.*?)\}\}", lambda m: value(m.group(1)), fmt)
+
+
+@click.command(name="images")
+@click.argument("image", required=False)
+@click.option("-q", "--quiet", is_flag=True, help="Print only image ids.")
+@click.option(
+    "--format", "fmt", default=None, help="json, or a Go-style template such as {{.Repository}}."
+)
+@click.option("--no-trunc", is_flag=True, help="Do not truncate ids.")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Show all images (no intermediate images exist)."
+)
+@click.option("-n", "--noheading", is_flag=True, help="Do not print the header row.")
+def images(image, quiet, fmt, no_trunc, all_, noheading):
+    """List images in local storage."""
+    from rootless.image.store import Store
+
+    store = Store.open()
+    recs = store.images()
+    if image:
+        hit = store.lookup_image(image)
+        recs = [hit] if hit else []
+    if quiet:
+        seen = []
+        for r in recs:
+            if r.id not in seen:
+                seen.append(r.id)
+                click.echo(r.id if no_trunc else r.id[:12])
+        return
+    if fmt == "json":
+        click.echo(json.dumps([_image_json(r) for r in recs], indent=4))
+        return
+    rows = list(_rows(recs, no_trunc))
+    if fmt:
+        for row in rows:
+            click.echo(render_template(fmt, row))
+        return
+    cols = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    keys = ["Repository", "Tag", "ID", "Created", "Size"]
+    table = [] if noheading else [cols]
+    table += [[row[k] for k in keys] for row in rows]
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
+    for r in table:
+        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+
+
+def _remove(store, names, force: bool, all_: bool) -> int:
+    from rootless.image import reference
+
+    errors = 0
+    if all_:
+        names = [r.id for r in store.images()]
+    if not names:
+        raise click.UsageError("rmi needs at least one image (or --all)")
+    for name in names:
+        try:
+            rec = store.require(name)
+            by_id = reference.looks_like_id_prefix(
+                name.removeprefix("sha256:")
+            ) and rec.id.startswith(name.removeprefix("sha256:"))
+            if not by_id:
+                full = _full_name(rec, name)
+                if full and len(rec.names) > 1:
+                    users = store.image_in_use_check(rec.id)
+                    store.remove_name(rec.id, full)
+                    click.echo(f"Untagged: {full}")
+                    continue
+                if full:
+                    click.echo(f"Untagged: {full}")
+            elif len(rec.names) > 1 and not force:
+                raise ImageError(
+                    f"image {rec.id[:12]} has {len(rec.names)} names; remove them by name or use -f"
+                )
+            users = store.image_in_use_check(rec.id)
+            if users and not force:
+                raise ImageError(
+                    f"image {rec.id[:12]} is in use by container {', '.join(users)}; remove the container first or use -f"
+                )
+            store.remove_image(rec.id, force=True)
+            click.echo(f"Deleted: {rec.id}")
+        except ImageError as e:
+            errors += 1
+            click.echo(f"Error: {e}", err=True)
+    return errors
+
+
+def _full_name(rec, name: str) -> str | None:
+    from rootless.image import reference
+    from rootless.image.store import _match_name
+
+    try:
+        ref = reference.parse(name)
+    except ImageError:
+        return None
+    tag = ref.tag or "latest"
+    if not ref.is_short:
+        full = f"{ref.name}:{tag}"
+        return full if full in rec.names else None
+    for n in rec.names:
+        if _match_name([rec], reference.parse(n)) and (
+            n.endswith(f"/{ref.path}:{tag}") or n == f"{ref.path}:{tag}"
+        ):
+            return n
+    return None
+
+
+@click.command()
+@click.argument("images", nargs=-1)
+@click.option("-f", "--force", is_flag=True, help="Remove even if containers use it.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all images.")
+def rmi(images, force, all_):
+    """Remove one or more images."""
+    from rootless.image.store import Store
+
+    if _remove(Store.open(), list(images), force, all_):
+        sys.exit(1 if len(images) == 1 else 2)
+
+
+@click.command()
+@click.argument("source")
+@click.argument("targets", nargs=-1, required=True)
+def tag(source, targets):
+    """Add names to a local image."""
+    from rootless.image import reference
+    from rootless.image.store import Store
+
+    store = Store.open()
+    rec = store.require(source)
+    for t in targets:
+        r = reference.parse(t)
+        if r.digest:
+            raise ImageError(f"{t}: a tag cannot contain a digest")
+        if r.is_short:
+            r = reference.Reference("localhost", r.path, r.tag)
+        store.add_name(rec.id, str(r.defaulted()))
+
+
+@click.command()
+@click.option(
+    "-i", "--input", "input_", default=None, help="Read the archive from this file (default stdin)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def load(input_, quiet):
+    """Load an image from a docker-archive or oci-archive."""
+    from rootless.image import archive
+
+    if input_ is None and sys.stdin.isatty():
+        raise ImageError("no archive to load: give -i FILE or pipe one into stdin")
+    names = archive.load(input_ if input_ else sys.stdin.buffer, quiet=quiet)
+    for n in names:
+        click.echo(f"Loaded image: {n}")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Write to this file (default stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    default="docker-archive",
+    type=click.Choice(["docker-archive", "oci-archive"]),
+    help="Archive format.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+def save(images, output, fmt, quiet):
+    """Save images to a docker-archive or oci-archive."""
+    from rootless.image import archive
+
+    if output is None and sys.stdout.isatty():
+        raise ImageError(
+            "refusing to write an archive to a terminal: use -o FILE or redirect stdout"
+        )
+    archive.save(list(images), output if output else sys.stdout.buffer, fmt=fmt)
+
+
+@click.command()
+@click.argument("registry")
+@click.option("-u", "--username", default=None)
+@click.option("-p", "--password", default=None)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--tls-verify", "tls_verify", default=None, type=click.BOOL)
+@click.option("--get-login", is_flag=True, help="Print the stored username for the registry.")
+def login(registry, username, password, password_stdin, tls_verify, get_login):
+    """Log in to a registry (stores credentials in containers-auth.json)."""
+    import trio
+
+    from rootless.image import auth, distribution, registries_conf
+
+    key = _registry_key(registry)
+    if get_login:
+        c = auth.credentials(key.split("/")[0], None)
+        if not c:
+            raise ImageError(f"not logged in to {key}")
+        click.echo(c[0])
+        return
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not username:
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    insecure = registries_conf.load().insecure_for(key.split("/")[0]) or tls_verify is False
+    path = auth.write_path()
+
+    # try the credentials first: store them in a temp auth view
+    async def check():
+        client = distribution.RegistryClient(
+            key.split("/")[0], insecure=insecure, tls_verify=tls_verify
+        )
+        client._creds_cache[""] = (username, password)
+        try:
+            await client.check_login()
+        finally:
+            await client.aclose()
+
+    trio.run(check)
+    auth.store(key, username, password)
+    del path
+    click.echo("Login Succeeded!")
+
+
+def _registry_key(registry: str) -> str:
+    r = registry
+    for scheme in ("https://", "http://"):
+        r = r.removeprefix(scheme)
+    r = r.rstrip("/")
+    if r in ("index.docker.io", "registry-1.docker.io"):
+        r = "docker.io"
+    return r
+
+
+@click.command()
+@click.argument("registry", required=False)
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove credentials for every registry.")
+def logout(registry, all_):
+    """Log out of a registry."""
+    from rootless.image import auth
+
+    if all_:
+        auth.remove(None)
+        click.echo("Removed login credentials for all registries")
+        return
+    if not registry:
+        raise click.UsageError("logout needs a registry (or --all)")
+    key = _registry_key(registry)
+    if not auth.remove(key):
+        raise ImageError(f"not logged in to {key}")
+    click.echo(f"Removed login credentials for {key}")
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove every image no container uses.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def prune(all_, force):
+    """Remove dangling (unnamed) images, or all unused ones with -a."""
+    from rootless.image.store import Store
+
+    store = Store.open()
+    for rec in store.images():
+        if (all_ or not rec.names) and not store.image_in_use_check(rec.id):
+            store.remove_image(rec.id)
+            click.echo(rec.id)
+    store.gc()
+
+
+@click.command()
+@click.argument("image")
+def exists(image):
+    """Exit 0 if the image is in local storage, 1 if not."""
+    from rootless.image.store import Store
+
+    sys.exit(0 if Store.open().lookup_image(image) else 1)
+
+
+@click.group()
+def image():
+    """Manage images."""
+
+
+def _inspect_images(names, fmt):
+    from rootless.commands.inspect import inspect_cmd_impl
+
+    return inspect_cmd_impl(names, fmt, "image")
+
+
+@click.command(name="inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", default=None)
+def image_inspect(names, fmt):
+    """Display details of images."""
+    _inspect_images(names, fmt)
+
+
+image.add_command(pull)
+image.add_command(images, "ls")
+image.add_command(images, "list")
+image.add_command(rmi, "rm")
+image.add_command(tag)
+image.add_command(load)
+image.add_command(save)
+image.add_command(prune)
+image.add_command(exists)
+image.add_command(image_inspect)

@@ -1,0 +1,514 @@
+"""Safe layer extraction into the store, run as root inside the user's user namespace.
+
+`extract(blob_path, dest_dir, diff_id)` decompresses (gzip, zstd or none, by magic bytes) and
+untars one layer into `dest_dir`, checking the uncompressed sha256 against `diff_id`. Every path is
+resolved component by component from the layer root with O_NOFOLLOW (openat-style), so no entry can
+leave the layer: `..`, absolute names, writes through a symlink an earlier entry planted, and hard
+links to anything outside are refused. Modes, owners (mapped by the user namespace), times, xattrs
+and hard links are kept; device nodes are skipped with one warning. Whiteouts (`.wh.NAME`) become
+0/0 character devices and opaque markers (`.wh..wh..opq`) the xattr `user.overlay.opaque=y`, which
+kernel overlayfs (userxattr) and rootless's FUSE overlay both read.
+
+This module runs in a forked child with no threads and no trio: plain os calls only. The parent
+starts it as `python -m rootless.image.layer extract|rm ...` (see `helper_argv`), which enters the
+user namespace with rootless.userns.run_in_userns. Errors go to stderr as one line `error: ...`,
+warnings as `warning: ...`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import sys
+import tarfile
+import zlib
+
+CHUNK = 1 << 20
+OPAQUE_XATTR = "user.overlay.opaque"
+WH_PREFIX = ".wh."
+WH_OPAQUE = ".wh..wh..opq"
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LayerError(Exception):
+    """A layer that cannot be stored (hostile or broken); the message is one line for the user."""
+
+
+class IdRangeError(Exception):
+    def __init__(self, kind: str, ident: int, name: str):
+        super().__init__(f"{kind} {ident} of {name} is outside the mapped range")
+        self.kind, self.ident, self.name = kind, ident, name
+
+
+# --- decompression ------------------------------------------------------------------------------
+class _Hashing:
+    """A read()-able stream that hashes what passes through and counts it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.raw.read(n if n is not None and n >= 0 else CHUNK)
+        self.h.update(b)
+        self.n += len(b)
+        return b
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+class _Zlib:
+    """gzip (multi-member) decompression with large reads."""
+
+    def __init__(self, f):
+        self.f = f
+        self.d = zlib.decompressobj(47)
+        self.pending = b""
+        self.buf = bytearray()
+        self.eof = False
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n and not self.eof:
+            data = self.d.unconsumed_tail or self.pending or self.f.read(CHUNK)
+            self.pending = b""
+            if not data:
+                if not self.d.eof and self._started:
+                    raise LayerError("the layer's gzip stream is truncated")
+                self.eof = True
+                break
+            self._started = True
+            self.buf += self.d.decompress(data, max(n, CHUNK))
+            if self.d.eof:
+                rest = self.d.unused_data
+                self.d = zlib.decompressobj(47)
+                self._started = False
+                if rest.strip(b"\0"):
+                    self.pending = rest
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    _started = False
+
+
+def open_decompressed(f):
+    head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+    if head[:2] == b"\x1f\x8b":
+        return _Zlib(f)
+    if head == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(
+            f, read_size=CHUNK, read_across_frames=True
+        )
+    return f
+
+
+# --- path resolution -----------------------------------------------------------------------------
+def _split(name: str, what: str = "entry") -> list[str]:
+    """Components of a tar name, refusing absolute names and `..`."""
+    if name.startswith("/"):
+        raise LayerError(f"layer {what} {name!r} is an absolute path; refusing the layer")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LayerError(f"layer {what} {name!r} contains '..'; refusing the layer")
+    return parts
+
+
+class _Tree:
+    """Directory fds below the layer root, resolved without following any symlink."""
+
+    def __init__(self, root_fd: int):
+        self.root = root_fd
+        self.cache: dict[tuple[str, ...], int] = {}
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+
+    def invalidate(self, parts: list[str]) -> None:
+        """Forget cached fds at or below `parts` (it was just removed or replaced)."""
+        key = tuple(parts)
+        for k in [k for k in self.cache if k[: len(key)] == key]:
+            os.close(self.cache.pop(k))
+
+    def dir(self, parts: list[str], *, create: bool, name: str) -> int:
+        key = tuple(parts)
+        if not key:
+            return self.root
+        fd = self.cache.get(key)
+        if fd is not None:
+            return fd
+        parent = self.dir(parts[:-1], create=create, name=name)
+        comp = parts[-1]
+        try:
+            fd = os.open(comp, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise LayerError(
+                    f"layer entry {name!r} refers to {'/'.join(parts)!r}, which is not in the layer"
+                ) from None
+            os.mkdir(comp, 0o755, dir_fd=parent)
+            fd = os.open(comp, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise LayerError(
+                    f"layer entry {name!r} goes through {'/'.join(parts)!r}, which is a symlink or not a directory; refusing the layer"
+                ) from None
+            raise
+        if len(self.cache) > 256:
+            self.close()
+        self.cache[key] = fd
+        return fd
+
+
+def _remove(parent: int, name: str) -> None:
+    """Remove whatever `name` is in dir fd `parent` (a tree if it is a directory)."""
+    try:
+        os.unlink(name, dir_fd=parent)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        _rmtree_at(parent, name)
+    except PermissionError:
+        # EPERM from unlink on a directory on some filesystems
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise
+        _rmtree_at(parent, name)
+
+
+def _rmtree_at(parent: int, name: str) -> None:
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                _rmtree_at(fd, entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def rmtree(path: str) -> None:
+    """Remove a tree without following symlinks (run inside the user namespace for mapped owners)."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    pfd = os.open(parent, _DIR_FLAGS)
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _rmtree_at(pfd, name)
+        else:
+            os.unlink(name, dir_fd=pfd)
+    finally:
+        os.close(pfd)
+
+
+# --- extraction ----------------------------------------------------------------------------------
+class _Extractor:
+    def __init__(self, root_fd: int):
+        self.tree = _Tree(root_fd)
+        self.dir_times: list[tuple[list[str], int]] = []
+        self.devices_skipped = 0
+        self.xattrs_skipped = 0
+
+    def _chown(
+        self,
+        name: str,
+        uid: int,
+        gid: int,
+        *,
+        fd: int | None = None,
+        parent: int | None = None,
+        path: str,
+    ) -> None:
+        try:
+            if fd is not None:
+                os.fchown(fd, uid, gid)
+            else:
+                os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                kind, ident = ("uid", uid) if not _id_ok(uid) else ("gid", gid)
+                raise IdRangeError(kind, ident, path) from None
+            raise
+
+    def _xattrs(self, fd: int, ti: tarfile.TarInfo) -> None:
+        for key, val in ti.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            xname = key[len("SCHILY.xattr.") :]
+            if xname.startswith(("user.overlay.", "trusted.")):
+                self.xattrs_skipped += 1
+                continue
+            raw = val.encode("utf-8", "surrogateescape") if isinstance(val, str) else val
+            try:
+                os.setxattr(fd, xname, raw)
+            except OSError:
+                self.xattrs_skipped += 1
+
+    def entry(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
+        parts = _split(ti.name)
+        mtime = int(ti.mtime)
+        times = (mtime * 10**9, mtime * 10**9)
+        if not parts:  # the layer root itself
+            if ti.isdir():
+                self._chown("", ti.uid, ti.gid, fd=self.tree.root, path="/")
+                os.fchmod(self.tree.root, stat.S_IMODE(ti.mode))
+                self._xattrs(self.tree.root, ti)
+                self.dir_times.append(([], mtime))
+            return
+        base = parts[-1]
+        dirparts = parts[:-1]
+        if base.startswith(WH_PREFIX):
+            parent = self.tree.dir(dirparts, create=True, name=ti.name)
+            if base == WH_OPAQUE:
+                os.setxattr(parent, OPAQUE_XATTR, b"y")
+                return
+            target = base[len(WH_PREFIX) :]
+            if not target or target in (".", ".."):
+                raise LayerError(
+                    f"layer entry {ti.name!r} is a malformed whiteout; refusing the layer"
+                )
+            _remove(parent, target)
+            self.tree.invalidate([*dirparts, target])
+            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+            return
+        parent = self.tree.dir(dirparts, create=True, name=ti.name)
+        if ti.isdir():
+            try:
+                os.mkdir(base, 0o700, dir_fd=parent)
+            except FileExistsError:
+                st = os.stat(base, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    _remove(parent, base)
+                    self.tree.invalidate(parts)
+                    os.mkdir(base, 0o700, dir_fd=parent)
+            fd = os.open(base, _DIR_FLAGS, dir_fd=parent)
+            try:
+                self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
+                os.fchmod(fd, stat.S_IMODE(ti.mode))
+                self._xattrs(fd, ti)
+            finally:
+                os.close(fd)
+            self.dir_times.append((parts, mtime))
+            return
+        if ti.ischr() or ti.isblk():
+            self.devices_skipped += 1
+            return
+        if ti.isreg():
+            fd = self._create(
+                parent,
+                base,
+                lambda: os.open(
+                    base,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=parent,
+                ),
+                parts,
+            )
+            try:
+                src = tf.extractfile(ti)
+                left = ti.size
+                while left > 0:
+                    b = src.read(min(CHUNK, left))
+                    if not b:
+                        raise LayerError(f"layer entry {ti.name!r} is truncated")
+                    left -= len(b)
+                    mv = memoryview(b)
+                    while mv:
+                        mv = mv[os.write(fd, mv) :]
+                self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
+                os.fchmod(fd, stat.S_IMODE(ti.mode))
+                self._xattrs(fd, ti)
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
+            return
+        if ti.issym():
+            self._create(parent, base, lambda: os.symlink(ti.linkname, base, dir_fd=parent), parts)
+            self._chown(base, ti.uid, ti.gid, parent=parent, path=ti.name)
+            os.utime(base, ns=times, dir_fd=parent, follow_symlinks=False)
+            return
+        if ti.islnk():
+            tparts = _split(ti.linkname, "hard link target")
+            if not tparts:
+                raise LayerError(
+                    f"layer hard link {ti.name!r} points at the layer root; refusing the layer"
+                )
+            tparent = self.tree.dir(tparts[:-1], create=False, name=ti.name)
+            try:
+                os.stat(tparts[-1], dir_fd=tparent, follow_symlinks=False)
+            except FileNotFoundError:
+                raise LayerError(
+                    f"layer hard link {ti.name!r} -> {ti.linkname!r} points outside the layer or at nothing; refusing the layer"
+                ) from None
+            if tparts == parts:
+                return
+            self._create(
+                parent,
+                base,
+                lambda: os.link(
+                    tparts[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False
+                ),
+                parts,
+            )
+            return
+        if ti.isfifo():
+            self._create(parent, base, lambda: os.mkfifo(base, 0o600, dir_fd=parent), parts)
+            fd = os.open(
+                base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+            )
+            try:
+                self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
+                os.fchmod(fd, stat.S_IMODE(ti.mode))
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
+            return
+        # unknown types (e.g. GNU volume headers) are ignored, as docker does
+
+    def _create(self, parent: int, base: str, make, parts: list[str]):
+        try:
+            return make()
+        except FileExistsError:
+            _remove(parent, base)
+            self.tree.invalidate(parts)
+            return make()
+
+    def finish(self) -> None:
+        # directory times last (creating children changes them), deepest first
+        for parts, mtime in sorted(self.dir_times, key=lambda x: -len(x[0])):
+            ns = (mtime * 10**9, mtime * 10**9)
+            try:
+                if not parts:
+                    os.utime(self.tree.root, ns=ns)
+                    continue
+                parent = self.tree.dir(parts[:-1], create=False, name="/".join(parts))
+                os.utime(parts[-1], ns=ns, dir_fd=parent, follow_symlinks=False)
+            except (OSError, LayerError):
+                pass
+        self.tree.close()
+
+
+def _id_ok(ident: int) -> bool:
+    """Whether `ident` is mapped in this user namespace (read from /proc/self/uid_map)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            for line in f:
+                inside, _, count = (int(x) for x in line.split())
+                if inside <= ident < inside + count:
+                    return True
+    except OSError:
+        return True
+    return False
+
+
+def extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
+    """Extract one layer blob into the existing empty directory `dest`. Returns counters."""
+    with open(blob_path, "rb", buffering=CHUNK) as raw:
+        stream = _Hashing(open_decompressed(raw))
+        root_fd = os.open(dest, _DIR_FLAGS)
+        ex = _Extractor(root_fd)
+        try:
+            try:
+                with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tf:
+                    for ti in tf:
+                        ex.entry(tf, ti)
+            except tarfile.TarError as e:
+                raise LayerError(f"the layer is not a valid tar archive: {e}") from None
+            except (zlib.error, EOFError) as e:
+                raise LayerError(f"the layer cannot be decompressed: {e}") from None
+            stream.drain()
+            ex.finish()
+        finally:
+            ex.tree.close()
+            os.close(root_fd)
+    got = "sha256:" + stream.h.hexdigest()
+    if diff_id and got != diff_id:
+        raise LayerError(
+            f"layer content has digest {got}, but the image config says {diff_id}; refusing the layer"
+        )
+    return {
+        "devices_skipped": ex.devices_skipped,
+        "xattrs_skipped": ex.xattrs_skipped,
+        "size": stream.n,
+    }
+
+
+# --- the helper process --------------------------------------------------------------------------
+def helper_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rootless.image.layer", *args]
+
+
+def _child_extract(blob: str, dest: str, diff_id: str) -> int:
+    try:
+        stats = extract(blob, dest, diff_id or None)
+    except LayerError as e:
+        os.write(2, f"error: {e}\n".encode())
+        return 2
+    except IdRangeError as e:
+        try:
+            from rootless import idmap
+
+            msg = idmap.range_too_small_message(e.kind, e.ident, idmap.for_user())
+        except Exception:  # noqa: BLE001 - the message must still reach the user
+            msg = f"{e.kind} {e.ident} is outside your subordinate id range: see docs/subuid.md"
+        os.write(2, f"error: {e.name}: {msg}\n".encode())
+        return 3
+    except OSError as e:
+        os.write(2, f"error: extracting the layer failed: {e}\n".encode())
+        return 4
+    if stats["devices_skipped"]:
+        n = stats["devices_skipped"]
+        os.write(
+            2,
+            f"warning: skipped {n} device node{'s' if n > 1 else ''} (they cannot be created rootless)\n".encode(),
+        )
+    os.write(1, f"{stats['size']}\n".encode())
+    return 0
+
+
+def _child_rm(*paths: str) -> int:
+    rc = 0
+    for p in paths:
+        try:
+            rmtree(p)
+        except OSError as e:
+            os.write(2, f"error: cannot remove {p}: {e}\n".encode())
+            rc = 1
+    return rc
+
+
+def main(argv: list[str]) -> int:
+    from rootless import userns
+
+    if not argv:
+        return 64
+    cmd, args = argv[0], argv[1:]
+    fn = {"extract": _child_extract, "rm": _child_rm}.get(cmd)
+    if fn is None:
+        return 64
+    sys.stdout.flush()
+    try:
+        return userns.run_in_userns(fn, *args)
+    except Exception as e:  # noqa: BLE001 - one line for the parent to relay
+        os.write(2, f"error: {e}\n".encode())
+        return 5
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

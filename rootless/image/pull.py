@@ -1,0 +1,402 @@
+"""Pulling: resolve a reference, fetch manifest, config and layers, extract, record the image.
+
+`ensure_image(ref)` returns the local image or pulls it; `pull_image(ref)` always asks the registry.
+Both are synchronous (they run trio themselves); call them before any trio.run of your own.
+Layers download concurrently (bounded), each verified while it streams; a blob already stored is
+never downloaded again and a layer already extracted is never extracted again. Each layer is
+extracted by a helper process inside the user namespace (rootless.image.layer) as soon as its
+blob is complete, overlapping the other downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as _platform
+import sys
+import time
+
+from rootless.errors import ImageError, RootlessError
+from rootless.image import distribution as dist
+from rootless.image import reference, registries_conf
+from rootless.image.progress import Progress
+from rootless.image.store import ImageRecord, Store, _helper_error
+
+DOWNLOADS = 6
+SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+LAYER_TYPES_FOREIGN = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",)
+
+
+def host_platform() -> tuple[str, str, str | None]:
+    m = _platform.machine()
+    return {
+        "x86_64": ("linux", "amd64", None),
+        "aarch64": ("linux", "arm64", "v8"),
+        "armv7l": ("linux", "arm", "v7"),
+        "armv6l": ("linux", "arm", "v6"),
+        "ppc64le": ("linux", "ppc64le", None),
+        "s390x": ("linux", "s390x", None),
+        "riscv64": ("linux", "riscv64", None),
+        "i686": ("linux", "386", None),
+    }.get(m, ("linux", m, None))
+
+
+def parse_platform(s: str | None) -> tuple[str, str, str | None]:
+    if not s:
+        return host_platform()
+    parts = s.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ImageError(f"invalid --platform {s!r}: use OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def choose_platform(index: dict, want: tuple[str, str, str | None], name: str) -> dict:
+    os_, arch, variant = want
+    cands = []
+    for m in index.get("manifests") or []:
+        p = m.get("platform") or {}
+        if p.get("os") != os_ or p.get("architecture") != arch:
+            continue
+        v = p.get("variant")
+        if variant and v and v != variant:
+            continue
+        if variant and not v and not (arch == "arm64" and variant == "v8"):
+            continue
+        cands.append(m)
+    if not cands:
+        have = sorted(
+            "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+            for p in (m.get("platform") or {} for m in index.get("manifests") or [])
+        )
+        wanted = "/".join(x for x in want if x)
+        raise ImageError(
+            f"{name} has no image for {wanted} (it has {', '.join(have) or 'none'}); use --platform"
+        )
+    # prefer an exact variant match
+    for m in cands:
+        if (m.get("platform") or {}).get("variant") == variant:
+            return m
+    return cands[0]
+
+
+def ensure_image(ref: str, *, quiet: bool = False, tls_verify: bool | None = None) -> ImageRecord:
+    """The local image for `ref`, pulling it first if it is not in the store."""
+    store = Store.open()
+    rec = store.lookup_image(ref)
+    if rec is not None:
+        return rec
+    return pull_image(ref, quiet=quiet, tls_verify=tls_verify, store=store)
+
+
+def pull_image(
+    ref: str,
+    *,
+    quiet: bool = False,
+    tls_verify: bool | None = None,
+    platform: str | None = None,
+    store: Store | None = None,
+) -> ImageRecord:
+    import trio
+
+    store = store or Store.open()
+    want = parse_platform(platform)
+    progress = Progress(quiet=quiet)
+    try:
+        return trio.run(_pull, store, ref, tls_verify, want, progress)
+    finally:
+        progress.close()
+
+
+async def _pull(store: Store, ref_str: str, tls_verify, want, progress: Progress) -> ImageRecord:
+    ref = reference.parse(ref_str)
+    conf = registries_conf.load()
+    candidates = conf.resolve(ref.defaulted())
+    with store.lock("gc", shared=True):
+        store.cleanup_tmp()
+        errors: list[tuple[str, ImageError]] = []
+        for cand in candidates:
+            for src in conf.sources(cand, tls_verify):
+                try:
+                    return await _pull_from(store, cand, src, want, progress, tls_verify)
+                except dist.DigestMismatch:
+                    raise
+                except _LayerFailure as e:
+                    raise ImageError(str(e)) from None
+                except ImageError as e:
+                    errors.append((str(src.ref), e))
+                    if len(candidates) > 1 or len(conf.sources(cand, tls_verify)) > 1:
+                        progress.line(f"Trying {src.ref} failed: {e}")
+        if len(errors) == 1:
+            raise errors[0][1]
+        tried = ", ".join(n for n, _ in errors)
+        raise ImageError(
+            f"{ref_str}: not found or not pullable from {tried}; last error: {errors[-1][1]}"
+        )
+
+
+class _LayerFailure(ImageError):
+    """A stored blob that cannot become a layer: fatal, no other source is tried."""
+
+
+async def _pull_from(
+    store: Store, name_ref, src, want, progress: Progress, tls_verify
+) -> ImageRecord:
+    import trio
+
+    ref = src.ref
+    repo = ref.path
+    async with dist.RegistryClient(
+        ref.domain, insecure=src.insecure, tls_verify=tls_verify
+    ) as client:
+        if len(progress.rows) == 0:
+            progress.line(f"Trying to pull {name_ref}...")
+        body, mt, mdigest = await client.get_manifest(repo, ref.api_ref)
+        doc = _json(body, "manifest")
+        mt = doc.get("mediaType") or mt
+        if mt in SCHEMA1 or doc.get("schemaVersion") == 1:
+            raise ImageError(
+                f"{ref} has a Docker schema 1 manifest, which is not supported; re-push it as v2 or OCI"
+            )
+        repo_digest = f"{name_ref.name}@{mdigest}"
+        if mt in dist.INDEX_TYPES or "manifests" in doc:
+            chosen = choose_platform(doc, want, str(ref))
+            body, mt, mdigest = await client.get_manifest(repo, chosen["digest"])
+            if chosen.get("size") is not None and len(body) != chosen["size"]:
+                raise dist.DigestMismatch(
+                    f"manifest {chosen['digest']} from {ref.domain} has the wrong size"
+                )
+            doc = _json(body, "manifest")
+            mt = doc.get("mediaType") or mt
+            repo_digest_child = f"{name_ref.name}@{mdigest}"
+        else:
+            repo_digest_child = None
+        if "config" not in doc or "layers" not in doc:
+            raise ImageError(f"{ref}: the manifest has no config or layers (media type {mt!r})")
+        cdesc = doc["config"]
+        cdigest = cdesc["digest"]
+        if store.has_blob(cdigest):
+            cbytes = store.read_blob(cdigest)
+        else:
+            cbytes = await client.get_blob_bytes(repo, cdigest, cdesc.get("size"))
+        config = _json(cbytes, "image config")
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        layers = doc["layers"]
+        if len(diff_ids) != len(layers):
+            raise ImageError(
+                f"{ref}: the config lists {len(diff_ids)} layers but the manifest {len(layers)}"
+            )
+        for layer in layers:
+            if layer.get("mediaType") in LAYER_TYPES_FOREIGN or layer.get("urls"):
+                raise ImageError(f"{ref}: foreign (non-distributable) layers are not supported")
+        image_id = cdigest.split(":", 1)[1]
+        store.put_blob_bytes(cdigest, cbytes)
+
+        # one pull of an image at a time; the second one finds everything in place
+        async with _flock(store, f"image-{image_id}"):
+            done = []
+            try:
+                async with trio.open_nursery() as nursery:
+                    dl = trio.CapacityLimiter(DOWNLOADS)
+                    ex = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
+                    for i, (ldesc, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+                        nursery.start_soon(
+                            _layer, store, client, repo, ldesc, diff_id, dl, ex, progress, done, i
+                        )
+            except BaseExceptionGroup as eg:
+                raise _first(eg) from None
+            progress.line("Copying config " + _short(cdigest) + " done")
+            store.put_blob_bytes(mdigest, body)
+            names = [str(name_ref.defaulted())] if not name_ref.digest else []
+            rec = ImageRecord(
+                id=image_id,
+                names=names,
+                digest=mdigest,
+                repo_digests=[d for d in (repo_digest, repo_digest_child) if d],
+                layers=[
+                    {
+                        "digest": ld["digest"],
+                        "diff_id": did,
+                        "size": ld.get("size"),
+                        "media_type": ld.get("mediaType", ""),
+                        "diff_size": sizes,
+                    }
+                    for (ld, did), sizes in zip(
+                        zip(layers, diff_ids, strict=True), _sizes(done, len(layers)), strict=True
+                    )
+                ],
+                manifest_media_type=mt,
+                created=str(config.get("created", "")),
+                pulled=time.time(),
+                store_root=store.root,
+            )
+            progress.line("Writing manifest to image destination")
+            return store.save_image(rec)
+
+
+def _first(eg: BaseExceptionGroup) -> BaseException:
+    """The exception to report from a nursery's group: a user-facing error first."""
+    leaves = []
+
+    def walk(e):
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            leaves.append(e)
+
+    walk(eg)
+    for cls in (dist.DigestMismatch, _LayerFailure, RootlessError, Exception):
+        for e in leaves:
+            if isinstance(e, cls):
+                return e
+    return leaves[0] if leaves else eg
+
+
+def _sizes(done: list, n: int) -> list:
+    out = [None] * n
+    for i, size in done:
+        out[i] = size
+    return out
+
+
+async def _layer(
+    store: Store, client, repo, ldesc, diff_id, dl, ex, progress: Progress, done, i
+) -> None:
+
+    digest = ldesc["digest"]
+    key = digest
+    label = "Copying blob " + _short(digest)
+    if store.has_layer(diff_id):
+        progress.add(key, label, ldesc.get("size"))
+        progress.finish(key, "skipped: already exists")
+        done.append((i, _layer_size(store, diff_id)))
+        return
+    if not store.has_blob(digest):
+        progress.add(key, label, ldesc.get("size"))
+        async with dl:
+            base, lfd = store.new_tmp()
+            try:
+                tmpblob = os.path.join(base, "blob")
+                await client.fetch_blob(
+                    repo, digest, ldesc.get("size"), tmpblob, lambda n: progress.update(key, n)
+                )
+                store.commit_blob_file(tmpblob, digest)
+            finally:
+                store.release_tmp(base, lfd)
+        progress.finish(key, "done")
+    else:
+        progress.add(key, label, ldesc.get("size"))
+        progress.finish(key, "skipped: already exists")
+    async with ex:
+        size = await extract_layer(store, digest, diff_id)
+    done.append((i, size))
+
+
+def _layer_size(store: Store, diff_id: str) -> int | None:
+    try:
+        with open(os.path.join(store.layer_path(diff_id), "size")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | None:
+    """Extract a stored blob as layer `diff_id` (once; concurrent callers wait for the first)."""
+    import trio
+
+    from rootless.image.layer import helper_argv
+
+    hexid = diff_id.split(":", 1)[1]
+    async with _flock(store, f"layer-{hexid}"):
+        if store.has_layer(diff_id):
+            return _layer_size(store, diff_id)
+        base, lfd = store.new_tmp()
+        ok = False
+        try:
+            os.mkdir(os.path.join(base, "diff"), 0o755)
+            cp = await trio.run_process(
+                helper_argv(
+                    "extract", store.blob_path(blob_digest), os.path.join(base, "diff"), diff_id
+                ),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            err = cp.stderr.decode(errors="replace")
+            for line in err.splitlines():
+                if line.startswith("warning: "):
+                    sys.stderr.write("WARNING: " + line[len("warning: ") :] + "\n")
+            if cp.returncode != 0:
+                msg = (
+                    _helper_error(err)
+                    or f"extracting layer {diff_id} failed (exit {cp.returncode})"
+                )
+                raise _LayerFailure(msg)
+            size = None
+            try:
+                size = int(cp.stdout.decode().split()[-1])
+                with open(os.path.join(base, "size"), "w") as f:
+                    f.write(str(size))
+            except (ValueError, IndexError):
+                pass
+            os.rename(base, store.layer_path(diff_id))
+            ok = True
+            return size
+        finally:
+            if ok:
+                import contextlib
+
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(base + ".lock")
+                os.close(lfd)
+            else:
+                store.release_tmp(base, lfd)
+
+
+class _flock:
+    """An async context manager around Store.lock that does not block the trio loop."""
+
+    def __init__(self, store: Store, name: str):
+        self.store, self.name = store, name
+        self.fd = None
+
+    async def __aenter__(self):
+        import fcntl
+
+        import trio
+
+        fd = os.open(self.store.lock_path(self.name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await trio.sleep(0.05)
+            except BaseException:
+                os.close(fd)
+                raise
+        self.fd = fd
+        return fd
+
+    async def __aexit__(self, *exc):
+        os.close(self.fd)
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def _json(body: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ImageError(f"the registry sent a {what} that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ImageError(f"the registry sent a {what} that is not a JSON object")
+    return doc
+
+
+__all__ = ["ensure_image", "pull_image", "RootlessError"]
