@@ -1,0 +1,149 @@
+"""The pyfuse3 overlay filesystem: a userspace overlayfs for container root filesystems.
+
+Modules: ``layers`` (the layer stack, lookups, whiteout/opaque reading), ``whiteout`` (writing
+them), ``copyup`` (atomic copy-up through the work dir), ``inodes`` (inode table), ``ops`` (the
+pyfuse3 operations), ``mount`` (options and main loop), ``__main__`` (fuse-overlayfs command line).
+
+This module is the API the runtime uses: ``spawn()`` starts the daemon in the caller's namespaces
+and returns once the mount is live; ``stop()`` unmounts it and reaps the daemon. Nothing here
+imports pyfuse3 or trio.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from rootless.errors import RootlessError
+
+_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class OverlayError(RootlessError):
+    """The overlay filesystem could not be mounted."""
+
+
+def spawn(
+    lowerdirs: list[str],
+    upperdir: str,
+    workdir: str,
+    mountpoint: str,
+    *,
+    options: list[str] | tuple[str, ...] = (),
+    timeout: float = 30.0,
+    stderr=None,
+) -> subprocess.Popen:
+    """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live."""
+    opts = [
+        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowerdirs),
+        f"upperdir={upperdir}",
+        f"workdir={workdir}",
+        *options,
+    ]
+    r, w = os.pipe()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rootless.fuse_overlay",
+        "-f",
+        "--ready-fd",
+        str(w),
+        "-o",
+        ",".join(opts),
+        mountpoint,
+    ]
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=(w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise OverlayError(f"cannot start the overlay daemon: {e.strerror}") from None
+    os.close(w)
+    try:
+        status = _read_status(r, timeout)
+    finally:
+        os.close(r)
+    if status == "ok":
+        return proc
+    if status is None:
+        _kill(proc)
+        raise OverlayError(f"the overlay daemon did not mount {mountpoint} within {timeout:.0f}s")
+    proc.wait()
+    msg = (
+        status.removeprefix("error: ") if status else f"daemon exited with status {proc.returncode}"
+    )
+    raise OverlayError(f"fuse-overlay: {msg}")
+
+
+def _read_status(fd: int, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").strip()
+        buf += chunk
+        if b"\n" in buf:
+            return buf.decode(errors="replace").strip()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def is_mounted(mountpoint: str) -> bool:
+    target = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4].encode().decode("unicode_escape")
+            if mp == target:
+                return True
+    return False
+
+
+def stop(proc: subprocess.Popen, mountpoint: str, timeout: float = 10.0) -> None:
+    """Unmount ``mountpoint`` (lazily if busy) and reap the daemon. Safe to call twice."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+    if is_mounted(mountpoint):
+        _force_unmount(mountpoint)
+
+
+def _force_unmount(mountpoint: str) -> None:
+    if os.geteuid() == 0:
+        from rootless import syscalls
+
+        try:
+            syscalls.umount2(mountpoint, syscalls.MNT_DETACH)
+            return
+        except OSError:
+            pass
+    subprocess.run(
+        ["fusermount3", "-u", "-z", mountpoint],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

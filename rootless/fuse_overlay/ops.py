@@ -1,0 +1,747 @@
+"""The pyfuse3.Operations of the overlay: lookup, readdir, copy-up triggers, whiteouts, rename.
+
+Every operation runs synchronously on the calling worker (all work is local syscalls) and is
+wrapped so that an OSError becomes its errno and any other exception is logged and answered with
+EIO: nothing may escape into pyfuse3's main loop. Permissions are checked by the kernel
+(``default_permissions``); the daemon only gives new objects the caller's ownership.
+"""
+
+import errno
+import functools
+import logging
+import os
+import stat
+
+import pyfuse3
+
+from rootless.fuse_overlay import copyup, layers, whiteout
+from rootless.fuse_overlay.inodes import ROOT_INODE, InodeTable, Node
+from rootless.fuse_overlay.layers import NAME_MAX, WH_PREFIX, fd_path
+
+log = logging.getLogger("rootless.fuse_overlay")
+
+TIMEOUT = 86400.0  # lower layers never change and the upper dir is ours alone
+
+
+def _err(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+def fuse_op(fn):
+    """Run a synchronous handler; errors become errno, never an exception in the main loop."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as e:
+            raise _err(e.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s%r failed", fn.__name__, args[:3])
+            raise _err(errno.EIO) from None
+
+    return wrapper
+
+
+def _check_name(name: bytes) -> None:
+    if len(name) > NAME_MAX:
+        raise _err(errno.ENAMETOOLONG)
+    if name.startswith(WH_PREFIX):
+        raise _err(errno.EINVAL)
+
+
+class OverlayOps(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, lowerdirs: list[str], upperdir: str, workdir: str):
+        super().__init__()
+        self.table = InodeTable()
+        self.euid = os.geteuid()
+        upper = os.open(upperdir, layers.O_DIR_PATH)
+        lowers = [(i + 1, os.open(p, layers.O_DIR_PATH)) for i, p in enumerate(lowerdirs)]
+        wd = os.open(workdir, layers.O_DIR_PATH)
+        try:
+            os.mkdir(b"work", 0o700, dir_fd=wd)
+        except FileExistsError:
+            pass
+        self.work = os.open(b"work", layers.O_DIR_PATH, dir_fd=wd)
+        os.close(wd)
+        whiteout.clear_dir(self.work)
+        if os.stat(self.work).st_dev != os.stat(upper).st_dev:
+            raise OSError(errno.EXDEV, "upperdir and workdir must be on the same filesystem")
+        ust = os.stat(upper)
+        root = self.table.new((ust.st_dev, ust.st_ino), True, ino=ROOT_INODE)
+        root.upper = upper
+        root.lowers = lowers
+        root.lookups = 1
+        self.root = root
+        self.dirhandles: dict[int, tuple[Node, list[bytes]]] = {}
+        self.handles: dict[int, Node] = {}
+        self._dh = 0
+
+    # ---- node plumbing -------------------------------------------------------------------
+
+    def _node(self, ino: int) -> Node:
+        node = self.table.get(ino)
+        if node is None:
+            raise _err(errno.ESTALE)
+        return node
+
+    def _child(self, d: Node, name: bytes) -> Node | None:
+        """The merged child ``name`` of directory ``d`` (no lookup count taken)."""
+        node = d.children.get(name)
+        if node is not None:
+            return node
+        if name.startswith(WH_PREFIX):
+            return None
+        found = layers.find(d.layers(), name)
+        if found is None:
+            return None
+        if found[0] == "file":
+            _kind, layer, fd, st = found
+            key = (st.st_dev, st.st_ino)
+            node = self.table.existing(key, False)
+            if node is None:
+                node = self.table.new(key, False)
+                node.fd, node.layer = fd, layer
+                if layer:
+                    node.st = st
+            if (d, name) not in node.aliases:
+                node.aliases.append((d, name))
+        else:
+            dirs = found[1]
+            top_layer, top_fd, top_st = dirs[0]
+            key = (top_st.st_dev, top_st.st_ino)
+            node = self.table.existing(key, True)
+            if node is not None:  # already known under another name: keep the first
+                for _l, fd, _s in dirs:
+                    os.close(fd)
+                return node
+            node = self.table.new(key, True)
+            if top_layer == 0:
+                node.upper = top_fd
+                node.lowers = [(layer, fd) for layer, fd, _s in dirs[1:]]
+            else:
+                node.lowers = [(layer, fd) for layer, fd, _s in dirs]
+                node.st = top_st
+            node.aliases.append((d, name))
+        d.children[name] = node
+        return node
+
+    def _stat(self, node: Node) -> os.stat_result:
+        if node.st is not None:
+            return node.st
+        if node.is_dir:
+            return os.stat(node.top_fd())
+        if node.unlinked or not node.aliases:
+            for fd in node.open_fds:
+                return os.fstat(fd)
+            if node.layer and node.st is not None:
+                return node.st
+            raise _err(errno.ENOENT)
+        return os.stat(node.name, dir_fd=node.fd, follow_symlinks=False)
+
+    def _entry(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
+        if st is None:
+            st = self._stat(node)
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = node.ino
+        e.generation = 0
+        e.entry_timeout = TIMEOUT
+        e.attr_timeout = TIMEOUT
+        e.st_mode = st.st_mode
+        nlink = st.st_nlink
+        if node.is_dir:
+            if node.upper is not None and node.lowers or len(node.lowers) > 1:
+                nlink = 1  # a merged dir, as kernel overlayfs reports it
+        elif node.unlinked:
+            nlink = 0
+        e.st_nlink = nlink
+        e.st_uid = st.st_uid
+        e.st_gid = st.st_gid
+        e.st_rdev = st.st_rdev
+        e.st_size = st.st_size
+        e.st_blksize = st.st_blksize
+        e.st_blocks = st.st_blocks
+        e.st_atime_ns = st.st_atime_ns
+        e.st_mtime_ns = st.st_mtime_ns
+        e.st_ctime_ns = st.st_ctime_ns
+        return e
+
+    def _changed(self, d: Node) -> None:
+        d.listing = None
+
+    def _listing(self, d: Node) -> list[bytes]:
+        if d.listing is None:
+            d.listing = layers.merged_listing(d.layers())
+        return d.listing
+
+    def _register_upper(self, node: Node) -> None:
+        fd, name = node.loc()
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        self.table.register((st.st_dev, st.st_ino), node)
+
+    # ---- copy-up ---------------------------------------------------------------------------
+
+    def _copy_up_dir(self, node: Node) -> None:
+        chain = []
+        n = node
+        while n.upper is None:
+            chain.append(n)
+            n = n.parent
+        for d in reversed(chain):
+            p = d.parent
+            src = d.lowers[0][1]
+            st = os.stat(src)
+            tmp = copyup.build_copy(src, b".", st, self.work)
+            copyup.install(self.work, tmp, p.upper, d.name)
+            d.upper = layers.open_dir(p.upper, d.name)
+            d.st = None
+            self._register_upper(d)
+
+    def _copy_up(self, node: Node, data: bool = True) -> None:
+        if node.is_dir:
+            self._copy_up_dir(node)
+            return
+        if node.layer == 0:
+            return
+        if node.unlinked or not node.aliases:
+            raise _err(errno.ENOENT)
+        parent, name = node.aliases[0]
+        self._copy_up_dir(parent)
+        st = os.stat(name, dir_fd=node.fd, follow_symlinks=False)
+        lower_fd, lower_layer = node.fd, node.layer
+        tmp = copyup.build_copy(node.fd, name, st, self.work, data=data)
+        copyup.install(self.work, tmp, parent.upper, name)
+        node.fd, node.layer, node.st = parent.upper, 0, None
+        self._register_upper(node)
+        if st.st_nlink > 1:
+            self._link_lower_aliases(node, st, lower_fd, lower_layer)
+
+    def _link_lower_aliases(self, node: Node, st, lower_fd: int, lower_layer: int) -> None:
+        """Hardlinks: give every other visible name of this lower inode the same upper inode."""
+        layer_root = next(fd for layer, fd in self.root.lowers if layer == lower_layer)
+        found = []
+        for dirpath, _dirs, files, dfd in os.fwalk(b".", dir_fd=layer_root):
+            for f in files:
+                s = layers.lstat_at(dfd, f)
+                if s is not None and (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+                    found.append((dirpath, f))
+            if len(found) >= st.st_nlink:
+                break
+        for dirpath, f in found:
+            d = self.root
+            for comp in dirpath.split(b"/"):
+                if comp in (b"", b"."):
+                    continue
+                d = self._child(d, comp) if d is not None and d.is_dir else None
+                if d is None:
+                    break
+            if d is None or not d.is_dir:
+                continue
+            target = self._child(d, f)
+            if target is not node:
+                continue
+            if d.upper is not None and layers.lstat_at(d.upper, f) is not None:
+                continue  # already upper (the name just copied up)
+            self._copy_up_dir(d)
+            os.link(node.name, f, src_dir_fd=node.fd, dst_dir_fd=d.upper, follow_symlinks=False)
+            if (d, f) not in node.aliases:
+                node.aliases.append((d, f))
+
+    def _copy_up_tree(self, node: Node) -> None:
+        """Copy a whole merged directory into the upper dir and make it opaque."""
+        self._copy_up_dir(node)
+        for name in list(self._listing(node)):
+            c = self._child(node, name)
+            if c is None:
+                continue
+            if c.is_dir:
+                self._copy_up_tree(c)
+            else:
+                self._copy_up(c)
+        if node.lowers:
+            whiteout.set_opaque(node.upper)
+            for _l, fd in node.lowers:
+                os.close(fd)
+            node.lowers = []
+            node.listing = None
+
+    # ---- creating names --------------------------------------------------------------------
+
+    def _owner(self, d: Node, ctx) -> tuple[int, int]:
+        dst = self._stat(d)
+        gid = dst.st_gid if dst.st_mode & stat.S_ISGID else ctx.gid
+        return ctx.uid, gid
+
+    def _create_at(self, d: Node, name: bytes, ctx, make, *, is_dir=False, mode=None):
+        """Create ``name`` in dir ``d`` through ``make(dirfd, name)``; handles whiteouts, owner."""
+        _check_name(name)
+        if self._child(d, name) is not None:
+            raise _err(errno.EEXIST)
+        self._copy_up_dir(d)
+        uid, gid = self._owner(d, ctx)
+        hidden = layers.lstat_at(d.upper, name) is not None or layers.has_wh_file(d.upper, name)
+        opaque = is_dir and (hidden or layers.lower_has(d.lowers, name))
+        if not hidden and not opaque:
+            result = make(d.upper, name)
+            self._set_owner(d.upper, name, uid, gid, mode)
+        else:
+            tmp = copyup.tmpname()
+            result = make(self.work, tmp)
+            try:
+                self._set_owner(self.work, tmp, uid, gid, mode)
+                if opaque:
+                    tfd = layers.open_dir(self.work, tmp)
+                    try:
+                        whiteout.set_opaque(tfd)
+                    finally:
+                        os.close(tfd)
+                if is_dir:  # a directory cannot replace the whiteout device by rename
+                    whiteout.remove_whiteout(d.upper, name)
+                os.rename(tmp, name, src_dir_fd=self.work, dst_dir_fd=d.upper)
+                self._drop_wh_file(d.upper, name)
+            except BaseException:
+                copyup.remove_tmp(self.work, tmp)
+                raise
+        self._changed(d)
+        node = self._child(d, name)
+        if node is None:
+            raise _err(errno.EIO)
+        return node, result
+
+    @staticmethod
+    def _drop_wh_file(dirfd: int, name: bytes) -> None:
+        if len(name) + len(WH_PREFIX) <= NAME_MAX:
+            try:
+                os.unlink(WH_PREFIX + name, dir_fd=dirfd)
+            except FileNotFoundError:
+                pass
+
+    def _set_owner(self, dirfd: int, name: bytes, uid: int, gid: int, mode) -> None:
+        if self.euid != 0 and uid == self.euid and gid == os.getegid():
+            return
+        try:
+            os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+        except OSError as e:
+            if self.euid == 0 and e.errno != errno.EINVAL:
+                raise
+            return
+        if mode is not None and mode & 0o6000:
+            os.chmod(name, mode & 0o7777, dir_fd=dirfd)
+
+    # ---- lookups and attributes ------------------------------------------------------------
+
+    @fuse_op
+    def lookup(self, parent_inode, name, ctx=None):
+        d = self._node(parent_inode)
+        if len(name) > NAME_MAX:
+            raise _err(errno.ENAMETOOLONG)
+        if name == b".":
+            node = d
+        elif name == b"..":
+            node = d.parent or self.root
+        else:
+            node = self._child(d, name)
+        if node is None:
+            raise _err(errno.ENOENT)
+        e = self._entry(node)
+        node.lookups += 1
+        return e
+
+    async def forget(self, inode_list):
+        try:
+            for ino, n in inode_list:
+                node = self.table.get(ino)
+                if node is None:
+                    continue
+                node.lookups -= n
+                self.table.maybe_free(node)
+        except Exception:
+            log.exception("forget failed")
+
+    @fuse_op
+    def getattr(self, inode, ctx=None):
+        return self._entry(self._node(inode))
+
+    @fuse_op
+    def setattr(self, inode, attr, fields, fh, ctx):
+        node = self._node(inode)
+        if node.unlinked or (not node.is_dir and not node.aliases):
+            return self._setattr_fd(node, attr, fields, fh)
+        self._copy_up(node, data=not (fields.update_size and attr.st_size == 0))
+        fd, name = node.loc()
+        if fields.update_size:
+            if fh is not None and fh in self.handles:
+                os.ftruncate(fh, attr.st_size)
+            else:
+                os.truncate(fd_path(fd, name), attr.st_size)
+        if fields.update_uid or fields.update_gid:
+            uid = attr.st_uid if fields.update_uid else -1
+            gid = attr.st_gid if fields.update_gid else -1
+            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+        if fields.update_mode:
+            os.chmod(name, stat.S_IMODE(attr.st_mode), dir_fd=fd)
+        if fields.update_atime or fields.update_mtime:
+            cur = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            at = attr.st_atime_ns if fields.update_atime else cur.st_atime_ns
+            mt = attr.st_mtime_ns if fields.update_mtime else cur.st_mtime_ns
+            os.utime(name, ns=(at, mt), dir_fd=fd, follow_symlinks=False)
+        return self._entry(node)
+
+    def _setattr_fd(self, node, attr, fields, fh):
+        fd = fh if fh in self.handles else next(iter(node.open_fds), None)
+        if fd is None:
+            raise _err(errno.ENOENT)
+        if fields.update_size:
+            os.ftruncate(fd, attr.st_size)
+        if fields.update_uid or fields.update_gid:
+            os.fchown(
+                fd,
+                attr.st_uid if fields.update_uid else -1,
+                attr.st_gid if fields.update_gid else -1,
+            )
+        if fields.update_mode:
+            os.fchmod(fd, stat.S_IMODE(attr.st_mode))
+        if fields.update_atime or fields.update_mtime:
+            cur = os.fstat(fd)
+            at = attr.st_atime_ns if fields.update_atime else cur.st_atime_ns
+            mt = attr.st_mtime_ns if fields.update_mtime else cur.st_mtime_ns
+            os.utime(fd, ns=(at, mt))
+        return self._entry(node)
+
+    @fuse_op
+    def readlink(self, inode, ctx):
+        node = self._node(inode)
+        return os.readlink(node.name, dir_fd=node.fd)
+
+    @fuse_op
+    def statfs(self, ctx):
+        st = os.statvfs(fd_path(self.root.upper))
+        s = pyfuse3.StatvfsData()
+        for f in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail"):
+            setattr(s, f, getattr(st, f))
+        for f in ("f_files", "f_ffree", "f_favail"):
+            setattr(s, f, getattr(st, f))
+        s.f_namemax = NAME_MAX
+        return s
+
+    # ---- directories -----------------------------------------------------------------------
+
+    @fuse_op
+    def opendir(self, inode, ctx):
+        node = self._node(inode)
+        self._dh += 1
+        self.dirhandles[self._dh] = (node, self._listing(node))
+        node.open_fds.add(-self._dh)
+        return self._dh
+
+    @fuse_op
+    def readdir(self, fh, start_id, token):
+        node, listing = self.dirhandles[fh]
+        for i in range(start_id, len(listing)):
+            name = listing[i]
+            child = self._child(node, name)
+            if child is None:
+                continue
+            try:
+                e = self._entry(child)
+            except (OSError, pyfuse3.FUSEError):
+                continue
+            if not pyfuse3.readdir_reply(token, name, e, i + 1):
+                break
+            child.lookups += 1
+
+    @fuse_op
+    def releasedir(self, fh):
+        node, _ = self.dirhandles.pop(fh)
+        node.open_fds.discard(-fh)
+        self.table.maybe_free(node)
+
+    @fuse_op
+    def fsyncdir(self, fh, datasync):
+        node, _ = self.dirhandles[fh]
+        if node.upper is not None:
+            fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.upper)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    @fuse_op
+    def mkdir(self, parent_inode, name, mode, ctx):
+        d = self._node(parent_inode)
+        m = stat.S_IMODE(mode)
+        node, _ = self._create_at(
+            d, name, ctx, lambda fd, n: os.mkdir(n, m, dir_fd=fd), is_dir=True, mode=m
+        )
+        e = self._entry(node)
+        node.lookups += 1
+        return e
+
+    @fuse_op
+    def mknod(self, parent_inode, name, mode, rdev, ctx):
+        if stat.S_ISCHR(mode) and rdev == 0:
+            raise _err(errno.EPERM)  # that would be a whiteout
+        d = self._node(parent_inode)
+        node, _ = self._create_at(
+            d, name, ctx, lambda fd, n: os.mknod(n, mode, rdev, dir_fd=fd), mode=stat.S_IMODE(mode)
+        )
+        e = self._entry(node)
+        node.lookups += 1
+        return e
+
+    @fuse_op
+    def symlink(self, parent_inode, name, target, ctx):
+        d = self._node(parent_inode)
+        node, _ = self._create_at(d, name, ctx, lambda fd, n: os.symlink(target, n, dir_fd=fd))
+        e = self._entry(node)
+        node.lookups += 1
+        return e
+
+    @fuse_op
+    def link(self, inode, new_parent_inode, new_name, ctx):
+        node = self._node(inode)
+        d = self._node(new_parent_inode)
+        if node.is_dir:
+            raise _err(errno.EPERM)
+        self._copy_up(node)
+        if node.unlinked or not node.aliases:
+            raise _err(errno.ENOENT)
+
+        def make(fd, n):
+            os.link(node.name, n, src_dir_fd=node.fd, dst_dir_fd=fd, follow_symlinks=False)
+
+        _check_name(new_name)
+        if self._child(d, new_name) is not None:
+            raise _err(errno.EEXIST)
+        self._copy_up_dir(d)
+        if layers.lstat_at(d.upper, new_name) is not None:  # a whiteout: replace it atomically
+            tmp = copyup.tmpname()
+            make(self.work, tmp)
+            os.rename(tmp, new_name, src_dir_fd=self.work, dst_dir_fd=d.upper)
+        else:
+            make(d.upper, new_name)
+            self._drop_wh_file(d.upper, new_name)
+        node.aliases.append((d, new_name))
+        d.children[new_name] = node
+        self._changed(d)
+        e = self._entry(node)
+        node.lookups += 1
+        return e
+
+    # ---- removing and renaming -------------------------------------------------------------
+
+    @fuse_op
+    def unlink(self, parent_inode, name, ctx):
+        d = self._node(parent_inode)
+        node = self._child(d, name)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if node.is_dir:
+            raise _err(errno.EISDIR)
+        if node.layer == 0:
+            os.unlink(name, dir_fd=d.upper)
+        if layers.lower_has(d.lowers, name):
+            self._copy_up_dir(d)
+            whiteout.make_whiteout(d.upper, name)
+        self._forget_name(node, d, name)
+
+    def _forget_name(self, node: Node, d: Node, name: bytes) -> None:
+        node.remove_alias(d, name)
+        self._changed(d)
+        if not node.aliases:
+            node.unlinked = True
+        elif not node.is_dir:
+            p = node.aliases[0][0]
+            if node.layer == 0:
+                node.fd = p.upper
+            else:
+                node.fd = next((fd for lay, fd in p.lowers if lay == node.layer), node.fd)
+
+    @fuse_op
+    def rmdir(self, parent_inode, name, ctx):
+        d = self._node(parent_inode)
+        node = self._child(d, name)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if not node.is_dir:
+            raise _err(errno.ENOTDIR)
+        if self._listing(node):
+            raise _err(errno.ENOTEMPTY)
+        if node.upper is not None:
+            whiteout.clear_dir(node.upper)
+            os.rmdir(name, dir_fd=d.upper)
+        if layers.lower_has(d.lowers, name):
+            self._copy_up_dir(d)
+            whiteout.make_whiteout(d.upper, name)
+        self._forget_name(node, d, name)
+
+    @fuse_op
+    def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise _err(errno.EINVAL)
+        dold = self._node(parent_inode_old)
+        dnew = self._node(parent_inode_new)
+        _check_name(name_new)
+        src = self._child(dold, name_old)
+        if src is None:
+            raise _err(errno.ENOENT)
+        dst = self._child(dnew, name_new)
+        if dst is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise _err(errno.EEXIST)
+        if dst is src:
+            return
+        if dst is not None:
+            if src.is_dir and not dst.is_dir:
+                raise _err(errno.ENOTDIR)
+            if not src.is_dir and dst.is_dir:
+                raise _err(errno.EISDIR)
+            if dst.is_dir and self._listing(dst):
+                raise _err(errno.ENOTEMPTY)
+        if src.is_dir:
+            if src.lowers:
+                self._copy_up_tree(src)
+            else:
+                self._copy_up_dir(src)
+        else:
+            self._copy_up(src)
+        self._copy_up_dir(dnew)
+        old_visible_below = layers.lower_has(dold.lowers, name_old)
+        new_visible_below = layers.lower_has(dnew.lowers, name_new)
+        up = layers.lstat_at(dnew.upper, name_new)
+        if dst is not None and dst.is_dir and dst.upper is not None:
+            whiteout.clear_dir(dst.upper)
+        elif up is not None and layers.is_whiteout(up) and src.is_dir:
+            os.unlink(name_new, dir_fd=dnew.upper)
+        if src.is_dir and new_visible_below:
+            whiteout.set_opaque(src.upper)
+        os.rename(name_old, name_new, src_dir_fd=dold.upper, dst_dir_fd=dnew.upper)
+        self._drop_wh_file(dnew.upper, name_new)
+        if old_visible_below:
+            whiteout.make_whiteout(dold.upper, name_old)
+        if dst is not None:
+            self._forget_name(dst, dnew, name_new)
+        src.remove_alias(dold, name_old)
+        src.aliases.insert(0, (dnew, name_new))
+        dnew.children[name_new] = src
+        if not src.is_dir:
+            src.fd = dnew.upper
+        self._changed(dold)
+        self._changed(dnew)
+
+    # ---- files -----------------------------------------------------------------------------
+
+    def _open_flags(self, flags: int) -> int:
+        drop = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_APPEND
+        return (flags & ~drop) | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    @fuse_op
+    def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
+        fl = self._open_flags(flags)
+        if node.unlinked or not node.aliases:
+            src = next(iter(node.open_fds), None)
+            if src is None or src < 0:
+                raise _err(errno.ENOENT)
+            fd = os.open(fd_path(src), fl & ~os.O_NOFOLLOW)
+        else:
+            if writing:
+                self._copy_up(node, data=not (flags & os.O_TRUNC))
+            fd = os.open(node.name, fl, dir_fd=node.fd)
+        node.open_fds.add(fd)
+        self.handles[fd] = node
+        return pyfuse3.FileInfo(fh=fd, keep_cache=not writing)
+
+    @fuse_op
+    def create(self, parent_inode, name, mode, flags, ctx):
+        d = self._node(parent_inode)
+        fl = self._open_flags(flags) | os.O_CREAT | os.O_EXCL
+        m = stat.S_IMODE(mode)
+        node, fd = self._create_at(
+            d, name, ctx, lambda dfd, n: os.open(n, fl, m, dir_fd=dfd), mode=m
+        )
+        node.open_fds.add(fd)
+        self.handles[fd] = node
+        e = self._entry(node)
+        node.lookups += 1
+        return pyfuse3.FileInfo(fh=fd, keep_cache=False), e
+
+    @fuse_op
+    def read(self, fh, off, size):
+        return os.pread(fh, size, off)
+
+    @fuse_op
+    def write(self, fh, off, buf):
+        return os.pwrite(fh, buf, off)
+
+    @fuse_op
+    def flush(self, fh):
+        pass
+
+    @fuse_op
+    def release(self, fh):
+        node = self.handles.pop(fh, None)
+        os.close(fh)
+        if node is not None:
+            node.open_fds.discard(fh)
+            self.table.maybe_free(node)
+
+    @fuse_op
+    def fsync(self, fh, datasync):
+        if datasync:
+            os.fdatasync(fh)
+        else:
+            os.fsync(fh)
+
+    # ---- xattrs ----------------------------------------------------------------------------
+
+    def _xpath(self, node: Node) -> tuple[bytes, bool]:
+        if node.is_dir:
+            return fd_path(node.top_fd()), True
+        if node.unlinked or not node.aliases:
+            fd = next(iter(node.open_fds), None)
+            if fd is None:
+                raise _err(errno.ENOENT)
+            return fd_path(fd), True
+        return fd_path(node.fd, node.name), False
+
+    @fuse_op
+    def getxattr(self, inode, name, ctx):
+        if layers.is_private_xattr(name):
+            raise _err(errno.EOPNOTSUPP)
+        path, follow = self._xpath(self._node(inode))
+        return os.getxattr(path, name, follow_symlinks=follow)
+
+    @fuse_op
+    def listxattr(self, inode, ctx):
+        path, follow = self._xpath(self._node(inode))
+        names = [os.fsencode(n) for n in os.listxattr(path, follow_symlinks=follow)]
+        return [n for n in names if not layers.is_private_xattr(n)]
+
+    @fuse_op
+    def setxattr(self, inode, name, value, ctx):
+        if layers.is_private_xattr(name):
+            raise _err(errno.EOPNOTSUPP)
+        node = self._node(inode)
+        if not node.unlinked and node.aliases or node.is_dir:
+            self._copy_up(node)
+        path, follow = self._xpath(node)
+        os.setxattr(path, name, value, follow_symlinks=follow)
+
+    @fuse_op
+    def removexattr(self, inode, name, ctx):
+        if layers.is_private_xattr(name):
+            raise _err(errno.EOPNOTSUPP)
+        node = self._node(inode)
+        path, follow = self._xpath(node)
+        os.getxattr(path, name, follow_symlinks=follow)  # ENODATA before any copy-up
+        if not node.unlinked and node.aliases or node.is_dir:
+            self._copy_up(node)
+        path, follow = self._xpath(node)
+        os.removexattr(path, name, follow_symlinks=follow)
