@@ -1,0 +1,501 @@
+"""Orchestration of `rootless run`: the processes, the namespaces and their order, and cleanup.
+
+Processes (host pids; each one reaps its child and dies with its parent through PDEATHSIG):
+
+  rootless (host user)            resolves the image and options, writes the record, starts the
+   |                              network helper, forwards signals, relays the pty, cleans up
+   +- setup (userns root)         fork_userns(CLONE_NEWNS): mounts the storage; owns the fuse daemon
+       +- fuse-overlay daemon     (fuse-overlay only) in the setup's mount+pid namespace
+       +- monitor                 unshare(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWCGROUP[|NEWNET]), fork, wait
+           +- init (PID 1)        rootfs mounts, pivot_root, hostname, lo, user, caps, seccomp, exec
+
+The storage is mounted before the pid namespace exists, so the fuse daemon is neither visible nor
+killable from the container. Pipes carry: the init's host pid (monitor -> rootless), "go" (rootless
+-> init, once the network helper is up), and one-line errors with their exit code (any -> rootless).
+"""
+
+import os
+import signal
+import socket
+import time
+
+from rootless import paths
+from rootless import syscalls as sc
+from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
+from rootless.runtime import capabilities, process, rootfs, spec, state
+from rootless.runtime.storage import Storage
+
+TINI = "/usr/bin/tini-static"  # static: it runs inside the container
+
+
+def _find_image(ref: str):
+    from rootless.image.store import Store
+
+    store = Store.open()
+    img = store.lookup_image(ref)
+    if img is not None:
+        return img
+    try:
+        from rootless.image.pull import ensure_image
+    except ImportError:
+        raise ContainerError(
+            f"{ref}: image not known locally; pull it first with `rootless pull {ref}`"
+        ) from None
+    return ensure_image(ref)
+
+
+def _parse_network(value: str) -> tuple[str, dict]:
+    if value in ("none", "host"):
+        return value, {}
+    try:
+        from rootless import slirp
+    except ImportError:
+        import sys
+
+        print(
+            f"WARNING: --network {value} is not available yet; running with --network none",
+            file=sys.stderr,
+        )
+        return "none", {}
+    return slirp.parse_network(value)
+
+
+def _write(path: str, text: str) -> None:
+    """Rewrite a file in place (same inode), so that a bind mount of it shows the new text."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+class _Pipes:
+    """The fds the processes share; each process closes what it does not use."""
+
+    def __init__(self, need_go: bool, tty: bool):
+        self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
+        self.info_r, self.info_w = os.pipe2(os.O_CLOEXEC)
+        self.go_r, self.go_w = os.pipe2(os.O_CLOEXEC) if need_go else (-1, -1)
+        if tty:
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.tty_host, self.tty_ctr = a, b
+        else:
+            self.tty_host = self.tty_ctr = None
+
+    @staticmethod
+    def close(*fds):
+        for fd in fds:
+            if fd is None or fd == -1:
+                continue
+            try:
+                if isinstance(fd, socket.socket):
+                    fd.close()
+                else:
+                    os.close(fd)
+            except OSError:
+                pass
+
+
+def _report(fd: int, code: int, message: str) -> None:
+    try:
+        os.write(fd, f"{code} {message}".replace("\n", " ").encode(errors="replace")[:4000])
+    except OSError:
+        pass
+
+
+class Runner:
+    def __init__(self, opts: spec.RunOptions):
+        self.opts = opts
+
+    # ---- host side -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        o = self.opts
+        self.net_mode, self.net_opts = _parse_network(o.network)
+        if self.net_mode in ("none", "host") and o.publish:
+            raise ContainerError(f"-p cannot be used with --network {self.net_mode}")
+        self.caps = capabilities.compute(o.cap_add, o.cap_drop, o.privileged)
+        self.seccomp_profile = None
+        self.no_new_privs = False
+        unconfined = o.privileged
+        for so in o.security_opts:
+            key, _, val = so.partition("=")
+            if key == "seccomp":
+                if val == "unconfined":
+                    unconfined = True
+                else:
+                    from rootless.runtime import seccomp
+
+                    self.seccomp_profile = seccomp.load_profile_file(val)
+            elif key in ("no-new-privileges", "no_new_privileges"):
+                self.no_new_privs = val in ("", "true", "1")
+            elif key in ("label", "apparmor", "mask", "unmask", "proc-opts"):
+                pass
+            else:
+                raise ContainerError(
+                    f"--security-opt {so}: unknown option; use seccomp=..., no-new-privileges"
+                )
+        if not unconfined and self.seccomp_profile is None:
+            from rootless.runtime import seccomp
+
+            self.seccomp_profile = seccomp.default_profile()
+        if unconfined:
+            self.seccomp_profile = None
+        self.mounts = [rootfs.parse_volume(v) for v in o.volumes]
+        self.mounts += [rootfs.parse_tmpfs(t) for t in o.tmpfs]
+        self.mounts += [rootfs.parse_mount(m) for m in o.mounts]
+        if o.init and not os.path.exists(TINI):
+            raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
+        if o.rootfs:
+            from types import SimpleNamespace
+
+            path = os.path.abspath(o.image)
+            if not os.path.isdir(path):
+                raise ContainerError(f"--rootfs {o.image}: not a directory")
+            self.image = SimpleNamespace(id="", config={}, layer_dirs=[path])
+        else:
+            self.image = _find_image(o.image)
+
+    def run(self) -> int:
+        self.prepare()
+        o = self.opts
+        rec = state.create(
+            o.image, self.image.id, name=o.name, rm=o.rm, storage_driver=o.storage_driver
+        )
+        self.rec = rec
+        try:
+            return self._run(rec)
+        finally:
+            if o.rm:
+                self._remove(rec)
+
+    def _remove(self, rec) -> None:
+        import shutil
+
+        try:
+            state.remove_files(rec)
+        except OSError:
+            # the setup process did not get to remove subordinate-owned files: do it in a userns
+            from rootless.runtime.storage import remove_tree
+            from rootless.userns import fork_userns
+
+            try:
+                fork_userns(lambda: remove_tree(rec.dir)).wait()
+            except RootlessError:
+                pass
+            shutil.rmtree(rec.run_dir, ignore_errors=True)
+
+    def _run(self, rec) -> int:
+        o = self.opts
+        hostname = o.hostname or (socket.gethostname() if self.net_mode == "host" else rec.id[:12])
+        self.hostname = hostname
+        self.proc = spec.resolve(o, self.image.config, hostname)
+        if o.init:
+            self.proc.args = [rootfs.INIT_PATH, "--", *self.proc.args]
+        self.storage = Storage(o.storage_driver, self.image.layer_dirs, rec.dir)
+        self.storage.prepare_host()
+        etc = {}
+        for name, text in (
+            ("hostname", hostname + "\n"),
+            ("hosts", _hosts(hostname, rec.name, self.net_mode)),
+            ("resolv.conf", _resolv(self.net_mode)),
+        ):
+            path = os.path.join(rec.run_dir, name)
+            _write(path, text)
+            etc["/etc/" + name] = path
+        self.rootfs_cfg = rootfs.RootfsConfig(
+            root="",
+            etc_files=etc,
+            mounts=self.mounts,
+            read_only=o.read_only,
+            privileged=o.privileged,
+            init=TINI if o.init else None,
+            workdir=self.proc.cwd,
+            new_netns=self.net_mode != "host",
+        )
+        rec.command = self.proc.args
+        rec.options = {"hostname": hostname, "network": o.network}
+        need_go = self.net_mode not in ("none", "host")
+        p = self.pipes = _Pipes(need_go, o.tty)
+        from rootless.userns import fork_userns
+
+        net = None
+        child = None
+        err = b""
+        try:
+            try:
+                child = fork_userns(self._setup_main, extra_unshare_flags=sc.CLONE_NEWNS)
+            finally:
+                _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
+            raw = _read_all(p.info_r)
+            init_pid = int(raw) if raw.strip().isdigit() else 0
+            master = None
+            if init_pid:
+                rec.set_state("running", pid=init_pid, started=time.time())
+                if o.tty:
+                    try:
+                        _msg, fds, _f, _a = socket.recv_fds(p.tty_host, 16, 1)
+                        master = fds[0] if fds else None
+                    except OSError:
+                        master = None
+                if need_go:
+                    net = self._start_network(rec, init_pid)
+                    os.write(p.go_w, b"go")
+            fwd = process.SignalForwarder(
+                init_pid or child.pid,
+                on_winch=(lambda: process.copy_winsize(0, master)) if master is not None else None,
+            ).install()
+            try:
+                if master is not None:
+                    err = b""
+                    process.relay_pty(master, o.interactive)
+                    os.close(master)
+                err = _read_all(p.err_r)
+                rc = child.wait()
+            finally:
+                fwd.uninstall()
+        except BaseException:
+            if child is not None and child.returncode is None:
+                child.kill()
+                child.wait()
+            raise
+        finally:
+            if net is not None:
+                net.stop()
+            _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host)
+            if not o.rm:
+                rec.set_state("exited", exit_code=None, finished=time.time(), pid=0)
+        if err:
+            code, _, msg = err.decode(errors="replace").partition(" ")
+            code = int(code) if code.isdigit() else EXIT_RUNTIME
+            if not o.rm:
+                rec.set_state("exited", exit_code=code, finished=time.time(), pid=0)
+            raise RootlessError(msg, exit_code=code)
+        if not o.rm:
+            rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
+        return rc
+
+    def _start_network(self, rec, pid: int):
+        from rootless import netutil, slirp
+
+        ports = netutil.parse_publish_all(self.opts.publish)
+        net = slirp.start(
+            self.net_mode,
+            f"/proc/{pid}/ns/net",
+            f"/proc/{pid}/ns/user",
+            rec.run_dir,
+            self.net_opts,
+            ports,
+        )
+        _write(os.path.join(rec.run_dir, "resolv.conf"), net.resolv_conf())
+        _write(os.path.join(rec.run_dir, "hosts"), net.hosts(self.hostname, (rec.name,)))
+        return net
+
+    # ---- setup process (root in the user namespace, own mount namespace) -------------------------
+    def _setup_main(self) -> int:
+        p = self.pipes
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host)
+        os.setsid()
+        for s in process.FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            root = self.storage.mount()
+        except Exception as e:
+            _report(
+                p.err_w,
+                getattr(e, "exit_code", EXIT_RUNTIME),
+                f"mounting the container's root: {e}",
+            )
+            self._cleanup_storage()
+            return EXIT_RUNTIME
+        try:
+            self.rootfs_cfg.root = root
+            flags = (
+                sc.CLONE_NEWNS
+                | sc.CLONE_NEWPID
+                | sc.CLONE_NEWUTS
+                | sc.CLONE_NEWIPC
+                | sc.CLONE_NEWCGROUP
+            )
+            if self.net_mode != "host":
+                flags |= sc.CLONE_NEWNET
+            pid = os.fork()
+            if pid == 0:
+                self._monitor_main(flags)  # never returns
+            _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+        finally:
+            self._cleanup_storage()
+
+    def _cleanup_storage(self) -> None:
+        try:
+            self.storage.unmount()
+        finally:
+            if self.opts.rm:
+                try:
+                    self.storage.remove()
+                except OSError as e:
+                    os.write(2, f"WARNING: removing the container's storage: {e}\n".encode())
+
+    def _monitor_main(self, flags: int) -> None:
+        p = self.pipes
+        rc = EXIT_RUNTIME
+        try:
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            try:
+                sc.unshare(flags)
+            except OSError as e:
+                _report(p.err_w, EXIT_RUNTIME, f"creating the container's namespaces: {e.strerror}")
+                os._exit(EXIT_RUNTIME)
+            pid = os.fork()
+            if pid == 0:
+                self._init_main()  # never returns
+            os.write(p.info_w, str(pid).encode())
+            _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+            code = os.waitstatus_to_exitcode(status)
+            rc = 128 - code if code < 0 else code
+        finally:
+            os._exit(rc)
+
+    # ---- the container's PID 1 -------------------------------------------------------------------
+    def _init_main(self) -> None:
+        p = self.pipes
+        code = EXIT_RUNTIME
+        try:
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            _Pipes.close(p.info_w)
+            sc.sethostname(self.hostname)
+            if self.net_mode != "host":
+                _loopback_up()
+            self.seccomp_filter = None
+            if self.seccomp_profile is not None:
+                from rootless.runtime import seccomp
+
+                self.seccomp_filter = seccomp.compile(self.seccomp_profile, self.caps)
+            rootfs.setup(self.rootfs_cfg)
+            self._start_process()
+        except process.ExecError as e:
+            code = e.code
+            _report(p.err_w, e.code, str(e))
+        except RootlessError as e:
+            code = e.exit_code
+            _report(p.err_w, code, str(e))
+        except OSError as e:
+            _report(p.err_w, EXIT_RUNTIME, f"setting up the container: {e}")
+        except BaseException as e:  # noqa: B036 - never unwind into the parent's code
+            _report(
+                p.err_w,
+                EXIT_RUNTIME,
+                f"internal error in the container setup: {type(e).__name__}: {e}",
+            )
+        os._exit(code)
+
+    def _start_process(self) -> None:
+        p = self.pipes
+        o = self.opts
+        proc = self.proc
+        user = spec.resolve_user(proc.user)
+        env = dict(proc.env)
+        env.setdefault("HOME", user.home)
+        if o.tty:
+            master, slave = process.open_pty_in_container()
+            os.fchown(slave, user.uid, user.gid)
+            socket.send_fds(p.tty_ctr, [b"m"], [master])
+            os.close(master)
+            process.make_controlling(slave)
+        elif not o.interactive:
+            fd = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(fd, 0)
+            os.close(fd)
+        _Pipes.close(p.tty_ctr)
+        if p.go_r != -1:
+            if os.read(p.go_r, 2) != b"go":
+                os._exit(EXIT_RUNTIME)  # rootless failed and reports it
+            os.close(p.go_r)
+        try:
+            os.chdir(proc.cwd)
+        except OSError as e:
+            raise ContainerError(
+                f"cannot chdir to working directory {proc.cwd}: {e.strerror}"
+            ) from None
+        process.reset_signals()
+        if self.seccomp_filter is not None:
+            self.seccomp_filter.load()
+        if self.no_new_privs:
+            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        capabilities.drop_bounding(self.caps)
+        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+        try:
+            os.setgroups(user.groups)
+        except PermissionError:
+            pass
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+        capabilities.set_process(self.caps, user.uid, o.cap_add)
+        process.execve(proc.args, env)
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return out
+        out += chunk
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags = 0x8913, 0x8914
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, req))[1]
+        fcntl.ioctl(
+            s, siocsifflags, struct.pack("16sH14x", b"lo", flags | 0x1 | 0x40)
+        )  # UP|RUNNING
+
+
+def _hosts(hostname: str, name: str, mode: str) -> str:
+    lines = [
+        "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4",
+        "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6",
+        f"127.0.1.1\t{hostname} {name}" if hostname != name else f"127.0.1.1\t{hostname}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _resolv(mode: str) -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    if mode == "host":
+        return text
+    keep = [ln for ln in text.splitlines() if not ln.startswith("nameserver 127.")]
+    return "\n".join(keep) + "\n"
+
+
+def run(opts: spec.RunOptions) -> int:
+    if not os.path.isdir(paths.data_home()):
+        os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
+    return Runner(opts).run()

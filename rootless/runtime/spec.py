@@ -1,0 +1,189 @@
+"""From `run` options and the image config to the container process, with podman's override rules.
+
+resolve() runs on the host: Entrypoint/Cmd (--entrypoint drops the image's Cmd), Env (defaults, then
+image, then --env-file, then -e), WorkingDir (-w wins) and User (-u wins). resolve_user() runs inside
+the container's root: it turns ``user[:group]`` into uid, gid and supplementary groups using the
+container's /etc/passwd and /etc/group, and gives HOME.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from rootless.errors import ContainerError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class RunOptions:
+    """Everything `rootless run` was asked to do (CLI-independent)."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    read_only: bool = False
+    rm: bool = False
+    interactive: bool = False
+    tty: bool = False
+    init: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opts: list[str] = field(default_factory=list)
+    privileged: bool = False
+    network: str = "slirp4netns"
+    storage_driver: str = "fuse-overlay"
+    publish: list[str] = field(default_factory=list)
+    rootfs: bool = False  # podman's --rootfs: `image` is a directory used as the only (lower) layer
+
+
+@dataclass
+class ProcessSpec:
+    """The container's main process, as far as it can be known on the host."""
+
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    user: str  # "" (root), "uid", "name", "uid:gid", "name:group"
+    terminal: bool = False
+
+
+def parse_entrypoint(value: str) -> list[str]:
+    """--entrypoint takes a plain command or a JSON array, as in podman."""
+    v = value.strip()
+    if v.startswith("["):
+        try:
+            parsed = json.loads(v)
+        except json.JSONDecodeError as e:
+            raise ContainerError(f"--entrypoint {value!r}: invalid JSON array ({e.msg})") from None
+        if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
+            raise ContainerError(f"--entrypoint {value!r}: must be a JSON array of strings")
+        return parsed
+    return [value] if value else []
+
+
+def _env_line(line: str, where: str, out: dict[str, str]) -> None:
+    if "=" in line:
+        k, v = line.split("=", 1)
+        if not k:
+            raise ContainerError(
+                f"{where}: invalid environment variable {line!r}: the name is empty"
+            )
+        out[k] = v
+    elif line:
+        if line in os.environ:
+            out[line] = os.environ[line]
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ContainerError(
+            f"--env-file {path}: cannot read it ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    for n, raw in enumerate(lines, 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line and any(c.isspace() for c in line):
+            raise ContainerError(f"--env-file {path}:{n}: expected NAME=VALUE, got {raw!r}")
+        _env_line(line, f"--env-file {path}:{n}", out)
+    return out
+
+
+def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
+    cfg = (image_config or {}).get("config") or {}
+    if opts.entrypoint is not None:
+        entry = parse_entrypoint(opts.entrypoint)
+        cmd = list(opts.command)  # an explicit entrypoint drops the image's Cmd
+    else:
+        entry = list(cfg.get("Entrypoint") or [])
+        cmd = list(opts.command) if opts.command else list(cfg.get("Cmd") or [])
+    args = entry + cmd
+    if not args:
+        raise ContainerError(
+            "no command or entrypoint provided, and no CMD or ENTRYPOINT from image"
+        )
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "container": "podman"}
+    if opts.tty:
+        env["TERM"] = "xterm"
+    for item in cfg.get("Env") or []:
+        _env_line(item, "image", env)
+    for path in opts.env_files:
+        env.update(read_env_file(path))
+    for item in opts.env:
+        _env_line(item, "-e", env)
+    env.setdefault("HOSTNAME", hostname)
+    cwd = opts.workdir or cfg.get("WorkingDir") or "/"
+    if not cwd.startswith("/"):
+        raise ContainerError(f"--workdir {cwd!r}: must be an absolute path")
+    user = opts.user if opts.user is not None else (cfg.get("User") or "")
+    return ProcessSpec(args=args, env=env, cwd=cwd, user=user, terminal=opts.tty)
+
+
+# --- inside the container -------------------------------------------------------------------------
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [ln.split(":") for ln in f.read().splitlines() if ln and not ln.startswith("#")]
+    except OSError:
+        return []
+
+
+@dataclass
+class ResolvedUser:
+    uid: int
+    gid: int
+    groups: list[int]
+    home: str
+
+
+def resolve_user(user: str, etc: str = "/etc") -> ResolvedUser:
+    """Resolve ``user[:group]`` against etc/passwd and etc/group (podman's rules)."""
+    uname, _, gname = (user or "").partition(":")
+    passwd = _read_db(os.path.join(etc, "passwd"))
+    groups = _read_db(os.path.join(etc, "group"))
+    entry = None
+    if not uname:
+        uname = "0"
+    if uname.isdigit():
+        uid = int(uname)
+        entry = next((e for e in passwd if len(e) >= 4 and e[2] == uname), None)
+        gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    else:
+        entry = next((e for e in passwd if len(e) >= 4 and e[0] == uname), None)
+        if entry is None or not entry[2].isdigit():
+            raise ContainerError(f"unable to find user {uname}: no matching entries in passwd file")
+        uid, gid = int(entry[2]), int(entry[3]) if entry[3].isdigit() else 0
+    if gname:
+        if gname.isdigit():
+            gid = int(gname)
+        else:
+            g = next((e for e in groups if len(e) >= 3 and e[0] == gname), None)
+            if g is None or not g[2].isdigit():
+                raise ContainerError(
+                    f"unable to find group {gname}: no matching entries in group file"
+                )
+            gid = int(g[2])
+    home = entry[5] if entry and len(entry) >= 6 and entry[5] else "/"
+    supp: list[int] = []
+    if entry is not None and not gname:
+        name = entry[0]
+        for g in groups:
+            if len(g) >= 4 and g[2].isdigit() and name in g[3].split(",") and int(g[2]) != gid:
+                supp.append(int(g[2]))
+    return ResolvedUser(uid=uid, gid=gid, groups=supp, home=home)
