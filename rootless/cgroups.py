@@ -282,9 +282,10 @@ def user_bus_address() -> str | None:
         return addr if os.path.exists(path) else None
     if addr:
         return addr
-    rt = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
-    path = os.path.join(rt, "bus")
-    return f"unix:path={path}" if os.path.exists(path) else None
+    for rt in (os.environ.get("XDG_RUNTIME_DIR"), f"/run/user/{os.getuid()}"):
+        if rt and os.path.exists(os.path.join(rt, "bus")):
+            return f"unix:path={os.path.join(rt, 'bus')}"
+    return None
 
 
 def _user_manager_cgroup() -> str:
