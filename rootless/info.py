@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 
 from rootless import __version__, paths
+from rootless.errors import RootlessError
 
 
 @dataclass
@@ -97,13 +98,9 @@ def _cgroups(uid: int) -> dict:
 
 def _probe_kernel_overlay() -> tuple[bool, str]:
     """Mount kernel overlayfs with userxattr inside a throw-away user+mount namespace."""
-    try:
-        from rootless import userns
-    except ImportError as e:  # pragma: no cover - during bring-up
-        return False, f"userns support missing: {e}"
     import tempfile
 
-    from rootless import syscalls
+    from rootless import syscalls, userns
 
     base = tempfile.mkdtemp(prefix="rootless-ovl-probe-")
     try:
@@ -119,6 +116,7 @@ def _probe_kernel_overlay() -> tuple[bool, str]:
             syscalls.mount("overlay", f"{base}/m", "overlay", 0, opts)
             return 0
 
+        userns._warned_single = True  # info reports the fallback itself, among its problems
         try:
             rc = userns.run_in_userns(child)
         except Exception as e:  # noqa: BLE001 - a probe reports, it does not fail
@@ -169,15 +167,10 @@ def gather(*, probe: bool = True) -> dict:
                 for r in m.gid_ranges
             ],
         }
-        if uid != 0 and getattr(m, "is_single", False):
-            problems.append(
-                Problem(
-                    f"no subordinate ids for {user} in /etc/subuid or /etc/subgid: containers get one id and "
-                    "images with other owners will not work",
-                    f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user} (see docs/subuid.md)",
-                )
-            )
-    except Exception as e:  # noqa: BLE001 - report, do not crash
+        if m.fallback_reason:
+            what, _, fix = m.fallback_reason.partition("; fix: ")
+            problems.append(Problem(what, fix or "see docs/subuid.md"))
+    except RootlessError as e:  # a broken /etc/subuid: report it, do not crash
         problems.append(Problem(f"id mapping: {e}", "see docs/subuid.md", fatal=False))
 
     helpers = {n: _helper(n) for n in ("newuidmap", "newgidmap")}
