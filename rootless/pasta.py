@@ -19,6 +19,7 @@ also dies if the guard is killed. Readiness: pasta's ``--pid`` file is the write
 writes its pid there once it is configured and listening, and EOF without a pid means it failed.
 """
 
+import logging
 import os
 import select
 import signal
@@ -55,13 +56,18 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     """Start pasta (through its guard) for the namespaces at the given paths; see rootless.slirp.start."""
     import shutil
 
-    from rootless.netutil import NetworkError, close_quietly, host_gateway
+    from rootless.netutil import NetworkError, close_quietly, host_gateway, is_loopback
     from rootless.slirp import NetworkHandle, _kill_and_reap, _tail, missing_binary, wait_ready
 
     binary = shutil.which("pasta")
     if not binary:
         raise missing_binary("pasta", "passt")
     user_args = list(options.get("args", ()))
+    if any(m.protocol == "udp" and (not m.host_ip or is_loopback(m.host_ip)) for m in ports):
+        logging.getLogger("rootless").warning(
+            "pasta (2023-03) loses UDP replies to clients on the host's loopback; "
+            "clients on the host's other addresses work"
+        )
     cmd = [binary, "-f", "--config-net"]
     cmd += _forward_args(ports, user_args)
     dns_forward = None

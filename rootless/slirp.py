@@ -33,6 +33,7 @@ rootless, not them; the exit fd is what ends them.
 import errno
 import ipaddress
 import json
+import logging
 import os
 import select
 import shutil
@@ -50,6 +51,8 @@ from rootless.netutil import (
     host_nameservers,
     is_loopback,
 )
+
+_log = logging.getLogger("rootless")
 
 MODES = ("slirp4netns", "pasta", "none", "host")
 DEFAULT_MODE = "slirp4netns"
@@ -364,6 +367,13 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
     if not nsenter:
         raise missing_binary("nsenter", "util-linux")
     ports = resolve_ports(ports)
+    if not options.get("allow_host_loopback") and any(
+        m.protocol == "udp" and (not m.host_ip or is_loopback(m.host_ip)) for m in ports
+    ):
+        _log.warning(
+            "slirp4netns cannot return UDP replies to clients on the host's loopback without "
+            "allow_host_loopback=true; use --network pasta or a non-loopback address for them"
+        )
     net = ipaddress.IPv4Network(options.get("cidr", "10.0.2.0/24"), strict=False)
     address, gateway, dns = str(net[100]), str(net[2]), str(net[3])
     api_socket = os.path.join(runtime_dir, "slirp4netns.sock")
