@@ -293,11 +293,33 @@ class Runner:
     # ---- setup process (root in the user namespace, own mount namespace) -------------------------
     def _setup_main(self) -> int:
         p = self.pipes
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        parent = os.getppid()
+        self._monitor_pid = 0
+        self._orphaned = False
+
+        def on_term(*_):  # rootless died (PDEATHSIG) or someone asked us to stop: end the container
+            self._orphaned = True
+            if self._monitor_pid:
+                os.kill(self._monitor_pid, signal.SIGKILL)
+
         _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host)
         os.setsid()
         for s in process.FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, on_term)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            return EXIT_RUNTIME
+        try:
+            return self._setup_body(p)
+        finally:
+            if os.getppid() != parent and self.opts.rm:  # nobody else will clean up
+                try:
+                    state.remove_files(self.rec)
+                except OSError:
+                    pass
+
+    def _setup_body(self, p) -> int:
         try:
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             root = self.storage.mount()
@@ -320,9 +342,14 @@ class Runner:
             )
             if self.net_mode != "host":
                 flags |= sc.CLONE_NEWNET
+            if self._orphaned:
+                return EXIT_RUNTIME
             pid = os.fork()
             if pid == 0:
                 self._monitor_main(flags)  # never returns
+            self._monitor_pid = pid
+            if self._orphaned:
+                os.kill(pid, signal.SIGKILL)
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
             while True:
                 try:

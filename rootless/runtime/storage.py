@@ -51,7 +51,7 @@ class Storage:
                     "the fuse-overlay storage driver is not available yet: use --storage-driver overlay or vfs"
                 ) from None
             self.proc = fuse_overlay.spawn(
-                list(reversed(self.layers)), self.upper, self.work, self.merged, []
+                list(reversed(self.layers)), self.upper, self.work, self.merged
             )
             return self.merged
         return self._vfs()
@@ -62,7 +62,7 @@ class Storage:
 
             proc, self.proc = self.proc, None
             fuse_overlay.stop(proc, self.merged)
-        elif self.driver == "overlay":
+        else:
             try:
                 sc.umount2(self.merged, sc.MNT_DETACH)
             except OSError:
