@@ -192,6 +192,8 @@ class NetworkHandle:
         self.release()
         proc, self.proc = self.proc, None
         if proc is None:
+            for pid in {self.pid, self.helper_pid} - {None}:
+                _wait_gone(pid, timeout)  # started elsewhere: not ours to reap
             return
         try:
             proc.wait(timeout=min(timeout, 1.0))
@@ -204,6 +206,40 @@ class NetworkHandle:
                 proc.wait()
         if self.helper_pid and self.helper_pid != proc.pid:
             _wait_gone(self.helper_pid, timeout)
+
+    def to_dict(self) -> dict:
+        """State for the container's record (``rootless port``, ``inspect``, cleanup by another
+        process): everything but the process object and the exit fd."""
+        return {
+            "mode": self.mode,
+            "pid": self.pid,
+            "helper_pid": self.helper_pid,
+            "ports": [[p.host_ip, p.host_port, p.container_port, p.protocol] for p in self.ports],
+            "address": self.address,
+            "gateway": self.gateway,
+            "dns": self.dns,
+            "host_ip": self.host_ip,
+            "api_socket": self.api_socket,
+            "log_path": self.log_path,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "NetworkHandle":
+        """A handle for a helper started by another process: ``stop()`` then only waits for it to
+        go (its exit fd closes with the container's monitor) and kills it after the timeout."""
+        h = cls(state["mode"], ports=[PortMapping(*p) for p in state.get("ports", ())])
+        for key in (
+            "pid",
+            "helper_pid",
+            "address",
+            "gateway",
+            "dns",
+            "host_ip",
+            "api_socket",
+            "log_path",
+        ):
+            setattr(h, key, state.get(key))
+        return h
 
     # slirp4netns API ------------------------------------------------------------------------------
     def list_forwards(self) -> list[dict]:
@@ -225,8 +261,10 @@ def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return  # exited; its parent reaps it
+        except (OSError, IndexError):
             return
         time.sleep(0.01)
     try:
@@ -274,8 +312,9 @@ def _tail(path: str | None, skip: tuple[str, ...] = ()) -> str:
     return lines[-1] if lines else ""
 
 
-def wait_ready(fd: int, proc: subprocess.Popen, timeout: float = READY_TIMEOUT) -> bytes | None:
-    """Read the ready pipe until a full line/byte arrives; None on EOF (the helper died) or timeout."""
+def wait_ready(fd: int, line: bool, timeout: float = READY_TIMEOUT) -> bytes | None:
+    """Read the ready pipe until a byte (or, with ``line``, a whole line) arrives; None on EOF before
+    that (the helper died) or on timeout."""
     deadline = time.monotonic() + timeout
     data = b""
     poller = select.poll()
@@ -288,11 +327,9 @@ def wait_ready(fd: int, proc: subprocess.Popen, timeout: float = READY_TIMEOUT) 
             continue
         chunk = os.read(fd, 256)
         if not chunk:
-            return data or None
+            return None
         data += chunk
-        if proc.args and "slirp4netns" in os.path.basename(str(proc.args[0])):
-            return data  # slirp4netns writes "1" once configured
-        if data.endswith(b"\n"):
+        if not line or data.endswith(b"\n"):
             return data
 
 
@@ -431,7 +468,7 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
         gateway if options.get("allow_host_loopback") else _host_address(host_gateway())
     )
     try:
-        ok = wait_ready(ready_r, proc)
+        ok = wait_ready(ready_r, line=False)  # slirp4netns writes "1" once configured
         if not ok:
             why = _tail(log_path) or (
                 "it did not become ready in time"
@@ -471,3 +508,31 @@ def _add_hostfwd(handle: NetworkHandle, m: PortMapping) -> None:
                 f"cannot publish {m}: the host port is in use or the address is not on this host"
             )
         raise NetworkError(f"cannot publish {m}: slirp4netns said {desc}")
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in (out.stdout + "\n" + out.stderr).splitlines():
+        if line.startswith(("slirp4netns version", "pasta ")) or "version" in line.lower():
+            return line.strip()
+    return None
+
+
+def helpers_info() -> dict:
+    """For ``rootless info``: which network helpers are installed, their paths and versions."""
+    out = {}
+    for name, package in (("slirp4netns", "slirp4netns"), ("pasta", "passt")):
+        path = shutil.which(name)
+        out[name] = {
+            "available": bool(path),
+            "path": path or "",
+            "package": package,
+            "version": (_version([path, "--version"]) or "") if path else "",
+        }
+        if path and "unknown" in out[name]["version"]:  # Debian's pasta does not know its version
+            pkg = _version(["dpkg-query", "-W", "-f", "version ${Version}", package])
+            out[name]["version"] = f"{package} {pkg.split()[-1]}" if pkg else out[name]["version"]
+    return out

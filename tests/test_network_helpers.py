@@ -396,7 +396,7 @@ def test_pasta_reaches_the_host_loopback_through_its_gateway(sandbox, host_serve
             f"""
             import socket
             try:
-                socket.create_connection(("{ip}", {host_server}), timeout=3)
+                socket.create_connection(("{ip}", {host_server}), timeout=1)
                 print("connected")
             except OSError as e:
                 print("failed", e)
@@ -538,3 +538,34 @@ def test_helper_never_outlives_the_container(mode, sandbox):
     assert owner.wait(timeout=10) == 0
     assert poll(lambda: all(gone(p) for p in pids), 10)
     assert _free(port)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_handle_state_round_trip(mode, sandbox):
+    """Another process (rootless port / cleanup) can describe and wait for a helper it did not start."""
+    box = sandbox()
+    port = free_port()
+    net = slirp.start(
+        mode, box.netns, box.userns, box.runtime_dir, {}, parse_publish(f"127.0.0.1:{port}:80")
+    )
+    try:
+        state = json.loads(json.dumps(net.to_dict()))
+        other = slirp.NetworkHandle.from_dict(state)
+        assert (
+            other.ports == net.ports and other.mode == mode and other.helper_pid == net.helper_pid
+        )
+        assert other.resolv_conf() == net.resolv_conf() and other.hosts("c") == net.hosts("c")
+        net.release()  # what the container's monitor exiting does
+        other.stop()
+        assert gone(net.helper_pid)
+    finally:
+        assert_stopped(net)
+
+
+def test_helpers_info():
+    info = slirp.helpers_info()
+    assert info["slirp4netns"]["available"] and info["slirp4netns"]["version"].startswith(
+        "slirp4netns version"
+    )
+    assert info["pasta"]["available"] and info["pasta"]["package"] == "passt"
+    assert "unknown" not in info["pasta"]["version"]
