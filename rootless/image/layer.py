@@ -464,7 +464,7 @@ def _child_extract(blob: str, dest: str, diff_id: str) -> int:
         try:
             from rootless import idmap
 
-            msg = idmap.range_too_small_message(e.kind, e.ident, idmap.for_user())
+            msg = idmap.range_too_small_message(e.kind, e.ident, _IDMAP)
         except Exception:  # noqa: BLE001 - the message must still reach the user
             msg = f"{e.kind} {e.ident} is outside your subordinate id range: see docs/subuid.md"
         os.write(2, f"error: {e.name}: {msg}\n".encode())
@@ -493,6 +493,9 @@ def _child_rm(*paths: str) -> int:
     return rc
 
 
+_IDMAP = None
+
+
 def main(argv: list[str]) -> int:
     from rootless import userns
 
@@ -503,8 +506,12 @@ def main(argv: list[str]) -> int:
     if fn is None:
         return 64
     sys.stdout.flush()
+    global _IDMAP
     try:
-        return userns.run_in_userns(fn, *args)
+        from rootless import idmap
+
+        _IDMAP = idmap.for_user()  # the user's map, read before we are root in the namespace
+        return userns.run_in_userns(fn, *args, idmap=_IDMAP)
     except Exception as e:  # noqa: BLE001 - one line for the parent to relay
         os.write(2, f"error: {e}\n".encode())
         return 5

@@ -365,6 +365,8 @@ class Store:
             ref = reference.parse(s)
         except ImageError:
             ref = None
+        if ref is not None and ref.is_short:
+            ref = _alias(ref) or ref
         if ref is not None:
             hit = _match_name(images, ref)
             if hit:
@@ -493,6 +495,23 @@ def _match_name(images: list[ImageRecord], ref: reference.Reference) -> ImageRec
             if t == tag and (repo == ref.path or repo.endswith("/" + ref.path)):
                 return rec
     return None
+
+
+def _alias(ref: reference.Reference) -> reference.Reference | None:
+    """A short name's [aliases] target from registries.conf, if it has one."""
+    from rootless.image import registries_conf
+
+    try:
+        conf = registries_conf.load()
+    except ImageError:
+        return None
+    if ref.path not in conf.aliases:
+        return None
+    try:
+        [r] = conf.resolve(ref)
+    except (ImageError, ValueError):
+        return None
+    return r
 
 
 def _helper_error(stderr: str) -> str:
