@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
     os._exit(run(cfg, w))
 
 

@@ -145,15 +145,16 @@ def run(cfg: MountConfig, ready_fd: int | None = None) -> int:
         nonlocal stopped_by_signal
         async with trio.open_nursery() as nursery:
 
-            async def on_signal():
+            async def on_signal(task_status=trio.TASK_STATUS_IGNORED):
                 nonlocal stopped_by_signal
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+                    task_status.started()
                     async for _ in sigs:
                         stopped_by_signal = True
                         pyfuse3.terminate()
                         return
 
-            nursery.start_soon(on_signal)
+            await nursery.start(on_signal)
             report("ok")
             await pyfuse3.main(min_tasks=1, max_tasks=8)
             nursery.cancel_scope.cancel()
