@@ -689,7 +689,11 @@ def test_semantics_inside_user_namespace(tmp_path):
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x",
         "--basetemp", str(tmp_path / "inner"), os.path.abspath(__file__),
     ]  # fmt: skip
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=850)
+    try:
+        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=850)
+    finally:  # the inner run made files owned by subordinate ids: remove them from inside
+        inner = str(tmp_path / "inner")
+        subprocess.run(["unshare", "-Urm", "--map-auto", "rm", "-rf", inner], check=False)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     m = re.search(r"(\d+) passed", r.stdout)
     assert m and int(m.group(1)) >= 30, r.stdout[-3000:]
