@@ -408,6 +408,7 @@ class Runner:
             sc.sethostname(self.hostname)
             if self.net_mode != "host":
                 _loopback_up()
+                _write("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
             self.seccomp_filter = None
             if self.seccomp_profile is not None:
                 from rootless.runtime import seccomp
