@@ -57,6 +57,7 @@ _log = logging.getLogger("rootless")
 MODES = ("slirp4netns", "pasta", "none", "host")
 DEFAULT_MODE = "slirp4netns"
 READY_TIMEOUT = 10.0
+API_SOCKET = "slirp4netns.sock"
 
 _SLIRP_BOOL_OPTS = ("allow_host_loopback", "enable_ipv6")
 _SLIRP_OPTS = (*_SLIRP_BOOL_OPTS, "mtu", "cidr", "port_handler", "outbound_addr")
@@ -282,10 +283,17 @@ def _desc(reply: dict) -> str:
 
 def api_request(path: str, request: dict, timeout: float = 5.0) -> dict:
     """One slirp4netns API exchange: connect, send one JSON request, shut the write side, read to EOF."""
+    dir_fd = None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
-            s.connect(path)
+            if (
+                len(os.fsencode(path)) > 100
+            ):  # too long for sockaddr_un: go through the directory's fd
+                dir_fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+                s.connect(f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+            else:
+                s.connect(path)
             s.sendall(json.dumps(request).encode())
             s.shutdown(socket.SHUT_WR)
             chunks = []
@@ -293,6 +301,8 @@ def api_request(path: str, request: dict, timeout: float = 5.0) -> dict:
                 chunks.append(chunk)
         except OSError as e:
             raise NetworkError(f"cannot talk to slirp4netns at {path}: {e.strerror or e}") from None
+        finally:
+            close_quietly(dir_fd)
     try:
         reply = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
@@ -413,11 +423,9 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
         )
     net = ipaddress.IPv4Network(options.get("cidr", "10.0.2.0/24"), strict=False)
     address, gateway, dns = str(net[100]), str(net[2]), str(net[3])
-    api_socket = os.path.join(runtime_dir, "slirp4netns.sock")
-    if len(os.fsencode(api_socket)) > 107:
-        raise NetworkError(
-            f"the runtime directory {runtime_dir} is too deep for a socket path: set a shorter XDG_RUNTIME_DIR"
-        )
+    # A container's runtime dir can be too deep for sockaddr_un (108 bytes), so slirp4netns binds a
+    # relative name in its working directory and clients connect through /proc/self/fd (api_request).
+    api_socket = os.path.join(runtime_dir, API_SOCKET)
     try:
         os.unlink(api_socket)
     except FileNotFoundError:
@@ -436,7 +444,7 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
         cmd.append("--enable-ipv6")
     if options.get("outbound_addr"):
         cmd.append(f"--outbound-addr={options['outbound_addr']}")
-    cmd += ["--netns-type=path", f"--api-socket={api_socket}", netns_path, "tap0"]
+    cmd += ["--netns-type=path", f"--api-socket={API_SOCKET}", netns_path, "tap0"]
     # --enable-sandbox needs slirp4netns to be root in its user namespace (it unshares a mount
     # namespace and pivots; from the host's it fails with "setegid(0)"), so, as podman runs it inside
     # its rootless user namespace, run it inside the container's: nsenter (util-linux) joins it and
@@ -453,6 +461,7 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
                 stderr=log,
                 pass_fds=(ready_w, exit_r),
                 start_new_session=True,
+                cwd=runtime_dir,
             )
     except OSError as e:
         for fd in (ready_r, ready_w, exit_r, exit_w):

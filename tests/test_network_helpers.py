@@ -569,3 +569,21 @@ def test_helpers_info():
     )
     assert info["pasta"]["available"] and info["pasta"]["package"] == "passt"
     assert "unknown" not in info["pasta"]["version"]
+
+
+def test_slirp4netns_api_socket_in_a_deep_runtime_dir(sandbox, www):
+    """A container's runtime dir (XDG_RUNTIME_DIR/rootless/<64-hex id>) can exceed sockaddr_un."""
+    box = sandbox()
+    deep = os.path.join(box.runtime_dir, "d" * 64, "e" * 40)
+    os.makedirs(deep)
+    port = free_port()
+    net = slirp.start(
+        "slirp4netns", box.netns, box.userns, deep, {}, parse_publish(f"127.0.0.1:{port}:80")
+    )
+    try:
+        assert len(net.api_socket) > 108
+        assert [e["host_port"] for e in net.list_forwards()] == [port]
+        start_httpd(box, www)
+        assert poll(lambda: fetch(f"http://127.0.0.1:{port}/")) == "hello from the container\n"
+    finally:
+        assert_stopped(net)
