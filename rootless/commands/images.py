@@ -11,22 +11,6 @@ import click
 from rootless.errors import ImageError
 
 
-def _tls(value: bool | None) -> bool | None:
-    return value
-
-
-tls_option = click.option(
-    "--tls-verify/--no-tls-verify",
-    "tls_verify",
-    default=None,
-    help="Require HTTPS and verify certificates (default: from registries.conf).",
-)
-
-
-def _parse_bool_flag(args: list[str]) -> list[str]:
-    return args
-
-
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
@@ -230,7 +214,6 @@ def _remove(store, names, force: bool, all_: bool) -> int:
             if not by_id:
                 full = _full_name(rec, name)
                 if full and len(rec.names) > 1:
-                    users = store.image_in_use_check(rec.id)
                     store.remove_name(rec.id, full)
                     click.echo(f"Untagged: {full}")
                     continue
@@ -369,9 +352,8 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
     if password is None:
         password = click.prompt("Password", hide_input=True)
     insecure = registries_conf.load().insecure_for(key.split("/")[0]) or tls_verify is False
-    path = auth.write_path()
 
-    # try the credentials first: store them in a temp auth view
+    # check the credentials against the registry before storing them
     async def check():
         client = distribution.RegistryClient(
             key.split("/")[0], insecure=insecure, tls_verify=tls_verify
@@ -384,7 +366,6 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
 
     trio.run(check)
     auth.store(key, username, password)
-    del path
     click.echo("Login Succeeded!")
 
 

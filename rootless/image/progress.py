@@ -30,6 +30,9 @@ class Progress:
     def line(self, text: str) -> None:
         if self.quiet:
             return
+        if self.tty and self.rows and all(r[3] and r[3] != "retrying" for r in self.rows):
+            self.frozen = True  # every bar is final: leave them on screen, print below
+            self.drawn = 0
         if self.tty:
             self._clear()
             self.stream.write(text + "\n")
@@ -39,6 +42,7 @@ class Progress:
         self.stream.flush()
 
     def add(self, key: str, label: str, total: int | None) -> None:
+        self.frozen = False
         self.index[key] = len(self.rows)
         self.rows.append([label, 0, total, ""])
         self._draw(force=True)
@@ -73,8 +77,10 @@ class Progress:
             self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
             self.drawn = 0
 
+    frozen = False
+
     def _draw(self, force: bool = False) -> None:
-        if not self.tty:
+        if not self.tty or self.frozen:
             return
         now = time.monotonic()
         if not force and now - self.last < 0.1:
