@@ -22,7 +22,7 @@ NOSUB_USER=${TEST_USER}-nosub
 APT_PACKAGES=(
   uidmap slirp4netns passt fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
-  procps psmisc make git
+  procps psmisc make git user-mode-linux debootstrap e2fsprogs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,7 +31,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Device nodes: without udev they are 0600 and an ordinary user can use neither FUSE nor a tap device.
