@@ -9,7 +9,10 @@ import ctypes
 import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+try:  # the soname directly: find_library() runs ldconfig/gcc and costs ~20 ms of start-up
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 # clone/unshare flags (linux/sched.h)
 CLONE_NEWNS = 0x00020000
@@ -192,7 +195,11 @@ def _libseccomp():
     global _seccomp_lib
     if _seccomp_lib is None:
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2")
+            lib = ctypes.CDLL("libseccomp.so.2")
+        except OSError:
+            lib = None
+        try:
+            lib = lib or ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2")
         except OSError as e:
             raise OSError(2, "libseccomp is not installed (apt-get install libseccomp2)") from e
         lib.seccomp_init.restype = ctypes.c_void_p
