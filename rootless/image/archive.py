@@ -266,7 +266,14 @@ def _extract_all(store: Store, layers: list[dict]) -> list:
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
 
-    trio.run(main)
+    from rootless.image.pull import _with_server, start_extract_server
+
+    server = start_extract_server()
+    try:
+        trio.run(_with_server, server, main)
+    finally:
+        if server is not None:
+            server.close()
     return sizes
 
 

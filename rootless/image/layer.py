@@ -519,3 +519,165 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# --- the in-process extraction server ----------------------------------------------------------
+class ExtractServer:
+    """A user-namespace child forked before trio starts, which forks one worker per layer job.
+
+    `start()` (sync, while the process has no threads) forks the server through
+    rootless.userns.fork_userns; `await extract(...)` sends a job and waits for its result;
+    `close()` ends the server and reaps it. Results come back as one JSON line per job on a pipe
+    (short lines: atomic pipe writes), read by `run_reader`, which the caller runs in a nursery.
+    This saves a Python start and a namespace setup per layer over the helper-process path.
+    """
+
+    def __init__(self):
+        self.child = None
+        self.job_w = self.res_r = -1
+        self.waiters: dict[int, list] = {}
+        self.next_id = 0
+        self.idmap = None
+
+    def start(self) -> ExtractServer:
+        from rootless import idmap as idmapmod
+        from rootless import userns
+
+        global _IDMAP
+        self.idmap = _IDMAP = idmapmod.for_user()
+        job_r, job_w = os.pipe2(os.O_CLOEXEC)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.child = userns.fork_userns(
+                lambda: _serve(job_r, res_w, (job_w, res_r)), idmap=self.idmap
+            )
+        finally:
+            os.close(job_r)
+            os.close(res_w)
+        self.job_w, self.res_r = job_w, res_r
+        return self
+
+    async def run_reader(self) -> None:
+        import json as _json
+
+        import trio
+
+        stream = trio.lowlevel.FdStream(os.dup(self.res_r))
+        buf = b""
+        async with stream:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = _json.loads(line)
+                    slot = self.waiters.pop(msg["id"], None)
+                    if slot:
+                        slot[1] = msg
+                        slot[0].set()
+        for slot in self.waiters.values():
+            slot[1] = {"rc": 125, "err": "the layer extraction server died"}
+            slot[0].set()
+
+    async def extract(self, blob: str, dest: str, diff_id: str) -> dict:
+        import json as _json
+
+        import trio
+
+        self.next_id += 1
+        jid = self.next_id
+        slot = [trio.Event(), None]
+        self.waiters[jid] = slot
+        line = _json.dumps({"id": jid, "args": [blob, dest, diff_id]}).encode() + b"\n"
+        os.write(self.job_w, line)
+        with trio.CancelScope(shield=True):  # a worker is writing into dest: let it finish first
+            await slot[0].wait()
+        return slot[1]
+
+    def close(self) -> None:
+        if self.job_w >= 0:
+            os.close(self.job_w)
+            self.job_w = -1
+        if self.child is not None:
+            self.child.wait()
+            self.child = None
+        if self.res_r >= 0:
+            os.close(self.res_r)
+            self.res_r = -1
+
+
+def _serve(job_r: int, res_w: int, close: tuple[int, ...]) -> int:
+    import json as _json
+
+    for fd in close:
+        os.close(fd)
+    buf = b""
+    live = 0
+    while True:
+        data = os.read(job_r, 65536)
+        if not data:
+            break
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            job = _json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                os.close(job_r)
+                rc = 125
+                try:
+                    rc = _worker(job, res_w)
+                finally:
+                    os._exit(rc)
+            live += 1
+        while live:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                live = 0
+                break
+            if pid == 0:
+                break
+            live -= 1
+    while live:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        live -= 1
+    return 0
+
+
+def _worker(job: dict, res_w: int) -> int:
+    import json as _json
+
+    blob, dest, diff_id = job["args"]
+    msg: dict = {"id": job["id"], "rc": 0}
+    try:
+        stats = extract(blob, dest, diff_id or None)
+        msg["size"] = stats["size"]
+        n = stats["devices_skipped"]
+        if n:
+            msg["warn"] = (
+                f"skipped {n} device node{'s' if n > 1 else ''} (they cannot be created rootless)"
+            )
+    except LayerError as e:
+        msg.update(rc=2, err=str(e))
+    except IdRangeError as e:
+        try:
+            from rootless import idmap
+
+            text = idmap.range_too_small_message(e.kind, e.ident, _IDMAP)
+        except Exception:  # noqa: BLE001
+            text = f"{e.kind} {e.ident} is outside your subordinate id range: see docs/subuid.md"
+        msg.update(rc=3, err=f"{e.name}: {text}")
+    except OSError as e:
+        msg.update(rc=4, err=f"extracting the layer failed: {e}")
+    except BaseException as e:  # noqa: BLE001
+        msg.update(rc=5, err=f"extracting the layer failed: {type(e).__name__}: {e}")
+    if "err" in msg:
+        msg["err"] = msg["err"][:1500]
+    os.write(res_w, _json.dumps(msg).encode() + b"\n")
+    return 0

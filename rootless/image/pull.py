@@ -10,6 +10,7 @@ blob is complete, overlapping the other downloads.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import platform as _platform
@@ -23,6 +24,7 @@ from rootless.image.progress import Progress
 from rootless.image.store import ImageRecord, Store, _helper_error
 
 DOWNLOADS = 6
+_SERVER: contextvars.ContextVar = contextvars.ContextVar("rootless_extract_server")
 SCHEMA1 = (
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
@@ -104,10 +106,45 @@ def pull_image(
     store = store or Store.open()
     want = parse_platform(platform)
     progress = Progress(quiet=quiet)
+    server = start_extract_server()
     try:
-        return trio.run(_pull, store, ref, tls_verify, want, progress)
+        return trio.run(_with_server, server, _pull, store, ref, tls_verify, want, progress)
     finally:
         progress.close()
+        if server is not None:
+            server.close()
+
+
+def start_extract_server():
+    """Fork the layer-extraction server now, while this process has no threads (else None: the
+    slower helper-process path is used, which is safe from any process)."""
+    import threading
+
+    if threading.active_count() > 1 or os.environ.get("ROOTLESS_EXTRACT_HELPER") == "1":
+        return None
+    from rootless.image.layer import ExtractServer
+
+    try:
+        return ExtractServer().start()
+    except RootlessError:
+        return None  # the helper path reports the problem if a layer really needs extracting
+
+
+async def _with_server(server, fn, *args):
+    import trio
+
+    if server is None:
+        return await fn(*args)
+    _SERVER.set(server)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.run_reader)
+            try:
+                return await fn(*args)
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as eg:
+        raise _first(eg) from None
 
 
 async def _pull(store: Store, ref_str: str, tls_verify, want, progress: Progress) -> ImageRecord:
@@ -317,31 +354,32 @@ async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | N
         ok = False
         try:
             os.mkdir(os.path.join(base, "diff"), 0o755)
-            cp = await trio.run_process(
-                helper_argv(
-                    "extract", store.blob_path(blob_digest), os.path.join(base, "diff"), diff_id
-                ),
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-            err = cp.stderr.decode(errors="replace")
-            for line in err.splitlines():
-                if line.startswith("warning: "):
-                    sys.stderr.write("WARNING: " + line[len("warning: ") :] + "\n")
-            if cp.returncode != 0:
-                msg = (
-                    _helper_error(err)
-                    or f"extracting layer {diff_id} failed (exit {cp.returncode})"
+            dest = os.path.join(base, "diff")
+            server = _SERVER.get(None)
+            if server is not None:
+                res = await server.extract(store.blob_path(blob_digest), dest, diff_id)
+                rc, err, warn, size = res["rc"], res.get("err"), res.get("warn"), res.get("size")
+            else:
+                cp = await trio.run_process(
+                    helper_argv("extract", store.blob_path(blob_digest), dest, diff_id),
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
                 )
-                raise _LayerFailure(msg)
-            size = None
-            try:
-                size = int(cp.stdout.decode().split()[-1])
+                text = cp.stderr.decode(errors="replace")
+                rc, err = cp.returncode, _helper_error(text)
+                warn = next((x[9:] for x in text.splitlines() if x.startswith("warning: ")), None)
+                try:
+                    size = int(cp.stdout.decode().split()[-1])
+                except (ValueError, IndexError):
+                    size = None
+            if warn:
+                sys.stderr.write(f"WARNING: {warn}\n")
+            if rc != 0:
+                raise _LayerFailure(err or f"extracting layer {diff_id} failed (exit {rc})")
+            if size is not None:
                 with open(os.path.join(base, "size"), "w") as f:
                     f.write(str(size))
-            except (ValueError, IndexError):
-                pass
             os.rename(base, store.layer_path(diff_id))
             ok = True
             return size
