@@ -26,6 +26,7 @@ class Node:
         "listing",
         "st",
         "open_fds",
+        "cached_entry",
         "unlinked",
         "freed",
     )
@@ -43,6 +44,7 @@ class Node:
         self.listing: list[bytes] | None = None
         self.st: os.stat_result | None = None  # cached stat of an immutable lower object
         self.open_fds: set[int] = set()
+        self.cached_entry = None  # (st, EntryAttributes) built from the immutable ``st``
         self.unlinked = False
         self.freed = False
 

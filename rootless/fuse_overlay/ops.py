@@ -147,6 +147,9 @@ class OverlayOps(pyfuse3.Operations):
 
     def _entry(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
         if st is None:
+            cached = node.cached_entry
+            if cached is not None and cached[0] is node.st and not node.unlinked:
+                return cached[1]
             st = self._stat(node)
         e = pyfuse3.EntryAttributes()
         e.st_ino = node.ino
@@ -170,6 +173,8 @@ class OverlayOps(pyfuse3.Operations):
         e.st_atime_ns = st.st_atime_ns
         e.st_mtime_ns = st.st_mtime_ns
         e.st_ctime_ns = st.st_ctime_ns
+        if st is node.st and not node.unlinked:
+            node.cached_entry = (st, e)
         return e
 
     def _changed(self, d: Node) -> None:
