@@ -219,6 +219,7 @@ def _libseccomp():
             ctypes.POINTER(_ScmpArgCmp),
         ]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         _seccomp_lib = lib
     return _seccomp_lib
 
@@ -254,6 +255,21 @@ class SeccompFilter:
             arr[i].arg, arr[i].op, arr[i].datum_a, arr[i].datum_b = idx, op, a, b
         return self._lib.seccomp_rule_add_array(self._ctx, action, syscall, len(args), arr)
 
+    def export_bpf(self) -> bytes:
+        """The compiled filter as raw BPF (an array of struct sock_filter), for seccomp_load_bpf()."""
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            rc = self._lib.seccomp_export_bpf(ctypes.c_void_p(self._ctx), ctypes.c_int(fd))
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_export_bpf: {os.strerror(-rc)}")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     def load(self) -> None:
         rc = self._lib.seccomp_load(self._ctx)
         if rc < 0:
@@ -263,3 +279,28 @@ class SeccompFilter:
         if self._ctx:
             self._lib.seccomp_release(self._ctx)
             self._ctx = None
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_load_bpf(prog: bytes) -> None:
+    """Install a raw BPF seccomp filter (from SeccompFilter.export_bpf) on this thread; needs
+    no_new_privs or CAP_SYS_ADMIN in the current user namespace. No libseccomp needed."""
+    if len(prog) % 8:
+        raise ValueError("seccomp BPF program size is not a multiple of 8")
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    ret = _libc.prctl(
+        ctypes.c_int(PR_SET_SECCOMP),
+        ctypes.c_ulong(SECCOMP_MODE_FILTER),
+        ctypes.byref(fprog),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+    )
+    _check(ret, "prctl(PR_SET_SECCOMP)")

@@ -140,6 +140,17 @@ class Runner:
             self.seccomp_profile = seccomp.default_profile()
         if unconfined:
             self.seccomp_profile = None
+        self.seccomp_bpf = None
+        if self.seccomp_profile is not None:
+            from rootless.runtime import seccomp
+
+            try:
+                cache = os.path.join(paths.data_home(), "cache", "seccomp")
+                self.seccomp_bpf = seccomp.bpf(self.seccomp_profile, self.caps, cache)
+            except OSError as e:
+                raise ContainerError(
+                    f"cannot compile the seccomp profile: {e.strerror or e}"
+                ) from None
         self.mounts = [rootfs.parse_volume(v) for v in o.volumes]
         self.mounts += [rootfs.parse_tmpfs(t) for t in o.tmpfs]
         self.mounts += [rootfs.parse_mount(m) for m in o.mounts]
@@ -186,7 +197,7 @@ class Runner:
 
     def _run(self, rec) -> int:
         o = self.opts
-        hostname = o.hostname or (socket.gethostname() if self.net_mode == "host" else rec.id[:12])
+        hostname = o.hostname or (os.uname().nodename if self.net_mode == "host" else rec.id[:12])
         self.hostname = hostname
         self.proc = spec.resolve(o, self.image.config, hostname)
         if o.init:
@@ -409,11 +420,6 @@ class Runner:
             if self.net_mode != "host":
                 _loopback_up()
                 _write("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
-            self.seccomp_filter = None
-            if self.seccomp_profile is not None:
-                from rootless.runtime import seccomp
-
-                self.seccomp_filter = seccomp.compile(self.seccomp_profile, self.caps)
             rootfs.setup(self.rootfs_cfg)
             self._start_process()
         except process.ExecError as e:
@@ -461,8 +467,8 @@ class Runner:
                 f"cannot chdir to working directory {proc.cwd}: {e.strerror}"
             ) from None
         process.reset_signals()
-        if self.seccomp_filter is not None:
-            self.seccomp_filter.load()
+        if self.seccomp_bpf is not None:
+            sc.seccomp_load_bpf(self.seccomp_bpf)
         if self.no_new_privs:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         capabilities.drop_bounding(self.caps)

@@ -9,6 +9,7 @@ nothing. Profiles are compiled by libseccomp (rootless.syscalls.SeccompFilter).
 
 import errno
 import json
+import os
 
 from rootless.errors import ContainerError
 
@@ -226,3 +227,34 @@ def compile(profile: dict, caps: frozenset[str]):
         flt.release()
         raise
     return flt
+
+
+def bpf(profile: dict, caps: frozenset[str], cache_dir: str | None = None) -> bytes:
+    """The profile compiled to raw BPF for the capability set, cached in cache_dir by content (the
+    default profile compiles in ~10 ms; a cache hit costs a file read)."""
+    key = None
+    if cache_dir:
+        import hashlib
+
+        text = json.dumps([profile, sorted(caps), os.uname().release], sort_keys=True)
+        key = os.path.join(cache_dir, hashlib.sha256(text.encode()).hexdigest()[:32] + ".bpf")
+        try:
+            with open(key, "rb") as f:
+                return f.read()
+        except OSError:
+            pass
+    flt = compile(profile, caps)
+    try:
+        prog = flt.export_bpf()
+    finally:
+        flt.release()
+    if key:
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            tmp = f"{key}.{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(prog)
+            os.replace(tmp, key)
+        except OSError:
+            pass
+    return prog

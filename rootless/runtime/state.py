@@ -8,7 +8,6 @@ Names are unique; lookups accept a name, a full id or a unique id prefix.
 
 import json
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -70,7 +69,7 @@ class ContainerRecord:
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 _ADJ = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry")
@@ -78,7 +77,8 @@ _NOUN = ("turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "dijkst
 
 
 def _random_name() -> str:
-    return f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}_{secrets.token_hex(2)}"
+    r = os.urandom(4)
+    return f"{_ADJ[r[0] % len(_ADJ)]}_{_NOUN[r[1] % len(_NOUN)]}_{r[2:].hex()}"
 
 
 def list_records() -> list[ContainerRecord]:
