@@ -14,6 +14,7 @@ killable from the container. Pipes carry: the init's host pid (monitor -> rootle
 -> init, once the network helper is up), and one-line errors with their exit code (any -> rootless).
 """
 
+import errno
 import os
 import signal
 import socket
@@ -475,10 +476,18 @@ class Runner:
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         try:
             os.setgroups(user.groups)
-        except PermissionError:
+        except OSError:  # denied (single-id namespace) or a group outside the mapping
             pass
-        os.setresgid(user.gid, user.gid, user.gid)
-        os.setresuid(user.uid, user.uid, user.uid)
+        try:
+            os.setresgid(user.gid, user.gid, user.gid)
+            os.setresuid(user.uid, user.uid, user.uid)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise ContainerError(
+                f"user {user.uid}:{user.gid} is not mapped in the container's user namespace: "
+                "add subordinate ids for your user (see docs/subuid.md) or run as root in the container"
+            ) from None
         capabilities.set_process(self.caps, user.uid, o.cap_add)
         process.execve(proc.args, env)
 
