@@ -233,7 +233,7 @@ def test_id_outside_subuid_range(rootless, registry, busybox_ref):
     assert listing(rootless, "images") == []
     assert listing(rootless, "tmp") == []
     for name in listing(rootless, "layers"):  # whatever layers were finished are complete
-        assert os.path.isdir(os.path.join(store_dir(rootless), "layers", name, "diff", "etc"))
+        assert os.path.isdir(os.path.join(store_dir(rootless), "layers", name, "diff"))
 
 
 def test_stale_tmp_is_cleaned(rootless, registry, busybox_ref):

@@ -44,25 +44,6 @@ class IdRangeError(Exception):
 
 
 # --- decompression ------------------------------------------------------------------------------
-class _Hashing:
-    """A read()-able stream that hashes what passes through and counts it."""
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.h = hashlib.sha256()
-        self.n = 0
-
-    def read(self, n: int = -1) -> bytes:
-        b = self.raw.read(n if n is not None and n >= 0 else CHUNK)
-        self.h.update(b)
-        self.n += len(b)
-        return b
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-
 class _Zlib:
     """gzip (multi-member) decompression with large reads."""
 
@@ -95,6 +76,68 @@ class _Zlib:
         return out
 
     _started = False
+
+
+class _Pipelined:
+    """Decompress and hash in a thread (zlib, zstd and sha256 release the GIL) while the caller
+    parses the tar: read() hands out the decompressed chunks; `h` and `n` are final after EOF."""
+
+    def __init__(self, raw):
+        import queue
+        import threading
+
+        self.q: queue.Queue = queue.Queue(maxsize=16)
+        self.h = hashlib.sha256()
+        self.n = 0
+        self.cur = memoryview(b"")
+        self.eof = False
+        self.stop = False
+        self.t = threading.Thread(target=self._run, args=(raw,), daemon=True)
+        self.t.start()
+
+    def _run(self, raw) -> None:
+        try:
+            src = open_decompressed(raw)
+            while not self.stop:
+                b = src.read(CHUNK)
+                if not b:
+                    break
+                self.h.update(b)
+                self.n += len(b)
+                self.q.put(b)
+            self.q.put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the reading side
+            self.q.put(e)
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.cur:
+            if self.eof:
+                return b""
+            item = self.q.get()
+            if item is None:
+                self.eof = True
+                return b""
+            if isinstance(item, BaseException):
+                self.eof = True
+                raise item
+            self.cur = memoryview(item)
+        if n is None or n < 0:
+            n = len(self.cur)
+        out, self.cur = self.cur[:n], self.cur[n:]
+        return out.tobytes()
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def close(self) -> None:
+        self.stop = True
+        while self.t.is_alive():
+            try:
+                self.q.get(timeout=0.1)
+            except Exception:  # noqa: BLE001 - queue.Empty
+                pass
+        self.t.join()
 
 
 def open_decompressed(f):
@@ -420,7 +463,7 @@ def _id_ok(ident: int) -> bool:
 def extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
     """Extract one layer blob into the existing empty directory `dest`. Returns counters."""
     with open(blob_path, "rb", buffering=CHUNK) as raw:
-        stream = _Hashing(open_decompressed(raw))
+        stream = _Pipelined(raw)
         root_fd = os.open(dest, _DIR_FLAGS)
         ex = _Extractor(root_fd)
         try:
@@ -437,6 +480,7 @@ def extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
         finally:
             ex.tree.close()
             os.close(root_fd)
+            stream.close()
     got = "sha256:" + stream.h.hexdigest()
     if diff_id and got != diff_id:
         raise LayerError(
