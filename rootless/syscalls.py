@@ -6,13 +6,14 @@ callers deal in ordinary Python exceptions. Names and flag constants follow the 
 """
 
 import ctypes
-import ctypes.util
 import os
 
 try:  # the soname directly: find_library() runs ldconfig/gcc and costs ~20 ms of start-up
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 except OSError:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    from ctypes.util import find_library
+
+    _libc = ctypes.CDLL(find_library("c"), use_errno=True)
 
 # clone/unshare flags (linux/sched.h)
 CLONE_NEWNS = 0x00020000
@@ -199,7 +200,9 @@ def _libseccomp():
         except OSError:
             lib = None
         try:
-            lib = lib or ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2")
+            from ctypes.util import find_library
+
+            lib = lib or ctypes.CDLL(find_library("seccomp") or "libseccomp.so.2")
         except OSError as e:
             raise OSError(2, "libseccomp is not installed (apt-get install libseccomp2)") from e
         lib.seccomp_init.restype = ctypes.c_void_p
