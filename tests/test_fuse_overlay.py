@@ -720,3 +720,19 @@ def test_plain_unprivileged_user_with_fusermount3(ovl):
     assert listing(ovl.mnt) == ["d"]
     assert ovl.umount() == 0
     assert not fuse_overlay.is_mounted(ovl.mnt)
+
+
+@pytest.mark.root
+@pytest.mark.timeout(60)
+def test_chown_minus_one_updates_ctime_as_kernel_overlayfs_does(ovl):
+    """pjdfstest chown/00.t: Linux updates ctime on chown(-1, -1); keep setuid across touch."""
+    write(ovl.lower(2, "f"), "x")
+    ovl.mount()
+    before = os.stat(ovl.m("f")).st_ctime_ns
+    time.sleep(0.05)  # beyond the coarse clock's granularity
+    os.chown(ovl.m("f"), -1, -1)
+    assert os.stat(ovl.m("f")).st_ctime_ns > before
+    write(ovl.m("s"), "x")
+    os.chmod(ovl.m("s"), 0o4755)
+    os.utime(ovl.m("s"))
+    assert stat.S_IMODE(os.stat(ovl.m("s")).st_mode) == 0o4755

@@ -385,7 +385,11 @@ class OverlayOps(pyfuse3.Operations):
                 os.ftruncate(fh, attr.st_size)
             else:
                 os.truncate(fd_path(fd, name), attr.st_size)
-        if fields.update_uid or fields.update_gid:
+        only_ctime = fields.update_ctime and not (
+            fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime
+        )
+        if fields.update_uid or fields.update_gid or only_ctime:
+            # chown(-1, -1) arrives as a ctime-only change: let the upper fs update ctime too
             uid = attr.st_uid if fields.update_uid else -1
             gid = attr.st_gid if fields.update_gid else -1
             os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
