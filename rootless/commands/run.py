@@ -48,6 +48,29 @@ from rootless.runtime.spec import RunOptions
     "-p", "--publish", multiple=True, help="Publish a port [HOSTIP:][HOSTPORT:]CTRPORT[/PROTO]."
 )
 @click.option("--rootfs", is_flag=True, help="IMAGE is a directory holding a root filesystem.")
+@click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m); cgroup v2 memory.max.")
+@click.option("--memory-swap", default=None, help="Memory plus swap limit (-1: unlimited swap).")
+@click.option("--memory-reservation", default=None, help="Memory soft limit (memory.low).")
+@click.option("--cpus", default=None, help="Number of CPUs (e.g. 0.5); cpu.max.")
+@click.option(
+    "-c", "--cpu-shares", default=None, help="CPU shares (relative weight, 1024 = default)."
+)
+@click.option("--cpu-weight", default=None, help="cgroup v2 cpu.weight (1-10000).")
+@click.option("--pids-limit", default=None, help="Maximum number of processes (default 2048).")
+@click.option("--cpuset-cpus", default=None, help="CPUs the container may use (e.g. 0-1).")
+@click.option("--oom-score-adj", default=None, help="OOM score adjustment for the container.")
+@click.option(
+    "--cgroup-manager",
+    type=click.Choice(["systemd", "cgroupfs"]),
+    default=None,
+    help="How limits are enforced (default: systemd when a user manager is reachable).",
+)
+@click.option(
+    "--cgroups",
+    type=click.Choice(["enabled", "disabled"]),
+    default="enabled",
+    help="disabled: run without a cgroup and without limits.",
+)
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -85,6 +108,9 @@ def run(ctx, **kw):
         storage_driver=driver,
         publish=list(kw["publish"]),
         rootfs=kw["rootfs"],
+        limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
+        cgroup_manager=kw["cgroup_manager"],
+        cgroups=kw["cgroups"],
     )
     from rootless.runtime.container import run as run_container
 
@@ -99,6 +125,19 @@ def run(ctx, **kw):
         except (OSError, ValueError):
             pass
     os._exit(rc)
+
+
+_LIMIT_FLAGS = (
+    "memory",
+    "memory_swap",
+    "memory_reservation",
+    "cpus",
+    "cpu_shares",
+    "cpu_weight",
+    "pids_limit",
+    "cpuset_cpus",
+    "oom_score_adj",
+)
 
 
 def _fuse_overlay_ready() -> bool:

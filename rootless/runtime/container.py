@@ -61,6 +61,10 @@ def _parse_network(value: str) -> tuple[str, dict]:
     return slirp.parse_network(value)
 
 
+def _cgroup_v2() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
 def _write(path: str, text: str) -> None:
     """Rewrite a file in place (same inode), so that a bind mount of it shows the new text."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -157,6 +161,15 @@ class Runner:
         self.mounts += [rootfs.parse_mount(m) for m in o.mounts]
         if o.init and not os.path.exists(TINI):
             raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
+        self.cgroup = None
+        if o.limits or o.cgroup_manager or o.cgroups == "disabled" or _cgroup_v2():
+            # on cgroup v2 every container gets a cgroup (podman's default --pids-limit 2048);
+            # elsewhere only explicit limits need a plan, and they fail with the reason and the fix
+            from rootless import cgroups
+
+            limits = cgroups.Limits.from_cli(**o.limits)
+            manager = "disabled" if o.cgroups == "disabled" else o.cgroup_manager
+            self.cgroup = cgroups.plan(limits, manager, "")
         if o.rootfs:
             from types import SimpleNamespace
 
@@ -174,9 +187,13 @@ class Runner:
             o.image, self.image.id, name=o.name, rm=o.rm, storage_driver=o.storage_driver
         )
         self.rec = rec
+        if self.cgroup is not None:
+            self.cgroup.container_id = rec.id
         try:
             return self._run(rec)
         finally:
+            if self.cgroup is not None:
+                self.cgroup.cleanup()
             if o.rm:
                 self._remove(rec)
 
@@ -226,7 +243,11 @@ class Runner:
         )
         rec.command = self.proc.args
         rec.options = {"hostname": hostname, "network": o.network}
-        need_go = self.net_mode not in ("none", "host")
+        cg = self.cgroup
+        need_cgroup = cg is not None and (
+            cg.manager != "none" or cg.limits.oom_score_adj is not None
+        )
+        need_go = self.net_mode not in ("none", "host") or need_cgroup
         p = self.pipes = _Pipes(need_go, o.tty)
         from rootless.userns import fork_userns
 
@@ -249,8 +270,15 @@ class Runner:
                         master = fds[0] if fds else None
                     except OSError:
                         master = None
-                if need_go:
+                if self.net_mode not in ("none", "host"):
                     net = self._start_network(rec, init_pid)
+                if need_cgroup:
+                    # before "go": the init is placed in its cgroup before it runs the command
+                    cg.apply(init_pid)
+                    rec.options["cgroup"] = cg.state()
+                    rec.options["limits"] = cg.limits.to_inspect()
+                    rec.save()
+                if need_go:
                     os.write(p.go_w, b"go")
             fwd = process.SignalForwarder(
                 init_pid or child.pid,

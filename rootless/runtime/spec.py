@@ -44,6 +44,9 @@ class RunOptions:
     storage_driver: str = "fuse-overlay"
     publish: list[str] = field(default_factory=list)
     rootfs: bool = False  # podman's --rootfs: `image` is a directory used as the only (lower) layer
+    limits: dict[str, str] = field(default_factory=dict)  # rootless.cgroups.Limits.from_cli kwargs
+    cgroup_manager: str | None = None  # None: auto (systemd, else cgroupfs, else none)
+    cgroups: str = "enabled"  # "disabled": run without a cgroup, and without limits
 
 
 @dataclass
