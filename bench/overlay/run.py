@@ -8,6 +8,8 @@ the copy-up of the 200 MB file. Prints a markdown table of medians and ratios, a
 after a full walk.
 
 usage: python bench/overlay/run.py [--reps 5] [--base /var/tmp/rootless-bench] [--only NAME...]
+NAME: kernel, fuse-overlayfs, rootless, or a variant such as rootless:timeout=0 or
+rootless:keep_cache=0 to measure what one FUSE knob buys.
 """
 
 import argparse
@@ -70,8 +72,12 @@ class Mount:
             subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, self.mnt], check=True)
         elif self.kind == "fuse-overlayfs":
             subprocess.run(["fuse-overlayfs", "-o", opts, self.mnt], check=True)
-        else:
-            self.proc = fuse_overlay.spawn([self.lower], self.upper, self.work, self.mnt)
+        else:  # "rootless" or "rootless:knob=value,..." (see rootless.fuse_overlay.mount)
+            knobs = self.kind.partition(":")[2]
+            options = knobs.split(",") if knobs else []
+            self.proc = fuse_overlay.spawn(
+                [self.lower], self.upper, self.work, self.mnt, options=options
+            )
         drop_caches()
         return self
 
@@ -140,7 +146,7 @@ def main() -> None:
         print(f"# {kind} done", file=sys.stderr)
     med = {k: {w: statistics.median(v) for w, v in r.items()} for k, r in results.items()}
     print(f"lower layer: {entries} entries; medians of {args.reps} runs, seconds\n")
-    cols = [k for k in FILESYSTEMS if k in med]
+    cols = [k for k in FILESYSTEMS if k in med] + [k for k in med if k not in FILESYSTEMS]
     head = "| workload | " + " | ".join(cols)
     ratios = "rootless" in med
     if ratios:

@@ -46,6 +46,9 @@ class MountConfig:
     workdir: str
     mountpoint: str
     fuse_options: set[str] = field(default_factory=set)
+    # tuning knobs, for measuring each one (bench/overlay): -o timeout=SECONDS,keep_cache=0
+    timeout: float | None = None
+    keep_cache: bool = True
 
 
 def _split_lowers(value: str) -> list[str]:
@@ -68,6 +71,7 @@ def _split_lowers(value: str) -> list[str]:
 def parse_options(opts: list[str], mountpoint: str) -> MountConfig:
     lowers, upper, work = None, None, None
     extra = set()
+    knobs: dict = {}
     for group in opts:
         for opt in group.split(","):
             if not opt:
@@ -79,6 +83,10 @@ def parse_options(opts: list[str], mountpoint: str) -> MountConfig:
                 upper = value
             elif key == "workdir":
                 work = value
+            elif key == "timeout":
+                knobs["timeout"] = float(value)
+            elif key == "keep_cache":
+                knobs["keep_cache"] = value not in ("0", "no", "false")
             elif key in PASSTHROUGH:
                 if key not in ("rw", "relatime", "atime", "dev", "suid", "exec"):
                     extra.add(key)
@@ -101,6 +109,7 @@ def parse_options(opts: list[str], mountpoint: str) -> MountConfig:
         os.path.abspath(work),
         os.path.abspath(mountpoint),
         extra,
+        **knobs,
     )
 
 
@@ -129,7 +138,10 @@ def run(cfg: MountConfig, ready_fd: int | None = None) -> int:
     os.umask(0)
     _raise_nofile()
     try:
-        ops = OverlayOps(cfg.lowerdirs, cfg.upperdir, cfg.workdir)
+        knobs = {"keep_cache": cfg.keep_cache}
+        if cfg.timeout is not None:
+            knobs["timeout"] = cfg.timeout
+        ops = OverlayOps(cfg.lowerdirs, cfg.upperdir, cfg.workdir, **knobs)
         options = set(pyfuse3.default_options) | cfg.fuse_options
         options |= {"fsname=rootless-overlay", "subtype=overlay", "default_permissions"}
         pyfuse3.init(ops, cfg.mountpoint, options)

@@ -57,8 +57,18 @@ class OverlayOps(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, lowerdirs: list[str], upperdir: str, workdir: str):
+    def __init__(
+        self,
+        lowerdirs: list[str],
+        upperdir: str,
+        workdir: str,
+        *,
+        timeout: float = TIMEOUT,
+        keep_cache: bool = True,
+    ):
         super().__init__()
+        self.timeout = timeout
+        self.keep_cache = keep_cache
         self.table = InodeTable()
         self.euid = os.geteuid()
         upper = os.open(upperdir, layers.O_DIR_PATH)
@@ -154,8 +164,8 @@ class OverlayOps(pyfuse3.Operations):
         e = pyfuse3.EntryAttributes()
         e.st_ino = node.ino
         e.generation = 0
-        e.entry_timeout = TIMEOUT
-        e.attr_timeout = TIMEOUT
+        e.entry_timeout = self.timeout
+        e.attr_timeout = self.timeout
         e.st_mode = st.st_mode
         nlink = st.st_nlink
         if node.is_dir:
@@ -665,7 +675,7 @@ class OverlayOps(pyfuse3.Operations):
             fd = os.open(node.name, fl, dir_fd=node.fd)
         node.open_fds.add(fd)
         self.handles[fd] = node
-        return pyfuse3.FileInfo(fh=fd, keep_cache=not writing)
+        return pyfuse3.FileInfo(fh=fd, keep_cache=self.keep_cache and not writing)
 
     @fuse_op
     def create(self, parent_inode, name, mode, flags, ctx):
