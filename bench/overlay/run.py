@@ -7,7 +7,7 @@ same mount (warm): find, `tar cf /dev/null` (metadata: GNU tar does not read dat
 the copy-up of the 200 MB file. Prints a markdown table of medians and ratios, and the daemon's RSS
 after a full walk.
 
-usage: python bench/overlay/run.py [--reps 5] [--base /var/tmp/rootless-bench] [--only NAME...]
+usage: python bench/overlay/run.py [--reps 5] [--base /var/tmp/rootless-bench-overlay] [--only NAME...]
 NAME: kernel, fuse-overlayfs, rootless, or a variant such as rootless:timeout=0 or
 rootless:keep_cache=0 to measure what one FUSE knob buys.
 """
@@ -134,7 +134,7 @@ def run(kind: str, base: str, lower: str, reps: int) -> tuple[dict[str, list[flo
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--base", default="/var/tmp/rootless-bench")
+    ap.add_argument("--base", default="/var/tmp/rootless-bench-overlay")
     ap.add_argument("--only", nargs="*", default=FILESYSTEMS)
     args = ap.parse_args()
     lower = os.path.join(args.base, "lower")

@@ -2,7 +2,7 @@
 
 A Node is what the kernel knows by inode number. Directories hold O_PATH fds of their upper dir (if
 any) and of the lower dirs they merge; non-directories live as (containing layer dir fd, name).
-Inode numbers are keyed by the (st_dev, st_ino) of the object in its layer, remembered for the life
+Inode numbers are keyed by the (st_dev, st_ino) of the object (packed in one int) in its layer, remembered for the life
 of the mount, so a name looked up again after forget, and a file after copy-up, keep their number.
 All names of one hardlinked file map to one Node.
 """
@@ -10,6 +10,11 @@ All names of one hardlinked file map to one Node.
 import os
 
 ROOT_INODE = 1
+
+
+def key_of(st: os.stat_result) -> int:
+    """The identity of an object in its layer, (st_dev, st_ino) packed into one int."""
+    return (st.st_dev << 64) | st.st_ino
 
 
 class Node:
@@ -24,7 +29,7 @@ class Node:
         "lookups",
         "children",
         "listing",
-        "st",
+        "frozen",
         "open_fds",
         "cached_entry",
         "unlinked",
@@ -40,13 +45,27 @@ class Node:
         self.upper: int | None = None  # dir: upper dir fd
         self.lowers: list[tuple[int, int]] = []  # dir: [(layer, fd)] merged below upper
         self.lookups = 0
-        self.children: dict[bytes, Node] = {}
+        self.children: dict[bytes, Node] | None = {} if is_dir else None
         self.listing: list[bytes] | None = None
-        self.st: os.stat_result | None = None  # cached stat of an immutable lower object
-        self.open_fds: set[int] = set()
-        self.cached_entry = None  # (st, EntryAttributes) built from the immutable ``st``
+        self.frozen = False  # a lower-only object: its attributes cannot change
+        self.open_fds: set[int] | tuple = ()  # open file fds (dir handles negative), made lazily
+        self.cached_entry = None  # EntryAttributes of a frozen object
         self.unlinked = False
         self.freed = False
+
+    def hold(self, fd: int) -> None:
+        if not self.open_fds:
+            self.open_fds = set()
+        self.open_fds.add(fd)
+
+    def unhold(self, fd: int) -> None:
+        if self.open_fds:
+            self.open_fds.discard(fd)
+
+    def thaw(self) -> None:
+        """The object moved to the upper dir: its attributes may change from now on."""
+        self.frozen = False
+        self.cached_entry = None
 
     @property
     def parent(self) -> "Node | None":
@@ -90,13 +109,13 @@ class InodeTable:
 
     def __init__(self):
         self.nodes: dict[int, Node] = {}
-        self.by_key: dict[tuple[int, int], int] = {}
+        self.by_key: dict[int, int] = {}
         self._next = ROOT_INODE + 1
 
     def get(self, ino: int) -> Node | None:
         return self.nodes.get(ino)
 
-    def existing(self, key: tuple[int, int], is_dir: bool) -> Node | None:
+    def existing(self, key: int, is_dir: bool) -> Node | None:
         ino = self.by_key.get(key)
         if ino is None:
             return None
@@ -105,7 +124,7 @@ class InodeTable:
             return None
         return node
 
-    def new(self, key: tuple[int, int] | None, is_dir: bool, ino: int | None = None) -> Node:
+    def new(self, key: int | None, is_dir: bool, ino: int | None = None) -> Node:
         if ino is None:
             ino = self.by_key.get(key) if key is not None else None
             if ino is None or ino in self.nodes:
@@ -117,7 +136,7 @@ class InodeTable:
             self.by_key[key] = ino
         return node
 
-    def register(self, key: tuple[int, int], node: Node) -> None:
+    def register(self, key: int, node: Node) -> None:
         self.by_key[key] = node.ino
 
     def maybe_free(self, node: Node) -> None:

@@ -15,7 +15,7 @@ import stat
 import pyfuse3
 
 from rootless.fuse_overlay import copyup, layers, whiteout
-from rootless.fuse_overlay.inodes import ROOT_INODE, InodeTable, Node
+from rootless.fuse_overlay.inodes import ROOT_INODE, InodeTable, Node, key_of
 from rootless.fuse_overlay.layers import NAME_MAX, WH_PREFIX, fd_path
 
 log = logging.getLogger("rootless.fuse_overlay")
@@ -84,7 +84,7 @@ class OverlayOps(pyfuse3.Operations):
         if os.stat(self.work).st_dev != os.stat(upper).st_dev:
             raise OSError(errno.EXDEV, "upperdir and workdir must be on the same filesystem")
         ust = os.stat(upper)
-        root = self.table.new((ust.st_dev, ust.st_ino), True, ino=ROOT_INODE)
+        root = self.table.new(key_of(ust), True, ino=ROOT_INODE)
         root.upper = upper
         root.lowers = lowers
         root.lookups = 1
@@ -113,19 +113,20 @@ class OverlayOps(pyfuse3.Operations):
             return None
         if found[0] == "file":
             _kind, layer, fd, st = found
-            key = (st.st_dev, st.st_ino)
+            key = key_of(st)
             node = self.table.existing(key, False)
             if node is None:
                 node = self.table.new(key, False)
                 node.fd, node.layer = fd, layer
                 if layer:
-                    node.st = st
+                    node.frozen = True
+                    node.cached_entry = self._entry(node, st)
             if (d, name) not in node.aliases:
                 node.aliases.append((d, name))
         else:
             dirs = found[1]
             top_layer, top_fd, top_st = dirs[0]
-            key = (top_st.st_dev, top_st.st_ino)
+            key = key_of(top_st)
             node = self.table.existing(key, True)
             if node is not None:  # already known under another name: keep the first
                 for _l, fd, _s in dirs:
@@ -137,29 +138,29 @@ class OverlayOps(pyfuse3.Operations):
                 node.lowers = [(layer, fd) for layer, fd, _s in dirs[1:]]
             else:
                 node.lowers = [(layer, fd) for layer, fd, _s in dirs]
-                node.st = top_st
+                node.frozen = True
+                node.cached_entry = self._entry(node, top_st)
             node.aliases.append((d, name))
         d.children[name] = node
         return node
 
     def _stat(self, node: Node) -> os.stat_result:
-        if node.st is not None:
-            return node.st
         if node.is_dir:
             return os.stat(node.top_fd())
         if node.unlinked or not node.aliases:
             for fd in node.open_fds:
-                return os.fstat(fd)
-            if node.layer and node.st is not None:
-                return node.st
+                if fd >= 0:
+                    return os.fstat(fd)
             raise _err(errno.ENOENT)
         return os.stat(node.name, dir_fd=node.fd, follow_symlinks=False)
 
     def _entry(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
         if st is None:
-            cached = node.cached_entry
-            if cached is not None and cached[0] is node.st and not node.unlinked:
-                return cached[1]
+            e = node.cached_entry
+            if e is not None:
+                if node.unlinked:
+                    e.st_nlink = 0
+                return e
             st = self._stat(node)
         e = pyfuse3.EntryAttributes()
         e.st_ino = node.ino
@@ -183,8 +184,6 @@ class OverlayOps(pyfuse3.Operations):
         e.st_atime_ns = st.st_atime_ns
         e.st_mtime_ns = st.st_mtime_ns
         e.st_ctime_ns = st.st_ctime_ns
-        if st is node.st and not node.unlinked:
-            node.cached_entry = (st, e)
         return e
 
     def _changed(self, d: Node) -> None:
@@ -198,7 +197,7 @@ class OverlayOps(pyfuse3.Operations):
     def _register_upper(self, node: Node) -> None:
         fd, name = node.loc()
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        self.table.register((st.st_dev, st.st_ino), node)
+        self.table.register(key_of(st), node)
 
     # ---- copy-up ---------------------------------------------------------------------------
 
@@ -215,7 +214,7 @@ class OverlayOps(pyfuse3.Operations):
             tmp = copyup.build_copy(src, b".", st, self.work)
             copyup.install(self.work, tmp, p.upper, d.name)
             d.upper = layers.open_dir(p.upper, d.name)
-            d.st = None
+            d.thaw()
             self._register_upper(d)
 
     def _copy_up(self, node: Node, data: bool = True) -> None:
@@ -232,7 +231,8 @@ class OverlayOps(pyfuse3.Operations):
         lower_fd, lower_layer = node.fd, node.layer
         tmp = copyup.build_copy(node.fd, name, st, self.work, data=data)
         copyup.install(self.work, tmp, parent.upper, name)
-        node.fd, node.layer, node.st = parent.upper, 0, None
+        node.fd, node.layer = parent.upper, 0
+        node.thaw()
         self._register_upper(node)
         if st.st_nlink > 1:
             self._link_lower_aliases(node, st, lower_fd, lower_layer)
@@ -413,7 +413,7 @@ class OverlayOps(pyfuse3.Operations):
         return self._entry(node)
 
     def _setattr_fd(self, node, attr, fields, fh):
-        fd = fh if fh in self.handles else next(iter(node.open_fds), None)
+        fd = fh if fh in self.handles else next((f for f in node.open_fds if f >= 0), None)
         if fd is None:
             raise _err(errno.ENOENT)
         if fields.update_size:
@@ -456,7 +456,7 @@ class OverlayOps(pyfuse3.Operations):
         node = self._node(inode)
         self._dh += 1
         self.dirhandles[self._dh] = (node, self._listing(node))
-        node.open_fds.add(-self._dh)
+        node.hold(-self._dh)
         return self._dh
 
     @fuse_op
@@ -478,7 +478,7 @@ class OverlayOps(pyfuse3.Operations):
     @fuse_op
     def releasedir(self, fh):
         node, _ = self.dirhandles.pop(fh)
-        node.open_fds.discard(-fh)
+        node.unhold(-fh)
         self.table.maybe_free(node)
 
     @fuse_op
@@ -665,7 +665,7 @@ class OverlayOps(pyfuse3.Operations):
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
         fl = self._open_flags(flags)
         if node.unlinked or not node.aliases:
-            src = next(iter(node.open_fds), None)
+            src = next((fd for fd in node.open_fds if fd >= 0), None)
             if src is None or src < 0:
                 raise _err(errno.ENOENT)
             fd = os.open(fd_path(src), fl & ~os.O_NOFOLLOW)
@@ -673,7 +673,7 @@ class OverlayOps(pyfuse3.Operations):
             if writing:
                 self._copy_up(node, data=not (flags & os.O_TRUNC))
             fd = os.open(node.name, fl, dir_fd=node.fd)
-        node.open_fds.add(fd)
+        node.hold(fd)
         self.handles[fd] = node
         return pyfuse3.FileInfo(fh=fd, keep_cache=self.keep_cache and not writing)
 
@@ -685,7 +685,7 @@ class OverlayOps(pyfuse3.Operations):
         node, fd = self._create_at(
             d, name, ctx, lambda dfd, n: os.open(n, fl, m, dir_fd=dfd), mode=m
         )
-        node.open_fds.add(fd)
+        node.hold(fd)
         self.handles[fd] = node
         e = self._entry(node)
         node.lookups += 1
@@ -708,7 +708,7 @@ class OverlayOps(pyfuse3.Operations):
         node = self.handles.pop(fh, None)
         os.close(fh)
         if node is not None:
-            node.open_fds.discard(fh)
+            node.unhold(fh)
             self.table.maybe_free(node)
 
     @fuse_op
@@ -724,7 +724,7 @@ class OverlayOps(pyfuse3.Operations):
         if node.is_dir:
             return fd_path(node.top_fd()), True
         if node.unlinked or not node.aliases:
-            fd = next(iter(node.open_fds), None)
+            fd = next((fd for fd in node.open_fds if fd >= 0), None)
             if fd is None:
                 raise _err(errno.ENOENT)
             return fd_path(fd), True
