@@ -265,6 +265,7 @@ class _Extractor:
         self.tree = _Tree(root_fd)
         self.dir_times: list[tuple[list[str], int]] = []
         self.devices_skipped = 0
+        self.sgid_dirs: set[tuple[str, ...]] = set()
         self.xattrs_skipped = 0
 
     def _chown(
@@ -331,21 +332,27 @@ class _Extractor:
             return
         parent = self.tree.dir(dirparts, create=True, name=ti.name)
         if ti.isdir():
+            mode = stat.S_IMODE(ti.mode)
+            fresh = True
             try:
-                os.mkdir(base, 0o700, dir_fd=parent)
+                os.mkdir(base, mode & 0o777, dir_fd=parent)
             except FileExistsError:
+                fresh = False
                 st = os.stat(base, dir_fd=parent, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
                     _remove(parent, base)
                     self.tree.invalidate(parts)
                     os.mkdir(base, 0o700, dir_fd=parent)
-            fd = os.open(base, _DIR_FLAGS, dir_fd=parent)
-            try:
+            fd = self.tree.dir(parts, create=False, name=ti.name)  # cached for the children
+            if not fresh or ti.uid or ti.gid or tuple(dirparts) in self.sgid_dirs:
                 self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
-                os.fchmod(fd, stat.S_IMODE(ti.mode))
-                self._xattrs(fd, ti)
-            finally:
-                os.close(fd)
+            if not fresh or mode & 0o7000:
+                os.fchmod(fd, mode)
+            if mode & stat.S_ISGID:
+                self.sgid_dirs.add(tuple(parts))
+            else:
+                self.sgid_dirs.discard(tuple(parts))
+            self._xattrs(fd, ti)
             self.dir_times.append((parts, mtime))
             return
         if ti.ischr() or ti.isblk():
@@ -358,7 +365,7 @@ class _Extractor:
                 lambda: os.open(
                     base,
                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600,
+                    stat.S_IMODE(ti.mode) & 0o777,
                     dir_fd=parent,
                 ),
                 parts,
@@ -374,8 +381,10 @@ class _Extractor:
                     mv = memoryview(b)
                     while mv:
                         mv = mv[os.write(fd, mv) :]
-                self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
-                os.fchmod(fd, stat.S_IMODE(ti.mode))
+                if ti.uid or ti.gid or tuple(dirparts) in self.sgid_dirs:
+                    self._chown(base, ti.uid, ti.gid, fd=fd, path=ti.name)
+                if ti.mode & 0o7000:
+                    os.fchmod(fd, stat.S_IMODE(ti.mode))  # after chown, which clears set-id bits
                 self._xattrs(fd, ti)
                 os.utime(fd, ns=times)
             finally:
@@ -383,7 +392,8 @@ class _Extractor:
             return
         if ti.issym():
             self._create(parent, base, lambda: os.symlink(ti.linkname, base, dir_fd=parent), parts)
-            self._chown(base, ti.uid, ti.gid, parent=parent, path=ti.name)
+            if ti.uid or ti.gid or tuple(dirparts) in self.sgid_dirs:
+                self._chown(base, ti.uid, ti.gid, parent=parent, path=ti.name)
             os.utime(base, ns=times, dir_fd=parent, follow_symlinks=False)
             return
         if ti.islnk():
@@ -462,6 +472,14 @@ def _id_ok(ident: int) -> bool:
 
 def extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
     """Extract one layer blob into the existing empty directory `dest`. Returns counters."""
+    old_umask = os.umask(0)  # modes are created exact, saving a chmod per entry
+    try:
+        return _extract(blob_path, dest, diff_id)
+    finally:
+        os.umask(old_umask)
+
+
+def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
     with open(blob_path, "rb", buffering=CHUNK) as raw:
         stream = _Pipelined(raw)
         root_fd = os.open(dest, _DIR_FLAGS)

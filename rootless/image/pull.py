@@ -88,7 +88,7 @@ def ensure_image(ref: str, *, quiet: bool = False, tls_verify: bool | None = Non
     """The local image for `ref`, pulling it first if it is not in the store."""
     store = Store.open()
     rec = store.lookup_image(ref)
-    if rec is not None:
+    if rec is not None and all(os.path.isdir(d) for d in rec.layer_dirs):
         return rec
     return pull_image(ref, quiet=quiet, tls_verify=tls_verify, store=store)
 
