@@ -14,7 +14,9 @@ USER, PASSWORD = "alice", "s3cret-pw"
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory, busybox_layout):
-    reg = Registry(str(tmp_path_factory.mktemp("basic-registry")), htpasswd=(USER, PASSWORD)).start()
+    reg = Registry(
+        str(tmp_path_factory.mktemp("basic-registry")), htpasswd=(USER, PASSWORD)
+    ).start()
     reg.push(busybox_layout, "latest", "busybox:latest")
     yield reg
     reg.stop()
@@ -22,7 +24,9 @@ def basic_registry(tmp_path_factory, busybox_layout):
 
 @pytest.fixture(scope="module")
 def token_setup(tmp_path_factory, busybox_layout):
-    tokens = TokenServer(str(tmp_path_factory.mktemp("tokens")), users={USER: PASSWORD}, anonymous=True).start()
+    tokens = TokenServer(
+        str(tmp_path_factory.mktemp("tokens")), users={USER: PASSWORD}, anonymous=True
+    ).start()
     reg = TokenRegistry(str(tmp_path_factory.mktemp("token-registry")), tokens).start()
     reg.push(busybox_layout, "latest", "busybox:latest")
     yield tokens, reg
@@ -42,7 +46,15 @@ def test_basic_auth_login_pull_logout(rootless, basic_registry):
     cp = rootless("login", "-u", USER, "-p", "wrong", basic_registry.host)
     assert cp.returncode == 125 and "wrong" in cp.stderr
     assert not os.path.exists(auth_file(rootless))
-    cp = rootless("login", "-u", USER, "--password-stdin", basic_registry.host, input=PASSWORD + "\n", check=True)
+    cp = rootless(
+        "login",
+        "-u",
+        USER,
+        "--password-stdin",
+        basic_registry.host,
+        input=PASSWORD + "\n",
+        check=True,
+    )
     assert "Login Succeeded" in cp.stdout
     with open(auth_file(rootless)) as f:
         assert basic_registry.host in json.load(f)["auths"]
@@ -60,7 +72,9 @@ def test_docker_config_json_credentials(rootless, basic_registry, tmp_path):
     home = tmp_path / "home"
     (home / ".docker").mkdir(parents=True)
     tok = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": tok}}}))
+    (home / ".docker" / "config.json").write_text(
+        json.dumps({"auths": {basic_registry.host: {"auth": tok}}})
+    )
     rootless("pull", f"{basic_registry.host}/busybox:latest", check=True, env={"HOME": str(home)})
 
 

@@ -31,9 +31,21 @@ DEBIAN_ROOTFS = os.environ.get("DEBIAN_ROOTFS", "/var/tmp/rootless-bench/debian-
 def debian_layer(rootfs: str) -> bytes:
     """The rootfs as one tar (numeric owners, as root), without /dev nodes' contents or /proc."""
     cp = subprocess.run(
-        ["tar", "-C", rootfs, "--numeric-owner", "--sort=name", "--exclude=./dev/*", "--exclude=./proc/*",
-         "--exclude=./sys/*", "-cf", "-", "."],
-        check=True, stdout=subprocess.PIPE,
+        [
+            "tar",
+            "-C",
+            rootfs,
+            "--numeric-owner",
+            "--sort=name",
+            "--exclude=./dev/*",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "-cf",
+            "-",
+            ".",
+        ],
+        check=True,
+        stdout=subprocess.PIPE,
     )
     return cp.stdout
 
@@ -41,16 +53,30 @@ def debian_layer(rootfs: str) -> bytes:
 def as_user(argv: list[str], env: dict[str, str]) -> list[str]:
     uid = int(subprocess.run(["id", "-u", USER], capture_output=True, text=True, check=True).stdout)
     envs = [f"{k}={v}" for k, v in env.items()]
-    return ["runuser", "-u", USER, "--", "env", "-i", f"HOME=/home/{USER}", f"USER={USER}",
-            "PATH=/opt/rootless/venv/bin:/usr/bin:/bin:/usr/sbin:/sbin", f"XDG_RUNTIME_DIR=/run/user/{uid}",
-            f"PYTHONPATH={REPO}", *envs, *argv]
+    return [
+        "runuser",
+        "-u",
+        USER,
+        "--",
+        "env",
+        "-i",
+        f"HOME=/home/{USER}",
+        f"USER={USER}",
+        "PATH=/opt/rootless/venv/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        f"XDG_RUNTIME_DIR=/run/user/{uid}",
+        f"PYTHONPATH={REPO}",
+        *envs,
+        *argv,
+    ]
 
 
 def timed(argv: list[str]) -> float:
     try:
         return lib.timed(argv)
     except subprocess.CalledProcessError as e:
-        raise SystemExit(f"{' '.join(argv[-6:])} failed: {e.stderr.decode(errors='replace').strip()}") from None
+        raise SystemExit(
+            f"{' '.join(argv[-6:])} failed: {e.stderr.decode(errors='replace').strip()}"
+        ) from None
 
 
 def main() -> None:
@@ -63,12 +89,18 @@ def main() -> None:
         reg.push(layout, "latest", "busybox:latest")
         images = {"busybox": f"{reg.host}/busybox:latest"}
         if os.path.isdir(DEBIAN_ROOTFS):
-            oci.add_image(layout, "bookworm", [debian_layer(DEBIAN_ROOTFS)],
-                          config={"Env": [oci.PATH_ENV], "Cmd": ["bash"]})
+            oci.add_image(
+                layout,
+                "bookworm",
+                [debian_layer(DEBIAN_ROOTFS)],
+                config={"Env": [oci.PATH_ENV], "Cmd": ["bash"]},
+            )
             reg.push(layout, "bookworm", "debian:bookworm")
             images["debian"] = f"{reg.host}/debian:bookworm"
         else:
-            print(f"(no {DEBIAN_ROOTFS}: run bench/pull/run.sh to debootstrap it; benchmarking busybox only)")
+            print(
+                f"(no {DEBIAN_ROOTFS}: run bench/pull/run.sh to debootstrap it; benchmarking busybox only)"
+            )
         stores = tempfile.mkdtemp(prefix="rbp", dir="/tmp")  # podman wants a runroot under 50 chars
         os.chmod(stores, 0o755)
         shutil.chown(stores, USER, USER)
@@ -84,24 +116,48 @@ def main() -> None:
         def rootless_pull(ref: str):
             def run() -> float:
                 d = fresh()
-                t = timed(as_user(["rootless", "pull", "-q", "--tls-verify=false", ref],
-                                      {"XDG_DATA_HOME": d, "XDG_CONFIG_HOME": d}))
+                t = timed(
+                    as_user(
+                        ["rootless", "pull", "-q", "--tls-verify=false", ref],
+                        {"XDG_DATA_HOME": d, "XDG_CONFIG_HOME": d},
+                    )
+                )
                 shutil.rmtree(d)
                 return t
+
             return run
 
         def podman_pull(ref: str):
             def run() -> float:
                 d = fresh()
-                t = timed(as_user(["podman", "--root", f"{d}/root", "--runroot", f"{d}/run",
-                                       "--storage-driver", "overlay", "pull", "-q", "--tls-verify=false", ref], {}))
+                t = timed(
+                    as_user(
+                        [
+                            "podman",
+                            "--root",
+                            f"{d}/root",
+                            "--runroot",
+                            f"{d}/run",
+                            "--storage-driver",
+                            "overlay",
+                            "pull",
+                            "-q",
+                            "--tls-verify=false",
+                            ref,
+                        ],
+                        {},
+                    )
+                )
                 shutil.rmtree(d)
                 return t
+
             return run
 
         print(f"machine: {lib.machine()}; {RUNS} runs each, alternated, cold store every run")
         for name, ref in images.items():
-            samples = lib.alternate({"podman": podman_pull(ref), "rootless": rootless_pull(ref)}, RUNS)
+            samples = lib.alternate(
+                {"podman": podman_pull(ref), "rootless": rootless_pull(ref)}, RUNS
+            )
             print(f"\n### pull {name} ({ref.split('/', 1)[1]})\n")
             print(lib.table(samples, "podman"))
     finally:
