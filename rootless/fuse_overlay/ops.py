@@ -395,11 +395,17 @@ class OverlayOps(pyfuse3.Operations):
                 os.ftruncate(fh, attr.st_size)
             else:
                 os.truncate(fd_path(fd, name), attr.st_size)
-        only_ctime = fields.update_ctime and not (
-            fields.update_size or fields.update_mode or fields.update_atime or fields.update_mtime
+        # chown(-1, -1) reaches us as a setattr with nothing to set (FUSE forwards the ctime bit
+        # only with writeback caching): let the upper fs update ctime, as kernel overlayfs does
+        only_ctime = not (
+            fields.update_size
+            or fields.update_mode
+            or fields.update_uid
+            or fields.update_gid
+            or fields.update_atime
+            or fields.update_mtime
         )
         if fields.update_uid or fields.update_gid or only_ctime:
-            # chown(-1, -1) arrives as a ctime-only change: let the upper fs update ctime too
             uid = attr.st_uid if fields.update_uid else -1
             gid = attr.st_gid if fields.update_gid else -1
             os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
