@@ -113,14 +113,32 @@ class RegistryClient:
                 continue
             self._pinged = True
             return
-        hint = (
-            ""
-            if self.insecure
-            else " (for a plain-HTTP registry use --tls-verify=false or insecure=true in registries.conf)"
-        )
         if isinstance(last, ImageError):
             raise last
-        raise ImageError(f"cannot reach registry {self.domain}: {_errtext(last)}{hint}")
+        import ssl
+
+        text = _errtext(last)
+        chain, e = [], last
+        while e is not None and len(chain) < 8:
+            chain.append(e)
+            e = e.__cause__ or e.__context__
+        hint = ""
+        if any(
+            "name or service not known" in str(x).lower() or "name resolution" in str(x).lower()
+            for x in chain
+        ):
+            hint = " (the host name does not resolve: check the name and the network)"
+        elif not self.insecure and (
+            any(isinstance(x, ssl.SSLError) for x in chain) or "SSL" in text
+        ):
+            hint = " (for a plain-HTTP registry use --tls-verify=false or insecure=true in registries.conf)"
+        elif (
+            any(isinstance(x, ConnectionRefusedError) for x in chain)
+            or "refused" in text.lower()
+            or "all attempts to connect" in text
+        ):
+            hint = " (connection refused: is the registry running on that port?)"
+        raise ImageError(f"cannot reach registry {self.domain}: {text}{hint}")
 
     def _creds(self, repo: str) -> tuple[str, str] | None:
         if repo not in self._creds_cache:
@@ -385,5 +403,8 @@ def _unlink(path: str) -> None:
 def _errtext(e: BaseException | None) -> str:
     if e is None:
         return "unknown error"
-    s = str(e) or type(e).__name__
+    x, n = e, 0
+    while x is not None and not str(x) and n < 8:  # httpx wraps e.g. ssl errors without text
+        x, n = x.__cause__ or x.__context__, n + 1
+    s = str(x) if x is not None and str(x) else type(e).__name__
     return s.splitlines()[0]
