@@ -253,3 +253,63 @@ def test_missing_image_and_bad_reference(rootless, registry, busybox_ref):
     assert cp.returncode == 125 and "not found" in cp.stderr
     cp = rootless("pull", "UPPER/case")
     assert cp.returncode == 125 and "lowercase" in cp.stderr
+
+
+def busybox_layers_desc(layout: str) -> list[dict]:
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    desc = next(
+        m
+        for m in index["manifests"]
+        if m["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    )
+    with open(os.path.join(layout, "blobs", *desc["digest"].split(":"))) as f:
+        return json.load(f)["layers"]
+
+
+def test_transient_errors_are_retried(rootless, registry, busybox_layout, busybox_ref):
+    big = max(busybox_layers_desc(busybox_layout), key=lambda x: x["size"])["digest"]
+    proxy = FlipProxy(registry.url, fail_first={big: 2}).start()
+    try:
+        rootless("pull", "--tls-verify=false", f"{proxy.host}/busybox:latest", check=True)
+    finally:
+        proxy.stop()
+    assert proxy.failed == 2
+
+
+def test_killed_pull_leaves_old_state_and_next_pull_recovers(
+    rootless, registry, busybox_layout, busybox_ref
+):
+    import signal
+    import time
+
+    big = max(busybox_layers_desc(busybox_layout), key=lambda x: x["size"])["digest"]
+    proxy = FlipProxy(registry.url, stall={big}).start()
+    try:
+        p = subprocess.Popen(
+            [*rootless.argv0, "pull", "--tls-verify=false", f"{proxy.host}/busybox:latest"],
+            env=rootless.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        # wait until the small layers are in and the big blob's download is under way
+        while time.monotonic() < deadline and not (
+            [n for n in listing(rootless, "tmp") if not n.endswith(".lock")]
+            and len(listing(rootless, "layers")) >= 2
+        ):
+            time.sleep(0.05)
+        assert p.poll() is None
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        proxy.stop()
+    assert listing(rootless, "images") == []
+    for name in listing(rootless, "layers"):
+        assert os.path.isdir(os.path.join(store_dir(rootless), "layers", name, "diff"))
+    assert big.split(":")[1] not in listing(rootless, "blobs/sha256")
+    rootless.trust(registry)
+    rootless("pull", busybox_ref, check=True)
+    assert listing(rootless, "tmp") == []
+    assert len(listing(rootless, "layers")) == 3
