@@ -313,3 +313,16 @@ def test_killed_pull_leaves_old_state_and_next_pull_recovers(
     rootless("pull", busybox_ref, check=True)
     assert listing(rootless, "tmp") == []
     assert len(listing(rootless, "layers")) == 3
+
+
+def test_helper_process_extraction_path(rootless, registry, busybox_ref):
+    """The fallback used when the caller already has threads: one helper process per layer."""
+    rootless.trust(registry)
+    env = {"ROOTLESS_EXTRACT_HELPER": "1"}
+    rootless("pull", busybox_ref, check=True, env=env)
+    data = inspect(rootless, busybox_ref)
+    st = os.lstat(layer_file(rootless, data, 0, "opt/owned-1000"))
+    assert (st.st_uid, st.st_gid) == (100999, 100999)
+    cp = rootless("pull", busybox_ref.replace(":latest", ":baduid"), env=env)
+    assert cp.returncode == 125 and "docs/subuid.md" in cp.stderr and "tester" in cp.stderr
+    assert listing(rootless, "tmp") == []
