@@ -8,7 +8,7 @@
 #     (100000:65536), and `tester-nosub` with none (to test the one-id fallback);
 #   - creates their XDG_RUNTIME_DIR (/run/user/UID, 0700), as logind would;
 #   - copies this checkout to /opt/rootless/src and builds /opt/rootless/venv on /usr/bin/python3,
-#     readable by every user, with rootless installed (editable) plus its test extras;
+#     readable by every user, with rootless installed plus its test extras;
 #   - links /usr/local/bin/rootless.
 set -euo pipefail
 
@@ -22,7 +22,7 @@ NOSUB_USER=${TEST_USER}-nosub
 APT_PACKAGES=(
   uidmap slirp4netns passt fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
-  procps psmisc make git user-mode-linux debootstrap e2fsprogs
+  procps psmisc make git openssl user-mode-linux debootstrap e2fsprogs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -67,17 +67,20 @@ if [ "$(cd "$HERE" && pwd -P)" != "$(cd "$PREFIX/src" && pwd -P)" ]; then
 fi
 chmod -R a+rX "$PREFIX/src"
 
-stamp="$PREFIX/venv/.installed-$(sha256sum "$PREFIX/src/pyproject.toml" | cut -c1-16)"
+# Dependencies when pyproject.toml changes; rootless itself (a regular, non-editable install, as a user
+# would have it: no editable-import hook on the start path) every time, since the code may have changed.
+stamp="$PREFIX/venv/.deps-$(sha256sum "$PREFIX/src/pyproject.toml" | cut -c1-16)"
+pipq() { "$PREFIX/venv/bin/pip" -q --disable-pip-version-check "$@" 2>&1 | grep -vE '^(WARNING: Location|  )' || true; }
 if [ ! -e "$stamp" ]; then
   [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
-  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check -e "$PREFIX/src[test]" 2>&1 \
-    | grep -v '^WARNING: Location' || true
-  "$PREFIX/venv/bin/python" -c 'import rootless, pyfuse3, trio, click' || {
-    echo "setup: the venv at $PREFIX/venv is broken" >&2; exit 1; }
-  rm -f "$PREFIX"/venv/.installed-*
+  pipq install --upgrade pip
+  pipq install "$PREFIX/src[test]"
+  rm -f "$PREFIX"/venv/.deps-* "$PREFIX"/venv/.installed-*
   touch "$stamp"
 fi
+pipq install --no-deps --force-reinstall "$PREFIX/src"
+"$PREFIX/venv/bin/python" -c 'import rootless.cli, pyfuse3, trio, click' || {
+  echo "setup: the venv at $PREFIX/venv is broken" >&2; exit 1; }
 chmod -R a+rX "$PREFIX/venv"
 # Byte-compile as root: users cannot write __pycache__ here, and compiling at every start costs ~25 ms.
 "$PREFIX/venv/bin/python" -m compileall -q "$PREFIX/src/rootless" >/dev/null
