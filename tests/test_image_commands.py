@@ -71,10 +71,8 @@ def test_tag_and_rmi_by_name(rootless, pulled, busybox_ref):
 
 
 def test_rmi_refuses_while_a_container_uses_the_image(rootless, pulled, busybox_ref):
-    cdir = os.path.join(store_dir(rootless), "containers")
-    os.makedirs(cdir, exist_ok=True)
-    with open(os.path.join(cdir, "abc123.json"), "w") as f:
-        json.dump({"id": "abc123", "name": "web", "image_id": pulled}, f)
+    # a stopped container (no --rm) keeps using its image
+    rootless("run", "--name", "web", "--network", "none", busybox_ref, "true", check=True)
     cp = rootless("rmi", busybox_ref)
     assert cp.returncode != 0 and "web" in cp.stderr and "-f" in cp.stderr
     assert rootless("images", "-q", check=True).stdout.strip() == pulled[:12]
@@ -144,3 +142,19 @@ def test_load_rejects_garbage(rootless, tmp_path):
     cp = rootless("load", "-i", str(bad))
     assert cp.returncode == 125 and "tar" in cp.stderr
     assert os.listdir(os.path.join(store_dir(rootless), "tmp")) == []
+
+
+def test_short_name_finds_a_local_image_even_when_an_alias_points_elsewhere(
+    rootless, pulled, busybox_ref
+):
+    # podman's shortnames.conf aliases busybox to docker.io; a tagged local localhost/busybox still wins
+    conf = os.path.join(rootless.config_dir, "containers", "registries.conf")
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write('[aliases]\n"busybox" = "docker.io/library/busybox"\n')
+    rootless("tag", busybox_ref, "busybox", check=True)
+    cp = rootless(
+        "run", "--rm", "--network", "none", "busybox", "cat", "/etc/layer2-added", check=True
+    )
+    assert cp.stdout == "added in layer 2\n"
+    assert "Trying to pull" not in cp.stderr

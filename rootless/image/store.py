@@ -365,12 +365,14 @@ class Store:
             ref = reference.parse(s)
         except ImageError:
             ref = None
-        if ref is not None and ref.is_short:
-            ref = _alias(ref) or ref
         if ref is not None:
-            hit = _match_name(images, ref)
-            if hit:
-                return hit
+            # a short name: its alias target first, then the short name itself (podman also finds
+            # localhost/NAME, e.g. a loaded or tagged image, when an alias points elsewhere)
+            alias = _alias(ref) if ref.is_short else None
+            for cand in (alias, ref):
+                hit = _match_name(images, cand) if cand is not None else None
+                if hit:
+                    return hit
         if reference.looks_like_id_prefix(s.removeprefix("sha256:")):
             prefix = s.removeprefix("sha256:")
             hits = [r for r in images if r.id.startswith(prefix)]
@@ -390,16 +392,22 @@ class Store:
 
     # --- containers and removal --------------------------------------------------------------------
     def image_in_use_check(self, image_id: str) -> list[str]:
-        """Names (or ids) of containers recorded under data_home()/containers/*.json using the image."""
+        """Names (or ids) of containers (data_home()/containers/<id>/config.json) using the image."""
         users = []
-        for path in glob.glob(os.path.join(self.root, "containers", "*.json")):
+        for path in glob.glob(os.path.join(self.root, "containers", "*", "config.json")):
             try:
                 with open(path) as f:
                     data = json.load(f)
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and _hex(str(data.get("image_id", ""))) == image_id:
-                users.append(str(data.get("name") or data.get("id") or os.path.basename(path)[:-5]))
+                users.append(
+                    str(
+                        data.get("name")
+                        or data.get("id")
+                        or os.path.basename(os.path.dirname(path))
+                    )
+                )
         return users
 
     def remove_image(self, image_id: str, *, force: bool = False) -> None:
