@@ -12,7 +12,9 @@ from rootless.runtime.spec import RunOptions
 @click.option("--rm", "rm", is_flag=True, help="Remove the container when it exits.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
-@click.option("-d", "--detach", is_flag=True, hidden=True)
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background and print the container's ID."
+)
 @click.option("--name", default=None, help="Name the container.")
 @click.option("-h", "--hostname", default=None, help="Container host name.")
 @click.option(
@@ -75,10 +77,7 @@ from rootless.runtime.spec import RunOptions
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, **kw):
-    from rootless.errors import ContainerError
-
-    if kw.pop("detach"):
-        raise ContainerError("run -d is not supported yet: run in the foreground")
+    detach = kw.pop("detach")
     driver = (ctx.obj or {}).get("storage_driver") or "fuse-overlay"
     if driver == "fuse-overlay" and not _fuse_overlay_ready():
         driver = "overlay"
@@ -112,6 +111,11 @@ def run(ctx, **kw):
         cgroup_manager=kw["cgroup_manager"],
         cgroups=kw["cgroups"],
     )
+    if detach:
+        from rootless.runtime.container import run_detached
+
+        click.echo(run_detached(opts))
+        return 0
     from rootless.runtime.container import run as run_container
 
     rc = run_container(opts)

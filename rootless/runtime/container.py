@@ -1,17 +1,27 @@
-"""Orchestration of `rootless run`: the processes, the namespaces and their order, and cleanup.
+"""Orchestration of `rootless run` and `start`: the processes, the namespaces and their order, cleanup.
 
 Processes (host pids; each one reaps its child and dies with its parent through PDEATHSIG):
 
-  rootless (host user)            resolves the image and options, writes the record, starts the
-   |                              network helper, forwards signals, relays the pty, cleans up
+  monitor (host user)             resolves the image and options, writes the record, starts the
+   |                              network helper (holds its exit fd), forwards signals, relays the pty
+   |                              or writes the log, records the exit code and time, cleans up
    +- setup (userns root)         fork_userns(CLONE_NEWNS): mounts the storage; owns the fuse daemon
-       +- fuse-overlay daemon     (fuse-overlay only) in the setup's mount+pid namespace
-       +- monitor                 unshare(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWCGROUP[|NEWNET]), fork, wait
+       +- fuse-overlay daemon     (fuse-overlay only; PDEATHSIG) if it dies, setup kills the container
+       +- nsmon                   unshare(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWCGROUP[|NEWNET]), fork, wait
            +- init (PID 1)        rootfs mounts, pivot_root, hostname, lo, user, caps, seccomp, exec
 
+In the foreground (`rootless run`) the monitor is the rootless process itself. With `run -d` and
+`start` it is a forked, detached process (setsid, stdio on /dev/null and its own diagnostics in
+<runtime dir>/monitor.log) that holds the container's stdout/stderr (pipes, or the pty master with -t)
+and writes them to <container dir>/ctr.log in podman's k8s-file format (rootless.runtime.logs); the
+CLI prints the id once the command has been exec'd. Killing the monitor ends the container (setup
+gets SIGTERM and kills nsmon); `ps` then says "exited" with an unknown code (state.refresh).
+
 The storage is mounted before the pid namespace exists, so the fuse daemon is neither visible nor
-killable from the container. Pipes carry: the init's host pid (monitor -> rootless), "go" (rootless
--> init, once the network helper is up), and one-line errors with their exit code (any -> rootless).
+killable from the container. Pipes carry: tagged host pids (`daemon N`, `nsmon N`, `init N`; setup
+and nsmon -> monitor), "go" (monitor -> init, once the network helper is up and the cgroup applied),
+and one-line errors with their exit code (any -> monitor); the error pipe reaching EOF with no
+message means the command was exec'd. All pids are kept in the record with their start times.
 """
 
 import errno
@@ -77,6 +87,9 @@ def _write(path: str, text: str) -> None:
 class _Pipes:
     """The fds the processes share; each process closes what it does not use."""
 
+    stdio: tuple[int, int, int] | None = None  # detached: the container's stdin, stdout, stderr
+    status_w: int = -1  # detached: "ok" / "CODE message" to the waiting CLI
+
     def __init__(self, need_go: bool, tty: bool):
         self.err_r, self.err_w = os.pipe2(os.O_CLOEXEC)
         self.info_r, self.info_w = os.pipe2(os.O_CLOEXEC)
@@ -109,8 +122,12 @@ def _report(fd: int, code: int, message: str) -> None:
 
 
 class Runner:
-    def __init__(self, opts: spec.RunOptions):
+    def __init__(self, opts: spec.RunOptions, rec=None):
         self.opts = opts
+        self.rec = rec  # an existing (stopped) container to start again
+        self.detached = False
+        self.stdio = None
+        self.status_w = -1
 
     # ---- host side -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -118,6 +135,12 @@ class Runner:
         self.net_mode, self.net_opts = _parse_network(o.network)
         if self.net_mode in ("none", "host") and o.publish:
             raise ContainerError(f"-p cannot be used with --network {self.net_mode}")
+        self.prepare_security()
+        self._prepare_rest()
+
+    def prepare_security(self) -> None:
+        """Capabilities, seccomp (compiled to BPF) and no_new_privs, as for the container (and exec)."""
+        o = self.opts
         self.caps = capabilities.compute(o.cap_add, o.cap_drop, o.privileged)
         self.seccomp_profile = None
         self.no_new_privs = False
@@ -156,6 +179,9 @@ class Runner:
                 raise ContainerError(
                     f"cannot compile the seccomp profile: {e.strerror or e}"
                 ) from None
+
+    def _prepare_rest(self) -> None:
+        o = self.opts
         self.mounts = [rootfs.parse_volume(v) for v in o.volumes]
         self.mounts += [rootfs.parse_tmpfs(t) for t in o.tmpfs]
         self.mounts += [rootfs.parse_mount(m) for m in o.mounts]
@@ -177,18 +203,31 @@ class Runner:
             if not os.path.isdir(path):
                 raise ContainerError(f"--rootfs {o.image}: not a directory")
             self.image = SimpleNamespace(id="", config={}, layer_dirs=[path])
+        elif self.rec is not None and self.rec.image_id:
+            self.image = _find_image(self.rec.image_id)
         else:
             self.image = _find_image(o.image)
 
-    def run(self) -> int:
-        self.prepare()
+    def _create(self):
         o = self.opts
-        rec = state.create(
-            o.image, self.image.id, name=o.name, rm=o.rm, storage_driver=o.storage_driver
-        )
-        self.rec = rec
+        if self.rec is None:
+            self.rec = state.create(
+                o.image, self.image.id, name=o.name, rm=o.rm, storage_driver=o.storage_driver
+            )
+            from dataclasses import asdict
+
+            self.rec.options["run"] = asdict(o)
+            self.rec.save()
+        rec = self.rec
         if self.cgroup is not None:
             self.cgroup.container_id = rec.id
+        return rec
+
+    def run(self) -> int:
+        """Foreground: this process is the container's monitor."""
+        self.prepare()
+        o = self.opts
+        rec = self._create()
         try:
             return self._run(rec)
         finally:
@@ -196,6 +235,91 @@ class Runner:
                 self.cgroup.cleanup()
             if o.rm:
                 self._remove(rec)
+
+    # ---- detached: a forked monitor process ----------------------------------------------------------
+    def run_detached(self) -> str:
+        """Start the container under a detached monitor; return its id once the command runs."""
+        self.prepare()
+        rec = self._create()
+        return self.spawn_monitor(rec)
+
+    def spawn_monitor(self, rec) -> str:
+        from rootless.userns import _flush_stdio
+
+        self.detached = True
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        _flush_stdio()
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_r)
+            self.status_w = status_w
+            code = EXIT_RUNTIME
+            try:
+                code = self._monitor_detached(rec)
+            except BaseException as e:  # noqa: B036 - never unwind into the CLI's code
+                _report(self.status_w, EXIT_RUNTIME, f"internal error in the monitor: {e}")
+            finally:
+                os._exit(code)
+        os.close(status_w)
+        try:
+            raw = _read_all(status_r)
+        finally:
+            os.close(status_r)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        text = raw.decode(errors="replace").strip()
+        if text == "ok":
+            return rec.id
+        code, _, msg = text.partition(" ")
+        if not code.isdigit():
+            code, msg = str(EXIT_RUNTIME), "the container's monitor died while starting it"
+        raise RootlessError(msg, exit_code=int(code))
+
+    def _monitor_detached(self, rec) -> int:
+        from rootless.runtime import logs
+
+        os.setsid()
+        pid = os.fork()  # not a session leader: never gets a controlling terminal
+        if pid:
+            os._exit(0)
+        os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
+        null = os.open(os.devnull, os.O_RDWR)
+        diag = os.open(
+            os.path.join(rec.run_dir, "monitor.log"),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o600,
+        )
+        os.dup2(null, 0)
+        os.dup2(diag, 1)
+        os.dup2(diag, 2)
+        os.close(diag)
+        for s in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(s, signal.SIG_IGN)
+        o = self.opts
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r = in_w = -1
+        if o.interactive and not o.tty:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)  # held open: the command sees no EOF, as podman -di
+        self.stdio = (in_r if in_r != -1 else null, out_w, err_w)
+        rc = EXIT_RUNTIME
+        try:
+            rc = self._run(rec, log=logs.LogWriter(rec.log_path), pipes=(out_r, err_r))
+        except RootlessError as e:
+            _report(self.status_w, e.exit_code, str(e))
+            rc = e.exit_code
+        except BaseException as e:  # noqa: B036
+            _report(self.status_w, EXIT_RUNTIME, f"{type(e).__name__}: {e}")
+        finally:
+            _Pipes.close(self.status_w, out_r, err_r, in_w)
+            self.status_w = -1
+            if self.cgroup is not None:
+                self.cgroup.cleanup()
+            if o.rm:
+                self._remove(rec)
+        return rc
 
     def _remove(self, rec) -> None:
         import shutil
@@ -213,13 +337,14 @@ class Runner:
                 pass
             shutil.rmtree(rec.run_dir, ignore_errors=True)
 
-    def _run(self, rec) -> int:
+    def _run(self, rec, log=None, pipes=None) -> int:
         o = self.opts
         hostname = o.hostname or (os.uname().nodename if self.net_mode == "host" else rec.id[:12])
         self.hostname = hostname
         self.proc = spec.resolve(o, self.image.config, hostname)
         if o.init:
             self.proc.args = [rootfs.INIT_PATH, "--", *self.proc.args]
+        os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
         self.storage = Storage(o.storage_driver, self.image.layer_dirs, rec.dir)
         self.storage.prepare_host()
         etc = {}
@@ -242,25 +367,47 @@ class Runner:
             new_netns=self.net_mode != "host",
         )
         rec.command = self.proc.args
-        rec.options = {"hostname": hostname, "network": o.network}
+        rec.options.update(
+            hostname=hostname,
+            network=o.network,
+            process={
+                "args": self.proc.args,
+                "env": self.proc.env,
+                "cwd": self.proc.cwd,
+                "user": self.proc.user,
+            },
+            pids={},
+            net=None,
+            mounts=[m.__dict__ if hasattr(m, "__dict__") else repr(m) for m in self.mounts],
+        )
+        rec.set_pid("monitor", os.getpid())
+        rec.set_state("created", exit_code=None, finished=None, pid=0)
         cg = self.cgroup
         need_cgroup = cg is not None and (
             cg.manager != "none" or cg.limits.oom_score_adj is not None
         )
         need_go = self.net_mode not in ("none", "host") or need_cgroup
         p = self.pipes = _Pipes(need_go, o.tty)
+        p.stdio = self.stdio
+        p.status_w = self.status_w
         from rootless.userns import fork_userns
 
         net = None
         child = None
         err = b""
+        rc = None
         try:
             try:
                 child = fork_userns(self._setup_main, extra_unshare_flags=sc.CLONE_NEWNS)
             finally:
                 _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
-            raw = _read_all(p.info_r)
-            init_pid = int(raw) if raw.strip().isdigit() else 0
+                if p.stdio is not None:
+                    _Pipes.close(*p.stdio[1:])
+            rec.set_pid("setup", child.pid)
+            pids = _parse_pids(_read_all(p.info_r))
+            for role, pid in pids.items():
+                rec.set_pid(role, pid)
+            init_pid = pids.get("init", 0)
             master = None
             if init_pid:
                 rec.set_state("running", pid=init_pid, started=time.time())
@@ -272,6 +419,11 @@ class Runner:
                         master = None
                 if self.net_mode not in ("none", "host"):
                     net = self._start_network(rec, init_pid)
+                    rec.options["net"] = net.to_dict()
+                    for role, pid in (("net", net.pid), ("net_helper", net.helper_pid)):
+                        if pid:
+                            rec.set_pid(role, pid)
+                    rec.save()
                 if need_cgroup:
                     # before "go": the init is placed in its cgroup before it runs the command
                     cg.apply(init_pid)
@@ -280,19 +432,34 @@ class Runner:
                     rec.save()
                 if need_go:
                     os.write(p.go_w, b"go")
-            fwd = process.SignalForwarder(
-                init_pid or child.pid,
-                on_winch=(lambda: process.copy_winsize(0, master)) if master is not None else None,
-            ).install()
-            try:
+            if self.detached:
+                err = _read_all(p.err_r)  # EOF: the command was exec'd (or failed to be)
+                if not err and init_pid:
+                    os.write(p.status_w, b"ok\n")
+                    _Pipes.close(p.status_w)
+                    p.status_w = self.status_w = -1
+                from rootless.runtime import logs
+
+                logs.pump(log, pipes[0], pipes[1], master, child.pid)
                 if master is not None:
-                    err = b""
-                    process.relay_pty(master, o.interactive)
                     os.close(master)
-                err = _read_all(p.err_r)
                 rc = child.wait()
-            finally:
-                fwd.uninstall()
+            else:
+                fwd = process.SignalForwarder(
+                    init_pid or child.pid,
+                    on_winch=(lambda: process.copy_winsize(0, master))
+                    if master is not None
+                    else None,
+                ).install()
+                try:
+                    if master is not None:
+                        err = b""
+                        process.relay_pty(master, o.interactive)
+                        os.close(master)
+                    err = _read_all(p.err_r)
+                    rc = child.wait()
+                finally:
+                    fwd.uninstall()
         except BaseException:
             if child is not None and child.returncode is None:
                 child.kill()
@@ -303,15 +470,13 @@ class Runner:
                 net.stop()
             _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host)
             if not o.rm:
-                rec.set_state("exited", exit_code=None, finished=time.time(), pid=0)
+                rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
         if err:
             code, _, msg = err.decode(errors="replace").partition(" ")
             code = int(code) if code.isdigit() else EXIT_RUNTIME
             if not o.rm:
                 rec.set_state("exited", exit_code=code, finished=time.time(), pid=0)
             raise RootlessError(msg, exit_code=code)
-        if not o.rm:
-            rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
         return rc
 
     def _start_network(self, rec, pid: int):
@@ -342,7 +507,7 @@ class Runner:
             if self._monitor_pid:
                 os.kill(self._monitor_pid, signal.SIGKILL)
 
-        _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host)
+        _Pipes.close(p.err_r, p.info_r, p.go_w, p.tty_host, p.status_w)
         os.setsid()
         for s in process.FORWARDED:
             signal.signal(s, signal.SIG_IGN)
@@ -384,19 +549,33 @@ class Runner:
                 flags |= sc.CLONE_NEWNET
             if self._orphaned:
                 return EXIT_RUNTIME
+            daemon = self.storage.proc
+            if daemon is not None:
+                os.write(p.info_w, f"daemon {daemon.pid}\n".encode())
             pid = os.fork()
             if pid == 0:
                 self._monitor_main(flags)  # never returns
             self._monitor_pid = pid
             if self._orphaned:
                 os.kill(pid, signal.SIGKILL)
+            os.write(p.info_w, f"nsmon {pid}\n".encode())
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
+            if p.stdio is not None:
+                _Pipes.close(*p.stdio)
             while True:
                 try:
-                    _, status = os.waitpid(pid, 0)
-                    break
+                    wpid, status = os.wait()
                 except InterruptedError:
                     continue
+                except ChildProcessError:
+                    return EXIT_RUNTIME
+                if wpid == pid:
+                    break
+                if daemon is not None and wpid == daemon.pid:
+                    # the root filesystem is gone: the container cannot go on
+                    daemon.returncode = os.waitstatus_to_exitcode(status)
+                    os.write(2, b"WARNING: the overlay daemon died: stopping the container\n")
+                    os.kill(pid, signal.SIGKILL)
             code = os.waitstatus_to_exitcode(status)
             return 128 - code if code < 0 else code
         finally:
@@ -425,8 +604,10 @@ class Runner:
             pid = os.fork()
             if pid == 0:
                 self._init_main()  # never returns
-            os.write(p.info_w, str(pid).encode())
+            os.write(p.info_w, f"init {pid}\n".encode())
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
+            if p.stdio is not None:
+                _Pipes.close(*p.stdio)
             while True:
                 try:
                     _, status = os.waitpid(pid, 0)
@@ -474,13 +655,16 @@ class Runner:
         user = spec.resolve_user(proc.user)
         env = dict(proc.env)
         env.setdefault("HOME", user.home)
+        if p.stdio is not None and not o.tty:
+            for target, fd in enumerate(p.stdio):
+                os.dup2(fd, target)  # dup2 clears O_CLOEXEC on the copy
         if o.tty:
             master, slave = process.open_pty_in_container()
             os.fchown(slave, user.uid, user.gid)
             socket.send_fds(p.tty_ctr, [b"m"], [master])
             os.close(master)
             process.make_controlling(slave)
-        elif not o.interactive:
+        elif not o.interactive and p.stdio is None:
             fd = os.open("/dev/null", os.O_RDONLY)
             os.dup2(fd, 0)
             os.close(fd)
@@ -495,29 +679,43 @@ class Runner:
             raise ContainerError(
                 f"cannot chdir to working directory {proc.cwd}: {e.strerror}"
             ) from None
-        process.reset_signals()
-        if self.seccomp_bpf is not None:
-            sc.seccomp_load_bpf(self.seccomp_bpf)
-        if self.no_new_privs:
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        capabilities.drop_bounding(self.caps)
-        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-        try:
-            os.setgroups(user.groups)
-        except OSError:  # denied (single-id namespace) or a group outside the mapping
-            pass
-        try:
-            os.setresgid(user.gid, user.gid, user.gid)
-            os.setresuid(user.uid, user.uid, user.uid)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            raise ContainerError(
-                f"user {user.uid}:{user.gid} is not mapped in the container's user namespace: "
-                "add subordinate ids for your user (see docs/subuid.md) or run as root in the container"
-            ) from None
-        capabilities.set_process(self.caps, user.uid, o.cap_add)
+        become(self, user, o.cap_add)
         process.execve(proc.args, env)
+
+
+def become(sec, user, cap_add) -> None:
+    """Take on the container's security settings (sec: a prepared Runner) as `user`, before exec."""
+    process.reset_signals()
+    if sec.seccomp_bpf is not None:
+        sc.seccomp_load_bpf(sec.seccomp_bpf)
+    if sec.no_new_privs:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    capabilities.drop_bounding(sec.caps)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    try:
+        os.setgroups(user.groups)
+    except OSError:  # denied (single-id namespace) or a group outside the mapping
+        pass
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        raise ContainerError(
+            f"user {user.uid}:{user.gid} is not mapped in the container's user namespace: "
+            "add subordinate ids for your user (see docs/subuid.md) or run as root in the container"
+        ) from None
+    capabilities.set_process(sec.caps, user.uid, cap_add)
+
+
+def _parse_pids(raw: bytes) -> dict[str, int]:
+    out = {}
+    for line in raw.decode(errors="replace").splitlines():
+        role, _, pid = line.partition(" ")
+        if pid.strip().isdigit():
+            out[role] = int(pid)
+    return out
 
 
 def _read_all(fd: int) -> bytes:
@@ -570,3 +768,27 @@ def run(opts: spec.RunOptions) -> int:
     if not os.path.isdir(paths.data_home()):
         os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
     return Runner(opts).run()
+
+
+def run_detached(opts: spec.RunOptions) -> str:
+    """`run -d`: the container's id, once its command runs under a detached monitor."""
+    if not os.path.isdir(paths.data_home()):
+        os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
+    return Runner(opts).run_detached()
+
+
+def options_of(rec) -> spec.RunOptions:
+    """The RunOptions a container was created with (for start, exec and inspect)."""
+    saved = dict(rec.options.get("run") or {})
+    known = spec.RunOptions.__dataclass_fields__
+    saved = {k: v for k, v in saved.items() if k in known}
+    saved.setdefault("image", rec.image)
+    saved["name"] = rec.name
+    return spec.RunOptions(**saved)
+
+
+def start_detached(rec) -> None:
+    """Start a created or exited container again on its preserved storage, under a new monitor."""
+    runner = Runner(options_of(rec), rec=rec)
+    runner.prepare()
+    runner.spawn_monitor(rec)

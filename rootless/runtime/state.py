@@ -4,8 +4,19 @@ A container is a directory rootless.paths.data_home()/containers/<id>/ holding c
 and the per-container storage (upper/, work/, merged/ or rootfs/), plus a runtime directory
 rootless.paths.runtime_dir()/<id>/ for generated files (hostname, hosts, resolv.conf) and sockets.
 Names are unique; lookups accept a name, a full id or a unique id prefix.
+
+Concurrency: every write of a record (and the name check in create()) happens under an exclusive
+fcntl.flock on <data home>/containers.lock, and goes to a temporary file renamed over config.json, so readers
+never see half a record and two commands never lose each other's names. A record whose directory is
+gone (removed by `rm`) is never recreated.
+
+Truth: the record says what was last known; refresh() checks it against the process table. Every pid
+is kept with its start time (/proc/PID/stat field 22), so a recycled pid is never taken for a live
+container: a "running" container whose init is gone is reported "exited" with an unknown code (None).
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -55,8 +66,14 @@ class ContainerRecord:
         return runtime_dir(self.id)
 
     def save(self) -> None:
+        with lock():
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        if not os.path.isdir(self.dir):
+            return  # removed meanwhile: never resurrect a record
         path = os.path.join(self.dir, "config.json")
-        tmp = path + ".tmp"
+        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(asdict(self), f, indent=1)
         os.replace(tmp, path)
@@ -66,6 +83,112 @@ class ContainerRecord:
         for k, v in kw.items():
             setattr(self, k, v)
         self.save()
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "ctr.log")
+
+    def pids(self) -> dict:
+        """The processes this container is made of: role -> [pid, start time] (see set_pid)."""
+        return self.options.setdefault("pids", {})
+
+    def set_pid(self, role: str, pid: int) -> None:
+        st = proc_start_time(pid) if pid else None
+        self.pids()[role] = [pid, st]
+
+    def alive(self, role: str) -> bool:
+        entry = self.pids().get(role)
+        return bool(entry) and alive(entry[0], entry[1])
+
+
+@contextlib.contextmanager
+def lock():
+    """The store-wide lock for container records (exclusive, held briefly)."""
+    os.makedirs(containers_root(), mode=0o700, exist_ok=True)
+    path = os.path.join(paths.data_home(), "containers.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The start time of a process in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    try:
+        fields = data[data.rindex(b")") + 2 :].split()
+        if fields[0] == b"Z":  # a zombie has finished
+            return None
+        return int(fields[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    """Whether the process that had `pid` with start time `start` still exists (pid-reuse-safe)."""
+    if not pid:
+        return False
+    st = proc_start_time(pid)
+    return st is not None and (start is None or st == start)
+
+
+def signal_pid(pid: int | None, start: int | None, sig: int) -> bool:
+    """Send sig to that exact process through a pidfd (no race with pid reuse). False if it is gone."""
+    import signal as _signal
+
+    if not pid:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not alive(pid, start):  # the pidfd now pins the process: check it is still ours
+            return False
+        _signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def refresh(rec: "ContainerRecord") -> "ContainerRecord":
+    """Correct a record's state from the process table (see the module docstring)."""
+    if rec.state not in ("running", "created", "stopping"):
+        return rec
+    pids = rec.options.get("pids", {})
+    init = pids.get("init")
+    if init and alive(*init):
+        if rec.state != "running" and rec.state != "stopping":
+            rec.state = "running"
+        return rec
+    monitor = pids.get("monitor")
+    if monitor and alive(*monitor):
+        if rec.state == "running":
+            rec.state = "stopping"  # the init has gone; its monitor is recording the exit
+        return rec
+    if rec.state == "created" and not init:
+        if not monitor or not os.path.isdir(rec.dir):
+            return rec
+    # nobody is left to record the exit: it is unknown
+    with lock():
+        fresh = _load(rec.id)
+        if fresh is None:
+            return rec
+        if fresh.state in ("running", "created", "stopping"):
+            fresh.state = "exited"
+            fresh.exit_code = None
+            fresh.pid = 0
+            fresh.finished = fresh.finished or time.time()
+            fresh._save_locked()
+        return fresh
 
 
 def new_id() -> str:
@@ -89,6 +212,8 @@ def list_records() -> list[ContainerRecord]:
     except FileNotFoundError:
         return out
     for cid in names:
+        if cid.startswith("."):
+            continue
         rec = _load(cid)
         if rec is not None:
             out.append(rec)
@@ -103,6 +228,10 @@ def _load(cid: str) -> ContainerRecord | None:
         return None
     known = ContainerRecord.__dataclass_fields__
     return ContainerRecord(**{k: v for k, v in data.items() if k in known})
+
+
+def load(cid: str) -> ContainerRecord | None:
+    return _load(cid)
 
 
 def lookup(name_or_id: str) -> ContainerRecord:
@@ -124,24 +253,32 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
     if name is not None:
         if not name or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
             raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-    root = containers_root()
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    taken = {r.name for r in list_records()}
-    if name is not None and name in taken:
-        raise ContainerError(
-            f'the container name "{name}" is already in use: remove it (rootless rm {name}) or pick another'
+    with lock():
+        taken = {r.name for r in list_records()}
+        if name is not None and name in taken:
+            raise ContainerError(
+                f'the container name "{name}" is already in use: remove it (rootless rm {name}) or pick another'
+            )
+        while name is None or name in taken:
+            name = _random_name()
+        cid = new_id()
+        while any(r.startswith(cid[:12]) or cid.startswith(r[:12]) for r in _ids()):
+            cid = new_id()  # 12-character ids stay unique, as podman's short ids
+        os.mkdir(container_dir(cid), 0o700)
+        os.makedirs(paths.runtime_dir(), mode=0o700, exist_ok=True)
+        os.mkdir(runtime_dir(cid), 0o700)
+        rec = ContainerRecord(
+            id=cid, name=name, image=image, image_id=image_id, created=time.time(), **kw
         )
-    while name is None or name in taken:
-        name = _random_name()
-    cid = new_id()
-    os.mkdir(container_dir(cid), 0o700)
-    os.makedirs(paths.runtime_dir(), mode=0o700, exist_ok=True)
-    os.mkdir(runtime_dir(cid), 0o700)
-    rec = ContainerRecord(
-        id=cid, name=name, image=image, image_id=image_id, created=time.time(), **kw
-    )
-    rec.save()
+        rec._save_locked()
     return rec
+
+
+def _ids() -> list[str]:
+    try:
+        return [n for n in os.listdir(containers_root()) if not n.startswith(".")]
+    except FileNotFoundError:
+        return []
 
 
 def remove_files(rec: ContainerRecord) -> None:
@@ -150,4 +287,8 @@ def remove_files(rec: ContainerRecord) -> None:
     import shutil
 
     shutil.rmtree(rec.run_dir, ignore_errors=True)
+    with lock():  # nobody saves the record halfway through its removal
+        cfg = os.path.join(rec.dir, "config.json")
+        if os.path.exists(cfg):
+            os.replace(cfg, os.path.join(rec.dir, ".removing"))
     shutil.rmtree(rec.dir)

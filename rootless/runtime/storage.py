@@ -3,7 +3,9 @@
 Each driver mounts the image's layers plus the container's upper dir at <container dir>/merged (vfs:
 a plain copy at <container dir>/rootfs) from inside the user+mount namespace, and undoes it. The kernel
 overlay mount lives in that mount namespace only, so it vanishes with it; the fuse daemon is a child
-of the caller, who reaps it through unmount().
+of the caller, who reaps it through unmount(). The daemon is started here (the fuse-overlayfs command
+line of rootless.fuse_overlay) with PR_SET_PDEATHSIG=SIGKILL, so it dies with its owner even when the
+owner is SIGKILLed and cannot unmount.
 """
 
 import errno
@@ -44,15 +46,7 @@ class Storage:
         if self.driver == "overlay":
             return self._mount_overlay()
         if self.driver == "fuse-overlay":
-            try:
-                from rootless import fuse_overlay
-            except ImportError:
-                raise ContainerError(
-                    "the fuse-overlay storage driver is not available yet: use --storage-driver overlay or vfs"
-                ) from None
-            self.proc = fuse_overlay.spawn(
-                list(reversed(self.layers)), self.upper, self.work, self.merged
-            )
+            self.proc = _spawn_fuse(list(reversed(self.layers)), self.upper, self.work, self.merged)
             return self.merged
         return self._vfs()
 
@@ -120,6 +114,76 @@ class Storage:
         ):
             if os.path.lexists(d):
                 remove_tree(d)
+
+
+def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0):
+    """Start the fuse-overlay daemon in the foreground with PDEATHSIG; return once the mount is live."""
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    try:
+        from rootless import fuse_overlay
+    except ImportError:
+        raise ContainerError(
+            "the fuse-overlay storage driver is not available: use --storage-driver overlay or vfs"
+        ) from None
+    opts = [
+        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers),
+        f"upperdir={upper}",
+        f"workdir={work}",
+    ]
+    r, w = os.pipe()
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    parent = os.getpid()
+
+    def pdeathsig():
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    cmd = [sys.executable, "-m", "rootless.fuse_overlay", "-f", "--ready-fd", str(w)]
+    try:
+        proc = subprocess.Popen(
+            [*cmd, "-o", ",".join(opts), mountpoint],
+            pass_fds=(w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=pdeathsig,
+        )
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise ContainerError(f"cannot start the overlay daemon: {e.strerror}") from None
+    os.close(w)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                proc.kill()
+                proc.wait()
+                raise ContainerError(f"the overlay daemon did not mount {mountpoint} in time")
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(r)
+    status = buf.decode(errors="replace").strip()
+    if status == "ok":
+        return proc
+    proc.wait()
+    msg = (
+        status.removeprefix("error: ") if status else f"daemon exited with status {proc.returncode}"
+    )
+    raise fuse_overlay.OverlayError(f"fuse-overlay: {msg}")
 
 
 def remove_tree(path: str) -> None:

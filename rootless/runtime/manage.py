@@ -1,0 +1,156 @@
+"""Managing existing containers: find, signal, stop, wait for, tear down and remove them.
+
+Everything here works from the record (rootless.runtime.state) and the process table, so it works
+after a crash too: teardown() kills every process the container was made of (each checked by pid and
+start time), removes its cgroup, its storage (inside a user namespace: files belong to subordinate
+ids) and its runtime dir. With the processes gone, the mount namespaces that held the container's
+mounts are gone as well, so nothing is left in /proc/mounts.
+"""
+
+import os
+import signal
+import time
+
+from rootless.errors import ContainerError, RootlessError
+from rootless.runtime import state
+
+ACTIVE = ("running", "stopping")
+ROLES = ("init", "nsmon", "daemon", "setup", "net", "net_helper", "monitor")
+
+
+def get(name: str) -> state.ContainerRecord:
+    return state.refresh(state.lookup(name))
+
+
+def records() -> list[state.ContainerRecord]:
+    return [state.refresh(r) for r in state.list_records()]
+
+
+def is_running(rec) -> bool:
+    return rec.state in ACTIVE
+
+
+def parse_signal(value: str | int) -> int:
+    v = str(value).upper()
+    if v.isdigit():
+        n = int(v)
+        if 0 < n < signal.NSIG:
+            return n
+    else:
+        name = v if v.startswith("SIG") else "SIG" + v
+        sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        if sig is not None:
+            return int(sig)
+    raise ContainerError(f"invalid signal {value!r}: use a name (TERM, KILL, HUP) or a number")
+
+
+def kill(rec, sig: int) -> None:
+    if not is_running(rec):
+        raise ContainerError(f"can only kill running containers: {rec.name} is {rec.state}")
+    init = rec.options.get("pids", {}).get("init")
+    if not init or not state.signal_pid(init[0], init[1], sig):
+        raise ContainerError(f"container {rec.name} is not running")
+
+
+def _poll(pred, timeout: float | None, step: float = 0.02) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+        step = min(step * 1.5, 0.1)
+
+
+def wait_exit(rec, timeout: float | None = None):
+    """Block until the container has exited (its exit recorded); return the fresh record."""
+    box = [rec]
+
+    def done():
+        fresh = state.load(rec.id)
+        if fresh is None:  # removed (--rm): done
+            return True
+        box[0] = state.refresh(fresh)
+        return box[0].state not in ACTIVE and not (
+            box[0].state == "created" and box[0].alive("monitor")
+        )
+
+    _poll(done, timeout)
+    return box[0]
+
+
+def wait_settled(rec, timeout: float = 15.0):
+    """wait_exit, then until the monitor has finished cleaning up (storage unmounted, helpers gone)."""
+    rec = wait_exit(rec, timeout)
+    _poll(lambda: not rec.alive("monitor"), timeout)
+    return state.load(rec.id) or rec
+
+
+def stop(rec, timeout: float = 10.0, sig: int = signal.SIGTERM):
+    """SIGTERM (or sig), then SIGKILL after `timeout` seconds; return the record once settled."""
+    if not is_running(rec):
+        return rec
+    pids = rec.options.get("pids", {})
+    init = pids.get("init")
+    if init and state.signal_pid(init[0], init[1], sig):
+        if not _poll(lambda: not state.alive(*init), timeout):
+            state.signal_pid(init[0], init[1], signal.SIGKILL)
+    return wait_settled(rec)
+
+
+def _kill_all(rec) -> None:
+    pids = rec.options.get("pids", {})
+    live = [pids[r] for r in ROLES if pids.get(r) and state.alive(*pids[r])]
+    for pid, start in live:
+        state.signal_pid(pid, start, signal.SIGKILL)
+    if not _poll(lambda: not any(state.alive(p, s) for p, s in live), 10.0):
+        left = [p for p, s in live if state.alive(p, s)]
+        raise ContainerError(f"processes {left} of container {rec.name} did not exit: kill them")
+
+
+def teardown(rec) -> None:
+    """Remove a container and everything it owns, whatever state its processes are in."""
+    if rec.alive("monitor") and is_running(rec):
+        init = rec.options.get("pids", {}).get("init")
+        if init:
+            state.signal_pid(init[0], init[1], signal.SIGKILL)
+        wait_settled(rec, 10.0)  # the monitor records the exit and unmounts
+    _kill_all(rec)
+    cg = rec.options.get("cgroup") or {}
+    if cg.get("path") or cg.get("unit"):
+        try:
+            from rootless import cgroups
+
+            cgroups.remove(cg.get("path"), cg.get("unit"))
+        except RootlessError:
+            pass
+    remove_storage(rec)
+
+
+def remove_storage(rec) -> None:
+    import shutil
+
+    if not os.path.isdir(rec.dir):
+        shutil.rmtree(rec.run_dir, ignore_errors=True)
+        return
+    try:
+        state.remove_files(rec)
+    except OSError:
+        from rootless.runtime.storage import remove_tree
+        from rootless.userns import fork_userns
+
+        fork_userns(lambda: remove_tree(rec.dir)).wait()
+        shutil.rmtree(rec.run_dir, ignore_errors=True)
+    if os.path.exists(rec.dir):
+        raise ContainerError(
+            f"could not remove {rec.dir}: remove it with `rootless unshare rm -rf`"
+        )
+
+
+def remove(rec, force: bool = False) -> None:
+    if is_running(rec) and not force:
+        raise ContainerError(
+            f"cannot remove container {rec.id[:12]} as it is running: stop it first or use rm -f"
+        )
+    teardown(rec)
