@@ -370,24 +370,33 @@ def _start_writer(rl, *extra, driver=()):
 def test_sigkill_monitor(rl, tmp_path):
     vol = tmp_path / "v"
     vol.mkdir()
+    port = _free_port()
     cid = run_d(
-        rl,
-        "-v",
-        f"{vol}:/v",
-        *NONE,
-        rl.img,
-        "sh",
-        "-c",
-        "echo vol > /v/f; echo up > /up; echo ready; exec sleep 300",
-    )
+        rl, "-p", f"127.0.0.1:{port}:80", "-v", f"{vol}:/v", rl.img,
+        "sh", "-c", "echo vol > /v/f; echo up > /up; echo ready; exec sleep 300",
+    )  # fmt: skip
     poll(lambda: rl("logs", cid).stdout == "ready\n")
     rec = config(rl, cid)
+    assert {"monitor", "setup", "daemon", "nsmon", "init", "net"} <= set(rec["options"]["pids"])
     os.kill(rec["options"]["pids"]["monitor"][0], 9)
     poll(lambda: json.loads(rl("ps", "-a", "--format", "json").stdout)[0]["State"] == "exited")
     data = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)[0]
     assert data["ExitCode"] == -1  # unknown: nobody saw it exit
     assert "Exited (unknown)" in rl("ps", "-a", check=True).stdout
     assert upper(rl, cid, "up") == "up\n" and (vol / "f").read_text() == "vol\n"
+    rl("rm", cid, check=True)
+    assert_clean(rl, [rec])
+
+
+def test_sigkill_setup_takes_the_overlay_daemon_with_it(rl):
+    cid, rec = _start_writer(rl, driver=("--storage-driver", "fuse-overlay"))
+    pids = rec["options"]["pids"]
+    os.kill(pids["setup"][0], 9)
+    # PDEATHSIG: the daemon, the container and (having recorded the exit) the monitor all go
+    poll(lambda: all(_start_time(pids[r][0]) != pids[r][1] for r in pids), timeout=20)
+    data = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)[0]
+    assert data["State"] == "exited"
+    assert upper(rl, cid, "kept") == "before\n"
     rl("rm", cid, check=True)
     assert_clean(rl, [rec])
 
