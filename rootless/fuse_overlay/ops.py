@@ -705,9 +705,8 @@ class OverlayOps(pyfuse3.Operations):
     def write(self, fh, off, buf):
         return os.pwrite(fh, buf, off)
 
-    @fuse_op
-    def flush(self, fh):
-        pass
+    # flush is left unimplemented: its first ENOSYS tells the kernel to stop sending one per
+    # close(); data is written through at write() time and closed at release().
 
     @fuse_op
     def release(self, fh):
