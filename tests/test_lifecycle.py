@@ -14,7 +14,6 @@ import pytest
 from conftest import Rootless
 
 NONE = ("--network", "none")
-OV = ("--storage-driver", "overlay")
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +128,12 @@ def test_logs_follow_ends_with_the_container(rl):
 # --- exec ----------------------------------------------------------------------------------------------
 
 
-def test_exec_into_non_root_container(rl):
-    # kernel overlay: the fuse-overlay driver does not let non-root users in (see the report)
-    cid = run_d(rl, "-u", "1000", "--name", "nr", *NONE, rl.img, "sleep", "300", driver=OV)
+@pytest.mark.parametrize("driver", ["fuse-overlay", "overlay"])
+def test_exec_into_non_root_container(rl, driver):
+    cid = run_d(
+        rl, "-u", "1000", "--name", "nr", *NONE, rl.img, "sleep", "300",
+        driver=("--storage-driver", driver),
+    )  # fmt: skip
     cp = rl("exec", "nr", "id", check=True)
     assert cp.stdout.startswith("uid=1000(user) gid=1000(user)")
     assert rl("exec", "-u", "0", "nr", "id", "-u", check=True).stdout == "0\n"

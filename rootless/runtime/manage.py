@@ -131,17 +131,21 @@ def teardown(rec) -> None:
 def remove_storage(rec) -> None:
     import shutil
 
+    shutil.rmtree(rec.run_dir, ignore_errors=True)
     if not os.path.isdir(rec.dir):
-        shutil.rmtree(rec.run_dir, ignore_errors=True)
-        return
+        return  # removed meanwhile (by its monitor, for --rm)
     try:
         state.remove_files(rec)
     except OSError:
-        from rootless.runtime.storage import remove_tree
-        from rootless.userns import fork_userns
+        if os.path.lexists(rec.dir):
+            from rootless.runtime.storage import remove_tree
+            from rootless.userns import fork_userns
 
-        fork_userns(lambda: remove_tree(rec.dir)).wait()
-        shutil.rmtree(rec.run_dir, ignore_errors=True)
+            def rm():
+                if os.path.lexists(rec.dir):
+                    remove_tree(rec.dir)
+
+            fork_userns(rm).wait()
     if os.path.exists(rec.dir):
         raise ContainerError(
             f"could not remove {rec.dir}: remove it with `rootless unshare rm -rf`"

@@ -134,6 +134,7 @@ def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeo
         "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers),
         f"upperdir={upper}",
         f"workdir={work}",
+        "allow_other",  # container users other than root; only processes in this userns qualify
     ]
     r, w = os.pipe()
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -34,6 +34,35 @@ def _to_container(uid: int, umap) -> int:
     return 65534
 
 
+def _read_in_userns(pid: int, path: str) -> bytes:
+    """A file of the container's root. The fuse overlay (allow_other) serves only processes in the
+    container's user namespace, so a forked child joins it and reads through /proc/PID/root."""
+    from rootless import syscalls as sc
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return b""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            sc.setns(pidfd, sc.CLONE_NEWUSER)
+            with open(f"/proc/{pid}/root{path}", "rb") as f:
+                os.write(w, f.read(1 << 20))
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(pidfd)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(child, 0)
+    return b"".join(chunks)
+
+
 def _dur(seconds: float) -> str:
     s = int(seconds)
     h, rem = divmod(s, 3600)
@@ -57,14 +86,10 @@ def top(rec, descriptors: list[str]) -> list[list[str]]:
     except OSError as e:
         raise ContainerError(f"cannot read the container's processes: {e.strerror}") from None
     passwd = {}
-    try:
-        with open(f"/proc/{init[0]}/root/etc/passwd") as f:
-            for ln in f:
-                parts = ln.split(":")
-                if len(parts) > 2 and parts[2].isdigit():
-                    passwd.setdefault(int(parts[2]), parts[0])
-    except OSError:
-        pass
+    for ln in _read_in_userns(init[0], "/etc/passwd").decode(errors="replace").splitlines():
+        parts = ln.split(":")
+        if len(parts) > 2 and parts[2].isdigit():
+            passwd.setdefault(int(parts[2]), parts[0])
     hz = os.sysconf("SC_CLK_TCK")
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
