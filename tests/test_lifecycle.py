@@ -226,7 +226,12 @@ def test_rm_force_all_and_prune(rl):
     b = run_d(rl, *NONE, rl.img, "true")
     rl("wait", b, check=True)
     cp = rl("rm", a)
-    assert cp.returncode == 125 and "rm -f" in cp.stderr
+    assert cp.returncode == 2 and "rm -f" in cp.stderr  # podman's codes
+    cp = rl("rm", "nosuch")
+    assert cp.returncode == 1 and cp.stderr == (
+        'Error: no container with name or ID "nosuch" found: no such container\n'
+    )
+    assert rl("rm", "-i", "nosuch").returncode == 0
     assert rl("container", "prune", check=True).stdout == f"{b}\n"
     assert rl("ps", "-aq", "--no-trunc", check=True).stdout == f"{a}\n"
     c = run_d(rl, *NONE, rl.img, "true")

@@ -432,6 +432,13 @@ def rm(force, volumes, all_, ignore, timeout, containers):
     names = _names_or_all(containers, all_, running=False)
     if ignore:
         names = [n for n in names if _exists(n)]
+    from rootless.runtime.state import NoSuchContainer
+
+    for n in names:
+        if not _exists(n):
+            raise NoSuchContainer(
+                f'no container with name or ID "{n}" found: no such container', exit_code=1
+            )
 
     def do(rec):
         if force and timeout and rec.state in manage.ACTIVE:

@@ -216,7 +216,17 @@ class Runner:
             )
             from dataclasses import asdict
 
-            self.rec.options["run"] = asdict(o)
+            saved = asdict(o)
+            # `start` parses these again, maybe from another directory: keep host paths absolute
+            saved["volumes"] = [_abs_source(v) for v in o.volumes]
+            saved["env_files"] = [os.path.abspath(f) for f in o.env_files]
+            saved["security_opts"] = [
+                "seccomp=" + os.path.abspath(so[8:])
+                if so.startswith("seccomp=") and so != "seccomp=unconfined"
+                else so
+                for so in o.security_opts
+            ]
+            self.rec.options["run"] = saved
             self.rec.save()
         rec = self.rec
         if self.cgroup is not None:
@@ -285,6 +295,7 @@ class Runner:
         if pid:
             os._exit(0)
         os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
+        os.chdir("/")  # pin no directory of the user's for the container's lifetime
         null = os.open(os.devnull, os.O_RDWR)
         diag = os.open(
             os.path.join(rec.run_dir, "monitor.log"),
@@ -707,6 +718,13 @@ def become(sec, user, cap_add) -> None:
             "add subordinate ids for your user (see docs/subuid.md) or run as root in the container"
         ) from None
     capabilities.set_process(sec.caps, user.uid, cap_add)
+
+
+def _abs_source(volume: str) -> str:
+    src, sep, rest = volume.partition(":")
+    if sep and src.startswith("."):
+        src = os.path.abspath(src)
+    return src + sep + rest
 
 
 def _parse_pids(raw: bytes) -> dict[str, int]:

@@ -44,14 +44,12 @@ def human_duration(seconds: float) -> str:
 
 def status_text(rec) -> str:
     now = time.time()
-    if rec.state in ("running", "stopping"):
-        return f"Up {human_duration(now - (rec.started or now))}" + (
-            " (stopping)" if rec.state == "stopping" else ""
-        )
+    if rec.state == "running":
+        return f"Up {human_duration(now - (rec.started or now))}"
     if rec.state == "exited":
         code = "unknown" if rec.exit_code is None else rec.exit_code
         return f"Exited ({code}) {human_duration(now - (rec.finished or now))} ago"
-    return rec.state.capitalize()
+    return rec.state.capitalize()  # Created, Stopping
 
 
 def ports(rec) -> list[dict]:

@@ -155,6 +155,7 @@ def remove_storage(rec) -> None:
 def remove(rec, force: bool = False) -> None:
     if is_running(rec) and not force:
         raise ContainerError(
-            f"cannot remove container {rec.id[:12]} as it is running: stop it first or use rm -f"
+            f"cannot remove container {rec.id[:12]} as it is running: stop it first or use rm -f",
+            exit_code=2,  # podman's code for a container in the wrong state
         )
     teardown(rec)

@@ -25,7 +25,11 @@ from dataclasses import asdict, dataclass, field
 from rootless import paths
 from rootless.errors import ContainerError
 
-STATES = ("created", "running", "stopped", "exited")
+STATES = ("created", "running", "stopping", "exited")
+
+
+class NoSuchContainer(ContainerError):
+    """No container has that name, id or id prefix."""
 
 
 def containers_root() -> str:
@@ -132,10 +136,9 @@ def proc_start_time(pid: int) -> int | None:
 
 def alive(pid: int | None, start: int | None) -> bool:
     """Whether the process that had `pid` with start time `start` still exists (pid-reuse-safe)."""
-    if not pid:
+    if not pid or start is None:  # no start time: it was gone when it was recorded
         return False
-    st = proc_start_time(pid)
-    return st is not None and (start is None or st == start)
+    return proc_start_time(pid) == start
 
 
 def signal_pid(pid: int | None, start: int | None, sig: int) -> bool:
@@ -244,7 +247,9 @@ def lookup(name_or_id: str) -> ContainerRecord:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ContainerError(f"no container with name or ID {name_or_id!r} found")
+        raise NoSuchContainer(
+            f'no container with name or ID "{name_or_id}" found: no such container'
+        )
     raise ContainerError(f"{name_or_id!r} matches more than one container: use more of the ID")
 
 
