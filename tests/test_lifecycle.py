@@ -356,6 +356,19 @@ def test_twenty_in_parallel_leave_nothing(rl):
     assert_clean(rl, recs)
 
 
+def test_one_name_one_container_under_contention(rl):
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda _: rl("run", "-d", "--name", "same", *NONE, rl.img, "sleep", "300"), range(8)
+            )
+        )
+    ok = [r for r in results if r.returncode == 0]
+    assert len(ok) == 1, [r.stderr for r in results]
+    assert all("already in use" in r.stderr for r in results if r.returncode != 0)
+    assert rl("ps", "-q", "--no-trunc", check=True).stdout == ok[0].stdout
+
+
 # --- truth after faults -------------------------------------------------------------------------------
 
 
