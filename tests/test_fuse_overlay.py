@@ -738,3 +738,36 @@ def test_chown_minus_one_updates_ctime_as_kernel_overlayfs_does(ovl):
     os.chmod(ovl.m("s"), 0o4755)
     os.utime(ovl.m("s"))
     assert stat.S_IMODE(os.stat(ovl.m("s")).st_mode) == 0o4755
+
+
+@pytest.mark.root
+@pytest.mark.timeout(60)
+def test_die_with_parent_unmounts_when_the_spawner_exits(ovl):
+    code = (
+        "import sys\n"
+        "from rootless import fuse_overlay\n"
+        "p = fuse_overlay.spawn([sys.argv[1]], sys.argv[2], sys.argv[3], sys.argv[4],"
+        " die_with_parent=True)\n"
+        "print(p.pid, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO)
+    r = subprocess.run(
+        [sys.executable, "-c", code, ovl.l1, ovl.upper, ovl.work, ovl.mnt],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split()[0])
+    try:
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}"), "the daemon outlived its spawner"
+        assert not fuse_overlay.is_mounted(ovl.mnt)
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+        if fuse_overlay.is_mounted(ovl.mnt):
+            subprocess.run(["umount", "-l", ovl.mnt], check=False)

@@ -34,8 +34,15 @@ def spawn(
     options: list[str] | tuple[str, ...] = (),
     timeout: float = 30.0,
     stderr=None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen:
-    """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live."""
+    """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live.
+
+    The daemon runs in its own session, so a terminal's Ctrl-C does not unmount a running
+    container's root; ``stop()`` ends it. With ``die_with_parent`` it also gets SIGTERM (and
+    unmounts) when the calling *thread* exits (PR_SET_PDEATHSIG): only use it from a thread
+    that lives as long as the mount.
+    """
     opts = [
         "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowerdirs),
         f"upperdir={upperdir}",
@@ -45,6 +52,7 @@ def spawn(
     r, w = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
+    extra = ["--parent-pid", str(os.getpid())] if die_with_parent else []
     cmd = [
         sys.executable,
         "-m",
@@ -52,6 +60,7 @@ def spawn(
         "-f",
         "--ready-fd",
         str(w),
+        *extra,
         "-o",
         ",".join(opts),
         mountpoint,
@@ -64,6 +73,7 @@ def spawn(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=env,
+            start_new_session=True,
         )
     except OSError as e:
         os.close(r)

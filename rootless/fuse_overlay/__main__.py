@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-d", "--debug", action="store_true", help="debug logging (implies -f)")
     ap.add_argument("-o", action="append", default=[], metavar="OPTIONS")
     ap.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("mountpoint")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -31,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
             os.write(args.ready_fd, f"error: {e}\n".encode())
         print(f"rootless-overlay: {e}", file=sys.stderr)
         return 2
+    if args.parent_pid is not None:  # spawn(die_with_parent=True): unmount when it goes away
+        import signal
+
+        from rootless import syscalls
+
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != args.parent_pid:
+            return 1
     if args.f or args.debug:
         return run(cfg, args.ready_fd)
     r, w = os.pipe()
