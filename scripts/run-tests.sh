@@ -21,7 +21,7 @@ echo "== ruff"
 "$VENV/bin/ruff" check --no-cache . && "$VENV/bin/ruff" format --no-cache --check . || failed=1
 
 echo "== root pass"
-"$VENV/bin/python" -m pytest -p no:cacheprovider -m root tests "$@"
+"$VENV/bin/python" -m pytest -p no:cacheprovider --basetemp=/tmp/rootless-tests-root -m root tests "$@"
 rc=$?; [ $rc = 0 ] || [ $rc = 5 ] || failed=1
 
 if [ -x tests/vm/run-guest-tests.sh ] && [ "${ROOTLESS_SKIP_GUEST:-0}" != 1 ]; then
@@ -32,7 +32,8 @@ fi
 before_pids=" $(pgrep -u "$TEST_USER" | tr '\n' ' ') "
 before_mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
 echo "== unprivileged pass (as $TEST_USER)"
-"$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider -m "not root" tests "$@"
+"$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
+  --basetemp="/tmp/rootless-tests-$TEST_USER" -m "not root" tests "$@"
 rc=$?; [ $rc = 0 ] || failed=1
 
 sleep 0.5
