@@ -128,6 +128,8 @@ def ps(all_, quiet, no_trunc, fmt, filters, latest, last):
     if fmt:
         from rootless.commands.images import render_template
 
+        if fmt.startswith("table"):
+            click.echo(render_template(fmt, _HEADERS))
         for row, r in zip(rows, recs, strict=False):
             d = dict(row)
             d.update(
@@ -159,6 +161,28 @@ def ps(all_, quiet, no_trunc, fmt, filters, latest, last):
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     for t in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=False)).rstrip())
+
+
+_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Id": "CONTAINER ID",
+    "Image": "IMAGE",
+    "ImageID": "IMAGE ID",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED",
+    "Created": "CREATED",
+    "RunningFor": "CREATED",
+    "Status": "STATUS",
+    "State": "STATE",
+    "Ports": "PORTS",
+    "Names": "NAMES",
+    "Pid": "PID",
+    "ExitCode": "EXIT CODE",
+    "StartedAt": "STARTED AT",
+    "ExitedAt": "EXITED AT",
+    "Exited": "EXITED",
+    "AutoRemove": "AUTO REMOVE",
+}
 
 
 def _ports_str(rec) -> str:
@@ -303,10 +327,12 @@ def _start(rec) -> None:
     from rootless.runtime.container import start_detached
 
     manage = _manage()
+    if rec.state == "created" and rec.alive("monitor"):
+        rec = manage.wait_started(rec)  # another `start` is at it: wait for its outcome
     if rec.state in manage.ACTIVE:
         return
     if rec.alive("monitor"):
-        rec = manage.wait_settled(rec)
+        rec = manage.wait_settled(rec)  # the last run's monitor is still cleaning up
     start_detached(rec)
 
 

@@ -329,6 +329,7 @@ class Runner:
             if self.cgroup is not None:
                 self.cgroup.cleanup()
             if o.rm:
+                state.write_exit(rec.id, rc)
                 self._remove(rec)
         return rc
 
@@ -807,6 +808,25 @@ def options_of(rec) -> spec.RunOptions:
 
 def start_detached(rec) -> None:
     """Start a created or exited container again on its preserved storage, under a new monitor."""
+    with state.lock():  # two `start`s at once must not run the container twice on one upper dir
+        fresh = state.load(rec.id)
+        if fresh is None:
+            raise state.NoSuchContainer(
+                f'no container with name or ID "{rec.name}" found: no such container'
+            )
+        if fresh.state in ("running", "stopping") or (
+            fresh.state == "created" and fresh.alive("monitor")
+        ):
+            return
+        fresh.state = "created"
+        fresh.options["pids"] = {}
+        fresh.set_pid("monitor", os.getpid())  # until the monitor takes over
+        fresh._save_locked()
+    rec = fresh
     runner = Runner(options_of(rec), rec=rec)
-    runner.prepare()
+    try:
+        runner.prepare()
+    except BaseException:
+        rec.set_state("exited")
+        raise
     runner.spawn_monitor(rec)

@@ -92,7 +92,8 @@ def exec_in(
     def process_main() -> None:  # in the container: never returns
         code = EXIT_RUNTIME
         try:
-            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if not detach:  # -d: the joiner exits at once and the process lives on
+                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
             u = spec.resolve_user(proc_user)
             e = dict(envd)
             e.setdefault("HOME", u.home)

@@ -69,12 +69,28 @@ def wait_exit(rec, timeout: float | None = None):
 
     def done():
         fresh = state.load(rec.id)
-        if fresh is None:  # removed (--rm): done
+        if fresh is None:  # removed (--rm): its monitor left the exit code behind
+            box[0].state, box[0].exit_code = "exited", state.read_exit(rec.id)
             return True
         box[0] = state.refresh(fresh)
         return box[0].state not in ACTIVE and not (
             box[0].state == "created" and box[0].alive("monitor")
         )
+
+    _poll(done, timeout)
+    return box[0]
+
+
+def wait_started(rec, timeout: float = 60.0):
+    """Block while the container is being started (created, its monitor alive); the fresh record."""
+    box = [rec]
+
+    def done():
+        fresh = state.load(rec.id)
+        if fresh is None:
+            return True
+        box[0] = state.refresh(fresh)
+        return not (box[0].state == "created" and box[0].alive("monitor"))
 
     _poll(done, timeout)
     return box[0]

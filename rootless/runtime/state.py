@@ -286,6 +286,41 @@ def _ids() -> list[str]:
         return []
 
 
+def _exits_dir() -> str:
+    return os.path.join(paths.runtime_dir(), "exits")
+
+
+def write_exit(cid: str, code: int | None) -> None:
+    """Keep the exit code of a container that removes itself (--rm), for `wait`. Entries older
+    than an hour are dropped."""
+    d = _exits_dir()
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        now = time.time()
+        for n in os.listdir(d):
+            p = os.path.join(d, n)
+            try:
+                if now - os.stat(p).st_mtime > 3600:
+                    os.unlink(p)
+            except OSError:
+                pass
+        tmp = os.path.join(d, f".{cid}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write("" if code is None else str(code))
+        os.replace(tmp, os.path.join(d, cid))
+    except OSError:
+        pass
+
+
+def read_exit(cid: str) -> int | None:
+    try:
+        with open(os.path.join(_exits_dir(), cid)) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
 def remove_files(rec: ContainerRecord) -> None:
     """Remove the record and runtime dir (host-owned). Storage owned by subordinate ids must already be
     gone (the runtime removes it inside the user namespace)."""
