@@ -23,6 +23,17 @@ log = logging.getLogger("rootless.fuse_overlay")
 TIMEOUT = 86400.0  # lower layers never change and the upper dir is ours alone
 
 
+def _pyfuse3_can_cache_readdir() -> bool:
+    """True if this pyfuse3 lets opendir return a FileInfo with cache_readdir (not 3.5 upstream)."""
+    try:
+        return bool(pyfuse3.FileInfo(fh=0, cache_readdir=True).cache_readdir)
+    except (TypeError, AttributeError):
+        return False
+
+
+CACHE_READDIR = _pyfuse3_can_cache_readdir()
+
+
 def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
@@ -463,6 +474,8 @@ class OverlayOps(pyfuse3.Operations):
         self._dh += 1
         self.dirhandles[self._dh] = (node, self._listing(node))
         node.hold(-self._dh)
+        if CACHE_READDIR:  # every change goes through us, so the kernel may keep listings
+            return pyfuse3.FileInfo(fh=self._dh, keep_cache=True, cache_readdir=True)
         return self._dh
 
     @fuse_op
