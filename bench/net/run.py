@@ -417,6 +417,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 -t")
     ap.add_argument("--samples", type=int, default=300, help="connections per latency run")
     ap.add_argument("--only", default="", help="comma-separated measurements: c2h,h2c,lat")
+    ap.add_argument("--helpers", default="slirp4netns,pasta", help="comma-separated helpers")
     args = ap.parse_args()
     if os.geteuid() == 0:
         print("run this as the unprivileged user (bench/net/run.sh does)", file=sys.stderr)
@@ -449,42 +450,37 @@ def main() -> int:
         bench.load_image()
         results: dict[str, str] = {}
 
-        def run(measure, contenders, unit, warmup=1):
-            samples = lib.alternate(
-                {c.name: (lambda c=c: measure(c)) for c in contenders}, args.rounds, warmup
-            )
-            return samples
+        helpers = set(filter(None, args.helpers.split(",")))
+        # (baseline, others) per helper: published-port runs add podman's default port handler
+        c2h_groups = [g for h, g in (("slirp4netns", [pm_slirp, rl_slirp]),
+                                     ("pasta", [bare_pasta, rl_pasta])) if h in helpers]  # fmt: skip
+        pub_groups = [g for h, g in (("slirp4netns", [pm_slirp, rl_slirp, pm_default]),
+                                     ("pasta", [bare_pasta, rl_pasta])) if h in helpers]  # fmt: skip
 
-        groups = [(rl_slirp, pm_slirp), (rl_pasta, bare_pasta)]
-        if "c2h" in only:
-            s = run(bench.ctr_to_host, [c for g in groups for c in g], "Gbit/s")
-            results["container → host (iperf3, Gbit/s)"] = "\n".join(
-                lib.table({k: s[k] for k in (a.name, b.name)}, b.name, "Gbit/s") for a, b in groups
+        def measure(fn, groups):
+            return lib.alternate(
+                {c.name: (lambda c=c: fn(c)) for g in groups for c in g}, args.rounds, 1
             )
-        pub = [rl_slirp, pm_slirp, pm_default, rl_pasta, bare_pasta]
+
+        def tables(samples, groups, unit):
+            return "\n".join(
+                lib.table({c.name: samples[c.name] for c in g[1:] + g[:1]}, g[0].name, unit)
+                for g in groups
+            )
+
+        if "c2h" in only:
+            s = measure(bench.ctr_to_host, c2h_groups)
+            results["container → host (iperf3, Gbit/s)"] = tables(s, c2h_groups, "Gbit/s")
         if "h2c" in only:
-            s = run(bench.host_to_ctr, pub, "Gbit/s")
-            results["host → container through -p 127.0.0.1:PORT:5201 (iperf3, Gbit/s)"] = "\n".join(
-                [
-                    lib.table(
-                        {k: s[k] for k in (rl_slirp.name, pm_slirp.name, pm_default.name)},
-                        pm_slirp.name,
-                        "Gbit/s",
-                    ),  # fmt: skip
-                    lib.table(
-                        {k: s[k] for k in (rl_pasta.name, bare_pasta.name)},
-                        bare_pasta.name,
-                        "Gbit/s",
-                    ),  # fmt: skip
-                ]
+            s = measure(bench.host_to_ctr, pub_groups)
+            results["host → container through -p 127.0.0.1:PORT:5201 (iperf3, Gbit/s)"] = tables(
+                s, pub_groups, "Gbit/s"
             )
         if "lat" in only:
-            pairs = lib.alternate(
-                {c.name: (lambda c=c: bench.connect_latency(c)) for c in pub}, args.rounds, 1
-            )
+            pairs = measure(bench.connect_latency, pub_groups)
             connect = {k: [p[0] for p in v] for k, v in pairs.items()}
             first = {k: [p[1] for p in v] for k, v in pairs.items()}
-            results["published port: connect() (median of each run's median, ms)"] = latency_table(
+            results["published port: connect() (median of the runs' medians, ms)"] = latency_table(
                 connect, base
             )
             results["published port: connect + request + first reply byte (ms)"] = latency_table(
