@@ -257,6 +257,8 @@ class Runner:
         from rootless.userns import _flush_stdio
 
         self.detached = True
+        if self.cgroup is not None:
+            self.cgroup.container_id = rec.id
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         _flush_stdio()
         pid = os.fork()

@@ -40,6 +40,44 @@ def _ns_flags(pid: int) -> int:
     return flags
 
 
+def join_cgroup(path: str, unit: str | None) -> None:
+    """Move this process into the container's leaf cgroup. From a login session the common ancestor
+    (user-UID.slice) is not ours to write, so, as podman does, ask the user's systemd: it attaches the
+    process to the container's delegated scope (with PID 1's help) at the same leaf."""
+    try:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write("0")
+        return
+    except PermissionError:
+        if not unit or f"/{unit}/" not in path + "/":
+            raise
+    from rootless import cgroups
+
+    bus = cgroups.user_bus_address()
+    if not bus:
+        raise ContainerError(
+            "no user D-Bus to ask systemd to move the process into the container's cgroup"
+        )
+    sub = "/" + (path + "/").split(f"/{unit}/", 1)[1].rstrip("/")
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+    from jeepney.wrappers import DBusErrorResponse, unwrap_msg
+
+    addr = DBusAddress(
+        "/org/freedesktop/systemd1", "org.freedesktop.systemd1", "org.freedesktop.systemd1.Manager"
+    )
+    msg = new_method_call(addr, "AttachProcessesToUnit", "ssau", (unit, sub, [os.getpid()]))
+    try:
+        with open_dbus_connection(bus=bus) as conn:
+            unwrap_msg(conn.send_and_get_reply(msg, timeout=15))
+    except DBusErrorResponse as e:
+        raise ContainerError(f"systemd refused to attach the process to {unit}: {e.name}") from None
+    with open("/proc/self/cgroup") as f:
+        now = f.read().strip().rpartition(":")[2]
+    if not path.endswith(now):
+        raise ContainerError(f"systemd did not move the process into {path}")
+
+
 def exec_in(
     rec,
     argv: list[str],
@@ -81,6 +119,7 @@ def exec_in(
         raise ContainerError(f"--workdir {cwd!r}: must be an absolute path")
     flags = _ns_flags(init[0])
     cgroup = (rec.options.get("cgroup") or {}).get("path")
+    unit = (rec.options.get("cgroup") or {}).get("unit")
     cap_add = list((rec.options.get("run") or {}).get("cap_add") or [])
 
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -141,9 +180,8 @@ def exec_in(
             _Pipes.close(tty_host)
             if cgroup:
                 try:
-                    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                        f.write("0")
-                except OSError as ex:
+                    join_cgroup(cgroup, unit)
+                except (OSError, RootlessError) as ex:
                     _report(err_w, EXIT_RUNTIME, f"cannot join the container's cgroup: {ex}")
                     os._exit(EXIT_RUNTIME)
             try:
