@@ -774,3 +774,33 @@ def test_die_with_parent_unmounts_when_the_spawner_exits(ovl):
             os.kill(pid, signal.SIGKILL)
         if fuse_overlay.is_mounted(ovl.mnt):
             subprocess.run(["umount", "-l", ovl.mnt], check=False)
+
+
+@pytest.mark.root
+@pytest.mark.timeout(60)
+def test_we_read_an_upper_dir_kernel_overlayfs_wrote(ovl):
+    from rootless import syscalls
+
+    write(ovl.lower(2, "keep"), "k")
+    write(ovl.lower(2, "del"), "d")
+    write(ovl.lower(2, "dir", "old"), "o")
+    write(ovl.lower(2, "mod"), "before")
+    write(ovl.lower(2, "mvdir", "inner"), "i")
+    kwork = os.path.join(ovl.base, "kwork")
+    os.mkdir(kwork)
+    data = f"lowerdir={ovl.l1}:{ovl.l2},upperdir={ovl.upper},workdir={kwork},userxattr"
+    syscalls.mount("overlay", ovl.mnt, "overlay", 0, data)
+    try:
+        os.unlink(ovl.m("del"))
+        shutil.rmtree(ovl.m("dir"))
+        os.mkdir(ovl.m("dir"))
+        write(ovl.m("dir", "new"), "n")
+        write(ovl.m("mod"), "after")
+        subprocess.run(["mv", ovl.m("mvdir"), ovl.m("moved")], check=True)
+        theirs = {p: listing(ovl.m(p)) for p in ("", "dir", "moved")}
+    finally:
+        syscalls.umount2(ovl.mnt, syscalls.MNT_DETACH)
+    ovl.mount()
+    ours = {p: listing(ovl.m(p)) for p in ("", "dir", "moved")}
+    assert ours == theirs
+    assert read(ovl.m("mod")) == "after" and read(ovl.m("moved", "inner")) == "i"
