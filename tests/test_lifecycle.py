@@ -142,6 +142,13 @@ def test_exec_into_non_root_container(rl, driver):
         "exec", "nr", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname", check=True
     )
     assert cp.stdout == f"sleep 300 \n{cid[:12]}\n"
+    # all of the init's namespaces, seen from the host
+    rl("exec", "-d", "nr", "sleep", "123", check=True)
+    init = json.loads(rl("inspect", "nr", check=True).stdout)[0]["State"]["Pid"]
+    pid = poll(lambda: _find("sleep 123"))
+    for ns in ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init}/ns/{ns}"), ns
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
     # the same capabilities and seccomp as the container's process
     caps = rl(
         "exec",
@@ -478,6 +485,17 @@ def test_sigkill_everything_rm_cleans_up(rl):
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _find(cmdline):
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if f.read().replace(b"\0", b" ").strip() == cmdline.encode():
+                    return int(d)
+        except OSError:
+            continue
+    return None
 
 
 def poll(fn, timeout=30.0):

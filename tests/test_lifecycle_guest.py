@@ -22,6 +22,7 @@ for a in sh cat head tail sleep seq; do ln -s busybox /tmp/lc-rfs/bin/$a; done
 $R rm -af >/dev/null 2>&1
 $R run -d --name lim --memory 32m --pids-limit 20 --rootfs /tmp/lc-rfs /bin/sleep 300 >/dev/null
 echo "same-cgroup: $($R exec lim sh -c '[ "$(cat /proc/self/cgroup)" = "$(cat /proc/1/cgroup)" ] && echo yes')"
+echo "cgroup-ns-root: $($R exec lim cat /proc/self/cgroup)"
 echo "oom: $($R exec lim sh -c 'head -c 48m /dev/zero | tail >/dev/null; echo $?')"
 echo "forks: $($R exec lim sh -c 'for i in $(seq 30); do sleep 5 & done 2>&1 | grep -c "can.t fork"')"
 $R restart -t 0 lim >/dev/null
@@ -64,6 +65,7 @@ def test_exec_and_limits_in_the_systemd_guest(tmp_path):
     got = dict(ln.split(": ", 1) for ln in cp.stdout.splitlines() if ": " in ln)
     why = (cp.stdout, cp.stderr)
     assert got.get("same-cgroup") == "yes", why  # exec joined the container's leaf cgroup
+    assert got.get("cgroup-ns-root") == "0::/", why  # the cgroup namespace starts at its cgroup
     assert got.get("oom") == "137", why  # --memory holds for an exec'd process
     assert int(got.get("forks") or 0) > 0, why  # --pids-limit too
     assert int(got.get("after-restart") or 0) > 0, why  # and again after a restart

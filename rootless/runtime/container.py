@@ -7,8 +7,9 @@ Processes (host pids; each one reaps its child and dies with its parent through 
    |                              or writes the log, records the exit code and time, cleans up
    +- setup (userns root)         fork_userns(CLONE_NEWNS): mounts the storage; owns the fuse daemon
        +- fuse-overlay daemon     (fuse-overlay only; PDEATHSIG) if it dies, setup kills the container
-       +- nsmon                   unshare(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWCGROUP[|NEWNET]), fork, wait
-           +- init (PID 1)        rootfs mounts, pivot_root, hostname, lo, user, caps, seccomp, exec
+       +- nsmon                   unshare(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]), fork, wait
+           +- init (PID 1)        rootfs mounts, pivot_root, hostname, lo; after "go" (in its
+                                  cgroup) NEWCGROUP; user, caps, seccomp, exec
 
 In the foreground (`rootless run`) the monitor is the rootless process itself. With `run -d` and
 `start` it is a forked, detached process (setsid, stdio on /dev/null and its own diagnostics in
@@ -553,12 +554,8 @@ class Runner:
         try:
             self.rootfs_cfg.root = root
             flags = (
-                sc.CLONE_NEWNS
-                | sc.CLONE_NEWPID
-                | sc.CLONE_NEWUTS
-                | sc.CLONE_NEWIPC
-                | sc.CLONE_NEWCGROUP
-            )
+                sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+            )  # the cgroup namespace is the init's, once it is in its cgroup (_start_process)
             if self.net_mode != "host":
                 flags |= sc.CLONE_NEWNET
             if self._orphaned:
@@ -687,6 +684,9 @@ class Runner:
             if os.read(p.go_r, 2) != b"go":
                 os._exit(EXIT_RUNTIME)  # rootless failed and reports it
             os.close(p.go_r)
+        sc.unshare(
+            sc.CLONE_NEWCGROUP
+        )  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
         try:
             os.chdir(proc.cwd)
         except OSError as e:
