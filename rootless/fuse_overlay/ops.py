@@ -38,6 +38,19 @@ def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
 
+_warned_fds = False
+
+
+def _warn_fds() -> None:
+    global _warned_fds
+    if not _warned_fds:
+        _warned_fds = True
+        log.warning(
+            "out of file descriptors: every directory the kernel holds keeps an fd per layer; "
+            "raise the hard RLIMIT_NOFILE (ulimit -Hn) for this user"
+        )
+
+
 def fuse_op(fn):
     """Run a synchronous handler; errors become errno, never an exception in the main loop."""
 
@@ -48,6 +61,8 @@ def fuse_op(fn):
         except pyfuse3.FUSEError:
             raise
         except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                _warn_fds()
             raise _err(e.errno or errno.EIO) from None
         except Exception:
             log.exception("%s%r failed", fn.__name__, args[:3])
