@@ -110,7 +110,7 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,
                            host_ip=None if no_map_gw else gateway, log_path=log_path)  # fmt: skip
     try:
-        data = wait_ready(ready_r, proc)
+        data = wait_ready(ready_r, line=True)
         try:
             handle.helper_pid = int((data or b"").strip())
         except ValueError:
