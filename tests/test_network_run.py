@@ -161,3 +161,21 @@ def test_run_port_conflict(rootless, image):
     assert r.stderr.strip() == (
         f"Error: host port 127.0.0.1:{port}/tcp is already in use: stop what uses it or publish another host port"
     )
+
+
+def test_run_publish_all_uses_the_image_exposed_ports(rootless, image):
+    token = f"pall{_free_port()}"
+    cid = rootless(
+        "run", "-d", "-P", "--name", token, image, "sh", "-c", HTTPD.format(token), check=True
+    ).stdout.strip()
+    try:
+        out = rootless("port", token, check=True).stdout
+        m = re.search(r"80/tcp -> [0-9.]+:(\d+)", out)
+        assert m, out  # the image exposes 80/tcp; -P gave it a random host port
+        port = int(m.group(1))
+        body = _poll(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read()
+        )
+        assert body == b"hello from run\n"
+    finally:
+        rootless("rm", "-f", cid, check=True)

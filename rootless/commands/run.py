@@ -49,6 +49,12 @@ from rootless.runtime.spec import RunOptions
 @click.option(
     "-p", "--publish", multiple=True, help="Publish a port [HOSTIP:][HOSTPORT:]CTRPORT[/PROTO]."
 )
+@click.option(
+    "-P",
+    "--publish-all",
+    is_flag=True,
+    help="Publish every port the image exposes on a random host port.",
+)
 @click.option("--rootfs", is_flag=True, help="IMAGE is a directory holding a root filesystem.")
 @click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m); cgroup v2 memory.max.")
 @click.option("--memory-swap", default=None, help="Memory plus swap limit (-1: unlimited swap).")
@@ -106,6 +112,7 @@ def run(ctx, **kw):
         network=kw["network"] or "slirp4netns",
         storage_driver=driver,
         publish=list(kw["publish"]),
+        publish_all=kw["publish_all"],
         rootfs=kw["rootfs"],
         limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
         cgroup_manager=kw["cgroup_manager"],

@@ -498,6 +498,14 @@ class Runner:
         from rootless import netutil, slirp
 
         ports = netutil.parse_publish_all(self.opts.publish)
+        if self.opts.publish_all:
+            exposed = (self.image.config.get("config") or {}).get("ExposedPorts")
+            taken = {(m.container_port, m.protocol) for m in ports}
+            ports += [
+                m
+                for m in netutil.publish_all(exposed)
+                if (m.container_port, m.protocol) not in taken
+            ]
         net = slirp.start(
             self.net_mode,
             f"/proc/{pid}/ns/net",

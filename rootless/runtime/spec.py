@@ -43,6 +43,7 @@ class RunOptions:
     network: str = "slirp4netns"
     storage_driver: str = "fuse-overlay"
     publish: list[str] = field(default_factory=list)
+    publish_all: bool = False  # -P: every ExposedPorts entry of the image, on a random host port
     rootfs: bool = False  # podman's --rootfs: `image` is a directory used as the only (lower) layer
     limits: dict[str, str] = field(default_factory=dict)  # rootless.cgroups.Limits.from_cli kwargs
     cgroup_manager: str | None = None  # None: auto (systemd, else cgroupfs, else none)
