@@ -57,7 +57,14 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     import shutil
 
     from rootless.netutil import NetworkError, close_quietly, host_gateway, is_loopback
-    from rootless.slirp import NetworkHandle, _kill_and_reap, _tail, missing_binary, wait_ready
+    from rootless.slirp import (
+        NetworkHandle,
+        _kill_and_reap,
+        _tail,
+        missing_binary,
+        spawn_helper,
+        wait_ready,
+    )
 
     binary = shutil.which("pasta")
     if not binary:
@@ -85,26 +92,7 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     env = dict(os.environ)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = None
-    try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                guard,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(ready_w, exit_r),
-                start_new_session=True,
-                env=env,
-            )
-    except OSError as e:
-        for fd in (ready_r, ready_w, exit_r, exit_w):
-            close_quietly(fd)
-        raise NetworkError(f"cannot start pasta: {e.strerror or e}") from None
-    finally:
-        if proc is not None:
-            close_quietly(ready_w)
-            close_quietly(exit_r)
+    proc = spawn_helper("pasta", guard, log_path, (ready_r, ready_w), (exit_r, exit_w), env=env)
     gateway = host_gateway()
     no_map_gw = "--no-map-gw" in user_args
     handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,

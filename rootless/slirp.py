@@ -322,6 +322,41 @@ def _tail(path: str | None, skip: tuple[str, ...] = ()) -> str:
     return lines[-1] if lines else ""
 
 
+def spawn_helper(
+    name: str,
+    argv: list[str],
+    log_path: str,
+    ready: tuple[int, int],
+    exit_: tuple[int, int],
+    **popen,
+) -> subprocess.Popen:
+    """Start a network helper in its own session, its output in log_path, with the write end of the
+    ready pipe and the read end of the exit pipe; the parent keeps ready[0] and exit_[1]. On failure
+    every pipe end is closed and a one-line NetworkError raised."""
+    (ready_r, ready_w), (exit_r, exit_w) = ready, exit_
+    proc = None
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(ready_w, exit_r),
+                start_new_session=True,
+                **popen,
+            )
+    except OSError as e:
+        for fd in (ready_r, ready_w, exit_r, exit_w):
+            close_quietly(fd)
+        raise NetworkError(f"cannot start {name}: {e.strerror or e}") from None
+    finally:
+        if proc is not None:
+            close_quietly(ready_w)
+            close_quietly(exit_r)
+    return proc
+
+
 def wait_ready(fd: int, line: bool, timeout: float = READY_TIMEOUT) -> bytes | None:
     """Read the ready pipe until a byte (or, with ``line``, a whole line) arrives; None on EOF before
     that (the helper died) or on timeout."""
@@ -451,26 +486,9 @@ def _start_slirp4netns(netns_path, userns_path, runtime_dir, options, ports) -> 
     # execs slirp4netns in the same process. It then must not get --userns-path (joining the
     # namespace it is already in fails).
     cmd = [nsenter, f"--user={userns_path}", "--preserve-credentials", *cmd]
-    proc = None
-    try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(ready_w, exit_r),
-                start_new_session=True,
-                cwd=runtime_dir,
-            )
-    except OSError as e:
-        for fd in (ready_r, ready_w, exit_r, exit_w):
-            close_quietly(fd)
-        raise NetworkError(f"cannot start slirp4netns: {e.strerror or e}") from None
-    finally:
-        if proc is not None:
-            close_quietly(ready_w)
-            close_quietly(exit_r)
+    proc = spawn_helper(
+        "slirp4netns", cmd, log_path, (ready_r, ready_w), (exit_r, exit_w), cwd=runtime_dir
+    )
     handle = NetworkHandle("slirp4netns", proc=proc, exit_fd=exit_w, ports=ports, address=address, gateway=gateway,
                            dns=dns, api_socket=api_socket, log_path=log_path)  # fmt: skip
     handle.host_ip = (
