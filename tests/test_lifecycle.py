@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import Rootless
+from support.wait import poll
 
 NONE = ("--network", "none")
 
@@ -496,20 +497,6 @@ def _find(cmdline):
         except OSError:
             continue
     return None
-
-
-def poll(fn, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last error: {last!r}")
 
 
 def cdir(rl, cid=""):

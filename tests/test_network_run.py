@@ -6,24 +6,10 @@ import re
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
-
-
-def _poll(fn, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last error: {last!r}")
+from support.wait import poll
 
 
 def _free_port():
@@ -103,7 +89,7 @@ def test_run_publish_and_kill_9(mode, rootless, image):
         stderr=subprocess.PIPE,
     )
     try:
-        body = _poll(
+        body = poll(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read()
         )
         assert body == b"hello from run\n"
@@ -115,10 +101,10 @@ def test_run_publish_and_kill_9(mode, rootless, image):
         proc.stdout.close()
         proc.stderr.close()
     # the helper does not outlive rootless, and the port is free again
-    _poll(lambda: all(not os.path.exists(f"/proc/{p}") or _zombie(p) for p in helpers))
+    poll(lambda: all(not os.path.exists(f"/proc/{p}") or _zombie(p) for p in helpers))
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _poll(lambda: s.bind(("127.0.0.1", port)) or True)
+        poll(lambda: s.bind(("127.0.0.1", port)) or True)
 
 
 def test_run_default_network_is_slirp4netns(rootless, image):
@@ -173,7 +159,7 @@ def test_run_publish_all_uses_the_image_exposed_ports(rootless, image):
         m = re.search(r"80/tcp -> [0-9.]+:(\d+)", out)
         assert m, out  # the image exposes 80/tcp; -P gave it a random host port
         port = int(m.group(1))
-        body = _poll(
+        body = poll(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read()
         )
         assert body == b"hello from run\n"
