@@ -59,7 +59,9 @@ def contender(argv: list[str]):
 
 def main() -> None:
     # byte-compile the tree as an installed package would be (the test user cannot write __pycache__)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "rootless")], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "rootless")], check=True
+    )
     work = tempfile.mkdtemp(prefix="rbs", dir="/tmp")  # podman wants a short runroot
     os.chmod(work, 0o755)
     reg = Registry(os.path.join(work, "registry")).start()
