@@ -44,6 +44,7 @@ MANAGERS = ("systemd", "cgroupfs", "disabled")
 INIT_LEAF = "rootless-init"
 SCOPE_LEAF = "container"
 DROPIN = "/etc/systemd/system/user@.service.d/delegate.conf"
+AUTH_TIMEOUT = 10.0  # seconds for the user bus's SASL handshake
 
 # The flag each Limits field comes from, and the cgroup controller it needs.
 FLAGS = {
@@ -590,7 +591,8 @@ def _call(bus: str, method: str, signature: str, body: tuple):
 
     addr = DBusAddress(*_SYSTEMD)
     try:
-        with open_dbus_connection(bus=bus) as conn:
+        # jeepney's default auth timeout (1 s) is too short on a loaded or slow machine (seen in CI)
+        with open_dbus_connection(bus=bus, auth_timeout=AUTH_TIMEOUT) as conn:
             reply = conn.send_and_get_reply(
                 new_method_call(addr, method, signature, body), timeout=15
             )

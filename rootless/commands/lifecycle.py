@@ -58,6 +58,8 @@ def _ps_row(rec) -> dict:
         "StartedAt": int(rec.started or 0),
         "State": rec.state,
         "Status": ins.status_text(rec),
+        # Not in podman's ps: the limits, under inspect's HostConfig names ({{.Memory}}, {{.PidsLimit}})
+        **ins.resource_limits(rec),
     }
 
 
@@ -182,6 +184,15 @@ _HEADERS = {
     "ExitedAt": "EXITED AT",
     "Exited": "EXITED",
     "AutoRemove": "AUTO REMOVE",
+    "Memory": "MEMORY",
+    "MemorySwap": "MEMORY SWAP",
+    "MemoryReservation": "MEMORY RESERVATION",
+    "NanoCpus": "NANO CPUS",
+    "CpuShares": "CPU SHARES",
+    "CpuWeight": "CPU WEIGHT",
+    "CpusetCpus": "CPUSET CPUS",
+    "PidsLimit": "PIDS LIMIT",
+    "OomScoreAdj": "OOM SCORE ADJ",
 }
 
 

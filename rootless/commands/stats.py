@@ -83,6 +83,12 @@ def sample(rec) -> dict:
         "pids_limit": st.get("pids_limit"),
         "cpu_quota_usec": st.get("cpu_quota_usec"),
         "cpu_period_usec": st.get("cpu_period_usec"),
+        "cpus": st["cpu_quota_usec"] / st["cpu_period_usec"]
+        if st.get("cpu_quota_usec") and st.get("cpu_period_usec")
+        else None,
+        "cpu_weight": st.get("cpu_weight"),
+        "mem_reservation": st.get("memory_low") or None,
+        "oom_kills": st.get("oom_kills"),
         "net_input": net[0] if net else None,
         "net_output": net[1] if net else None,
         "block_input": st.get("io_read_bytes"),
@@ -102,8 +108,27 @@ def _cpu_percent(now: dict, before: dict | None, started: float | None) -> float
     return None
 
 
+def _go_duration(usec: int) -> str:
+    """Go's time.Duration.String() for a CPU time, as podman's CPU TIME column prints it."""
+    if usec < 1000:
+        return f"{usec}µs"
+    if usec < 1_000_000:
+        return f"{usec / 1000:g}ms"
+    secs = usec / 1e6
+    h, rest = divmod(secs, 3600)
+    m, sec = divmod(rest, 60)
+    out = f"{sec:.6f}".rstrip("0").rstrip(".") + "s"
+    if m or h:
+        out = f"{int(m)}m" + out
+    if h:
+        out = f"{int(h)}h" + out
+    return out
+
+
 def _row(s: dict) -> dict:
     pct = s.get("cpu_percent")
+    avg = s.get("avg_cpu_percent")
+    usec = s.get("cpu_usage_usec")
     mem = s["mem_usage"]
     mem_pct = 100.0 * mem / s["mem_limit"] if mem is not None and s["mem_limit"] else None
     return {
@@ -119,11 +144,27 @@ def _row(s: dict) -> dict:
         if s["block_input"] is None
         else f"{_human(s['block_input'])} / {_human(s['block_output'])}",
         "PIDS": "--" if s["pids"] is None else str(s["pids"]),
+        "CPU TIME": "--" if usec is None else _go_duration(usec),
+        "AVG CPU %": "--" if avg is None else f"{avg:.2f}%",
     }
 
 
+COLUMNS = (  # podman's, in its order
+    "ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "NET IO",
+    "BLOCK IO",
+    "PIDS",
+    "CPU TIME",
+    "AVG CPU %",
+)
+
+
 def _table(rows: list[dict]) -> str:
-    cols = ["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET IO", "BLOCK IO", "PIDS"]
+    cols = list(COLUMNS)
     width = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in cols}
     lines = ["  ".join(c.ljust(width[c]) for c in cols).rstrip()]
     for r in rows:
@@ -161,6 +202,7 @@ def stats(no_stream, fmt, interval, containers):
         for rec in _running(containers):
             s = sample(rec)
             s["cpu_percent"] = _cpu_percent(s, before.get(rec.id), rec.started)
+            s["avg_cpu_percent"] = _cpu_percent(s, None, rec.started)
             before[rec.id] = s
             out.append(s)
         if fmt == "json":

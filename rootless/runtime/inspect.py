@@ -75,6 +75,24 @@ def ports_text(rec) -> str:
     )
 
 
+LIMIT_DEFAULTS = {  # podman's HostConfig names for the resource limits; 0 or "" = not set
+    "Memory": 0,
+    "MemorySwap": 0,
+    "MemoryReservation": 0,
+    "NanoCpus": 0,
+    "CpuShares": 0,
+    "CpuWeight": 0,
+    "CpusetCpus": "",
+    "PidsLimit": 0,
+    "OomScoreAdj": 0,
+}
+
+
+def resource_limits(rec) -> dict:
+    """The container's limits as inspect's HostConfig (and `ps --format`) names them."""
+    return {**LIMIT_DEFAULTS, **(rec.options.get("limits") or {})}
+
+
 def inspect_data(rec) -> dict:
     o = rec.options
     run = o.get("run") or {}
@@ -103,7 +121,7 @@ def inspect_data(rec) -> dict:
                 "Propagation": "rprivate" if m.get("kind") == "bind" else "",
             }
         )
-    limits = o.get("limits") or {}
+    limits = resource_limits(rec)
     env = [f"{k}={v}" for k, v in (proc.get("env") or {}).items()]
     return {
         "Id": rec.id,
@@ -166,15 +184,7 @@ def inspect_data(rec) -> dict:
             "CapDrop": run.get("cap_drop") or [],
             "SecurityOpt": run.get("security_opts") or [],
             "Init": bool(run.get("init")),
-            "Memory": limits.get("Memory", 0),
-            "MemorySwap": limits.get("MemorySwap", 0),
-            "MemoryReservation": limits.get("MemoryReservation", 0),
-            "NanoCpus": limits.get("NanoCpus", 0),
-            "CpuShares": limits.get("CpuShares", 0),
-            "CpusetCpus": limits.get("CpusetCpus", ""),
-            "PidsLimit": limits.get("PidsLimit", 0),
-            "OomScoreAdj": limits.get("OomScoreAdj", 0),
-            **{k: v for k, v in limits.items() if k not in ("Memory",)},
+            **limits,
         },
     }
 

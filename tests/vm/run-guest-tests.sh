@@ -5,7 +5,8 @@
 #
 # The checkout and /opt/rootless/venv (built by scripts/setup-host.sh on Debian 12's python3, which the
 # guest also has) are mounted read-only at the same paths over hostfs: nothing is installed in the guest.
-#   phase 1: tests/vm/guest/cgroup_checks.py (and, once `rootless run` exists, the CLI checks in it)
+#   phase 1: tests/vm/guest/cgroup_checks.py: rootless.cgroups against the kernel, then the product on a
+#            busybox image (run, run -d with limits, stats, ps, inspect, exec, restart, rm)
 #   phase 2: user@1000.service restricted to `Delegate=memory pids` (a runtime drop-in, as root), then
 #            the *undelegated* tests: asking for --cpus must fail with the documented fix.
 # env: VM_CACHE (image cache, default /var/cache/rootless-vm), VENV (default /opt/rootless/venv)
@@ -23,7 +24,7 @@ IMG=$("$HERE/build-image.sh") || { echo "run-guest-tests.sh: image build failed"
 "$HERE/boot.sh" "$IMG" "$REPO" "$(cd "$VENV" && pwd -P)" || { tail -30 "$VM_RUN/console.log" >&2; exit 1; }
 
 PYTEST="cd /tmp && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH='$REPO' ROOTLESS_VM_GUEST=1 \
-  '$VENV/bin/python' -m pytest -p no:cacheprovider -ra --rootdir '$REPO' -c '$REPO/pyproject.toml' \
+  '$VENV/bin/python' -m pytest -p no:cacheprovider -ra --durations=5 --rootdir '$REPO' -c '$REPO/pyproject.toml' \
   '$REPO/tests/vm/guest/cgroup_checks.py'"
 echo "== phase 1: cgroup tests as tester (Delegate=cpu cpuset io memory pids)"
 "$HERE/run-in-guest.sh" -u tester -t 480 -- "$PYTEST -k 'not undelegated'"; rc1=$?

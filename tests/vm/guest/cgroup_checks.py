@@ -9,6 +9,7 @@ user@.service restricted to `Delegate=memory pids`; run-guest-tests.sh runs them
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -229,65 +230,165 @@ def test_undelegated_controller_error():
 
 
 # --------------------------------------------------------------------------------------------------
-# The product itself: `rootless run` as a freshly logged-in user of a systemd distro.
+# The product itself: `rootless` as a freshly logged-in user of a systemd distro, on a busybox image
+# loaded from an oci-archive (the guest has no registry and no network; tests/support/oci.py builds it).
 
 ROOTLESS = [PY, "-m", "rootless"]
+IMAGE = "localhost/busybox:latest"
 
 
-@pytest.fixture
-def rootfs(tmp_path):
-    """A busybox root filesystem directory (the guest has busybox-static) for `run --rootfs`."""
-    root = tmp_path / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
-    for applet in ("sh", "echo", "cat", "id", "head", "tail", "sleep", "seq"):
-        (root / "bin" / applet).symlink_to("busybox")
-    return str(root)
+def cli(*args, timeout=180, check=False):
+    cp = subprocess.run([*ROOTLESS, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert cp.returncode == 0, (args, cp.stdout, cp.stderr)
+    return cp
 
 
-def cli(*args, timeout=180):
-    return subprocess.run([*ROOTLESS, *args], capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="session")
+def image(tmp_path_factory):
+    """The busybox test image in tester's own store (`rootless load`, as a user would)."""
+    from support import oci  # tests/conftest.py puts tests/ on sys.path
+
+    d = tmp_path_factory.mktemp("image")
+    layout, archive = str(d / "layout"), str(d / "busybox.tar")
+    oci.add_image(layout, IMAGE, oci.busybox_layers(), config=oci.BUSYBOX_CONFIG)
+    oci.write_oci_archive(layout, archive)
+    cli("load", "-i", archive, check=True)
+    return IMAGE
 
 
-def _run_has_limits() -> bool:
-    return "--memory" in cli("run", "--help").stdout
-
-
-needs_limits = pytest.mark.skipif(
-    "not _run_has_limits()",
-    reason="`rootless run` has no --memory yet: rootless.cgroups is not wired into run",
-)
-
-
-def test_rootless_run_smoke(rootfs):
-    cp = cli("run", "--rm", "--rootfs", rootfs, "/bin/sh", "-c", "echo hello from $(id -u)")
+def test_rootless_run_smoke(image):
+    cp = cli("run", "--rm", image, "sh", "-c", "echo hello from $(id -u)")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.strip() == "hello from 0"
 
 
-@needs_limits
-def test_cli_memory_limit_oom_kills(rootfs):
+def test_cli_memory_limit_oom_kills(image):
     eat = "head -c 48m /dev/zero | tail >/dev/null; echo rc=$?"
-    cp = cli("run", "--rm", "--memory", "24m", "--rootfs", rootfs, "/bin/sh", "-c", eat)
+    cp = cli("run", "--rm", "--memory", "24m", image, "sh", "-c", eat)
     assert "rc=137" in cp.stdout, (cp.stdout, cp.stderr)
-    cp = cli("run", "--rm", "--rootfs", rootfs, "/bin/sh", "-c", eat)
+    cp = cli("run", "--rm", image, "sh", "-c", eat)
     assert "rc=0" in cp.stdout, (cp.stdout, cp.stderr)
 
 
-@needs_limits
-def test_cli_pids_limit_refuses_forks(rootfs):
+def test_cli_pids_limit_refuses_forks(image):
     forks = "for i in $(seq 20); do sleep 3 & done 2>&1; wait; echo done"
-    cp = cli("run", "--rm", "--pids-limit", "8", "--rootfs", rootfs, "/bin/sh", "-c", forks)
+    cp = cli("run", "--rm", "--pids-limit", "8", image, "sh", "-c", forks)
     assert "can't fork" in cp.stdout + cp.stderr, (cp.stdout, cp.stderr)
 
 
-@needs_limits
-def test_cli_undelegated_controller(rootfs):
+LIMITS = {
+    "--memory": "32m",
+    "--memory-reservation": "8m",
+    "--memory-swap": "64m",
+    "--cpus": "0.5",
+    "--cpu-shares": "512",
+    "--pids-limit": "20",
+    "--oom-score-adj": "100",
+}
+
+
+@pytest.fixture(scope="module")
+def limited(image):
+    """A detached container with every limit the guest kernel can enforce (it has no cpuset)."""
+    cli("rm", "-f", "lim")
+    args = [x for kv in LIMITS.items() for x in kv]
+    cli("run", "-d", "--name", "lim", *args, image, "sleep", "600", check=True)
+    yield "lim"
+    cli("rm", "-f", "-t", "0", "lim")
+
+
+def _scope(cid: str) -> str:
+    uid = os.getuid()
+    return (
+        f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/app.slice/"
+        f"rootless-{cid}.scope"
+    )
+
+
+def test_stats_ps_inspect_show_the_limits(limited):
+    import json
+
+    [s] = json.loads(cli("stats", "--no-stream", "--format", "json", limited, check=True).stdout)
+    assert s["name"] == "lim" and s["cgroup"].endswith("/container"), s
+    assert s["mem_limit"] == 32 << 20 and s["pids_limit"] == 20, s
+    assert (s["cpu_quota_usec"], s["cpu_period_usec"]) == (50000, 100000), s
+    assert s["mem_usage"] > 0 and s["pids"] >= 1 and s["cpu_usage_usec"] > 0, s
+
+    table = cli("stats", "--no-stream", check=True).stdout.splitlines()
+    assert table[0].split("  ")[0] == "ID" and "MEM USAGE / LIMIT" in table[0], table
+    assert "PIDS" in table[0] and "CPU TIME" in table[0] and "AVG CPU %" in table[0], table
+    [row] = [ln for ln in table[1:] if " lim " in ln]
+    assert " / 33.55MB " in row, table  # podman prints limits in SI units: 32 MiB = 33.55MB
+
+    fmt = "{{.Names}} {{.Memory}} {{.NanoCpus}} {{.PidsLimit}} {{.CpuShares}}"
+    assert cli("ps", "--format", fmt, check=True).stdout.split() == [
+        "lim",
+        str(32 << 20),
+        str(5 * 10**8),
+        "20",
+        "512",
+    ]
+
+    [data] = json.loads(cli("inspect", limited, check=True).stdout)
+    hc = data["HostConfig"]
+    assert hc["Memory"] == 32 << 20 and hc["MemoryReservation"] == 8 << 20, hc
+    assert hc["MemorySwap"] == 64 << 20 and hc["NanoCpus"] == 5 * 10**8, hc
+    assert hc["CpuShares"] == 512 and hc["PidsLimit"] == 20, hc
+    assert hc["OomScoreAdj"] == 100 and hc["CpusetCpus"] == "", hc
+    pid = data["State"]["Pid"]
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        assert f.read().strip() == "100"
+
+
+def _forks_refused(name: str) -> int:
+    out = cli(
+        "exec",
+        name,
+        "sh",
+        "-c",
+        'for i in $(seq 30); do sleep 5 & done 2>&1 | grep -c "can.t fork"',
+    )
+    return int(out.stdout.strip() or 0)
+
+
+def test_exec_restart_and_rm_keep_to_the_cgroup(limited):
+    """exec joins the container's cgroup from a login session (through the user's systemd), the limits
+    hold for exec'd processes and after a restart, and `rm` removes the scope after the monitor is
+    SIGKILLed."""
+    same = '[ "$(cat /proc/self/cgroup)" = "$(cat /proc/1/cgroup)" ] && echo yes'
+    assert cli("exec", limited, "sh", "-c", same).stdout.strip() == "yes"
+    assert cli("exec", limited, "cat", "/proc/self/cgroup").stdout.strip() == "0::/"  # cgroup ns
+    eat = "head -c 48m /dev/zero | tail >/dev/null; echo $?"
+    assert cli("exec", limited, "sh", "-c", eat).stdout.strip() == "137"  # --memory
+    assert _forks_refused(limited) > 0  # --pids-limit
+    cli("restart", "-t", "0", limited, check=True)
+    assert _forks_refused(limited) > 0  # still, after a restart
+
+    cid = cli("inspect", "--format", "{{.Id}}", limited, check=True).stdout.strip()
+    assert os.path.isdir(_scope(cid))
+    monitor = int(cli("inspect", "--format", "{{.State.ConmonPid}}", limited).stdout)
+    os.kill(monitor, 9)
+    status = ""
+    for _ in range(100):
+        status = cli("ps", "-a", "--format", "{{.Status}}").stdout.strip()
+        if status.startswith("Exited (unknown)"):
+            break
+        time.sleep(0.1)
+    assert status.startswith("Exited (unknown)"), status
+    cli("rm", limited, check=True)
+    for _ in range(100):
+        if not os.path.isdir(_scope(cid)):
+            break
+        time.sleep(0.1)
+    assert not os.path.isdir(_scope(cid))  # rm removed the scope anyway
+    assert cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_cli_undelegated_controller(image):
     """Phase 2 (Delegate=memory pids): --cpus fails before the container starts, with the fix."""
-    cp = cli("run", "--rm", "--cpus", "0.5", "--rootfs", rootfs, "/bin/echo", "started")
+    cp = cli("run", "--rm", "--cpus", "0.5", image, "echo", "started")
     assert cp.returncode == 125 and "started" not in cp.stdout
     assert "cpu controller is not delegated" in cp.stderr and "Delegate=" in cp.stderr
-    cp = cli(
-        "run", "--rm", "--cgroups=disabled", "--cpus", "0.5", "--rootfs", rootfs, "/bin/echo", "ok"
-    )
+    cp = cli("run", "--rm", "--cgroups=disabled", "--cpus", "0.5", image, "echo", "ok")
     assert cp.returncode == 0 and cp.stdout.strip() == "ok", cp.stderr
