@@ -2,7 +2,8 @@
 
 Figures come from the container's cgroup (rootless.cgroups.read_stats; the cgroup is the one holding the
 container's init, found from /proc/PID/cgroup) and from its network namespace (/proc/PID/net/dev).
-Without a cgroup (cgroup v1, or --cgroups=disabled) the cgroup columns show "--".
+Without a cgroup (cgroup v1, or --cgroups=disabled) the cgroup columns show "--". The table has podman's
+columns; --format json gives the raw numbers (limits included) per container, see docs/cgroups.md.
 """
 
 import json
