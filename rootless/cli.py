@@ -109,9 +109,10 @@ class LazyGroup(click.Group):
 )
 @click.option(
     "--storage-driver",
-    type=click.Choice(["fuse-overlay", "overlay", "vfs"]),
     default=None,
-    help="Storage driver for container root filesystems (default: from config, else fuse-overlay).",
+    metavar="overlay|fuse-overlay|vfs",
+    help="Storage driver for container root filesystems (default: $ROOTLESS_STORAGE_DRIVER, "
+    "storage.conf, else overlay where the kernel allows it; see docs/storage.md).",
 )
 @click.pass_context
 def cli(ctx, log_level, storage_driver):

@@ -96,40 +96,7 @@ def _cgroups(uid: int) -> dict:
     }
 
 
-def _probe_kernel_overlay() -> tuple[bool, str]:
-    """Mount kernel overlayfs with userxattr inside a throw-away user+mount namespace."""
-    import tempfile
-
-    from rootless import syscalls, userns
-
-    base = tempfile.mkdtemp(prefix="rootless-ovl-probe-")
-    try:
-        for d in ("l", "u", "w", "m"):
-            os.mkdir(os.path.join(base, d))
-
-        def child() -> int:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)  # a probe is quiet; its answer is the exit code
-            syscalls.unshare(syscalls.CLONE_NEWNS)
-            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-            opts = f"lowerdir={base}/l,upperdir={base}/u,workdir={base}/w,userxattr"
-            syscalls.mount("overlay", f"{base}/m", "overlay", 0, opts)
-            return 0
-
-        userns._warned_single = True  # info reports the fallback itself, among its problems
-        try:
-            rc = userns.run_in_userns(child)
-        except Exception as e:  # noqa: BLE001 - a probe reports, it does not fail
-            return False, str(e)
-        return (
-            rc == 0,
-            "" if rc == 0 else "mount -t overlay with userxattr failed in a user namespace",
-        )
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def gather(*, probe: bool = True) -> dict:
+def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
     uid, gid = os.getuid(), os.getgid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -201,7 +168,13 @@ def gather(*, probe: bool = True) -> dict:
             )
         )
     fusermount = shutil.which("fusermount3")
-    ovl_ok, ovl_why = _probe_kernel_overlay() if probe and userns_ok else (False, "not probed")
+    from rootless import config
+
+    ovl_ok, ovl_why = (
+        config.kernel_overlay_usable(use_cache=False)
+        if probe and userns_ok
+        else (False, "not probed")
+    )
     if not fuse_ok and not ovl_ok:
         problems[-1].fatal = True
 
@@ -249,7 +222,16 @@ def gather(*, probe: bool = True) -> dict:
             )
         problems.append(Problem(why, fix))
 
-    default_driver = "fuse-overlay" if fuse_ok else "overlay" if ovl_ok else "vfs"
+    if storage_driver is None:  # the global --storage-driver flag, when called from the CLI
+        import click
+
+        ctx = click.get_current_context(silent=True)
+        storage_driver = ((ctx.find_root().obj if ctx else None) or {}).get("storage_driver")
+    try:  # what `rootless run` would pick, and why (the probe above has refreshed the cache)
+        driver, driver_why = config.select_driver(storage_driver)
+    except RootlessError as e:
+        driver, driver_why = None, str(e)
+        problems.append(Problem(str(e), "fix the setting (see docs/storage.md)", fatal=True))
     return {
         "version": __version__,
         "host": {
@@ -272,7 +254,8 @@ def gather(*, probe: bool = True) -> dict:
         "store": {
             "graphRoot": paths.data_home(),
             "runRoot": paths.runtime_dir(),
-            "graphDriverName": default_driver,
+            "graphDriverName": driver,
+            "graphDriverReason": driver_why,
         },
         "problems": [{"what": p.what, "fix": p.fix, "fatal": p.fatal} for p in problems],
     }

@@ -683,12 +683,14 @@ def test_kernel_overlayfs_reads_an_upper_dir_we_wrote(ovl):
 
 @pytest.mark.timeout(900)
 def test_semantics_inside_user_namespace(tmp_path):
-    """Re-run every `root` test above as container root in a user namespace (subuid-mapped)."""
+    """Re-run every `root` test above as container root inside `rootless unshare` (the subuid map
+    containers get), in a mount namespace of its own (util-linux unshare -m, private propagation)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["ROOTLESS_TEST_IN_USERNS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    rl_unshare = [sys.executable, "-m", "rootless", "unshare"]
     cmd = [
-        "unshare", "-Urm", "--map-auto", "--",
+        *rl_unshare, "unshare", "-m", "--",
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x",
         "--basetemp", str(tmp_path / "inner"), os.path.abspath(__file__),
     ]  # fmt: skip
@@ -696,7 +698,7 @@ def test_semantics_inside_user_namespace(tmp_path):
         r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=850)
     finally:  # the inner run made files owned by subordinate ids: remove them from inside
         inner = str(tmp_path / "inner")
-        subprocess.run(["unshare", "-Urm", "--map-auto", "rm", "-rf", inner], check=False)
+        subprocess.run([*rl_unshare, "rm", "-rf", inner], env=env, check=False)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     m = re.search(r"(\d+) passed", r.stdout)
     assert m and int(m.group(1)) >= 30, r.stdout[-3000:]

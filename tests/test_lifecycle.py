@@ -379,7 +379,7 @@ def test_one_name_one_container_under_contention(rl):
 
 
 def test_concurrent_starts_run_it_once(rl):
-    rl("run", "-d", "--name", "once", *NONE, rl.img, "sleep", "300", check=True)
+    rl("--storage-driver", "fuse-overlay", "run", "-d", "--name", "once", *NONE, rl.img, "sleep", "300", check=True)  # fmt: skip
     rl("stop", "-t", "0", "once", check=True)
     before = len([p for p in our_procs(rl) if "rootless.fuse_overlay" in p[1]])
     with ThreadPoolExecutor(4) as pool:
@@ -414,6 +414,7 @@ def test_sigkill_monitor(rl, tmp_path):
     cid = run_d(
         rl, "-p", f"127.0.0.1:{port}:80", "-v", f"{vol}:/v", rl.img,
         "sh", "-c", "echo vol > /v/f; echo up > /up; echo ready; exec sleep 300",
+        driver=("--storage-driver", "fuse-overlay"),
     )  # fmt: skip
     poll(lambda: rl("logs", cid).stdout == "ready\n")
     rec = config(rl, cid)

@@ -84,9 +84,14 @@ from rootless.runtime.spec import RunOptions
 @click.pass_context
 def run(ctx, **kw):
     detach = kw.pop("detach")
-    driver = (ctx.obj or {}).get("storage_driver") or "fuse-overlay"
-    if driver == "fuse-overlay" and not _fuse_overlay_ready():
-        driver = "overlay"
+    from rootless.config import select_driver
+
+    driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
+    if driver == "fuse-overlay" and not detach:
+        # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up
+        from rootless.runtime import storage
+
+        storage.prestart_fuse()
     opts = RunOptions(
         image=kw["image"],
         command=list(kw["command"]),
@@ -124,8 +129,12 @@ def run(ctx, **kw):
         click.echo(run_detached(opts))
         return 0
     from rootless.runtime.container import run as run_container
+    from rootless.runtime.storage import reap_prestarted
 
-    rc = run_container(opts)
+    try:
+        rc = run_container(opts)
+    finally:
+        reap_prestarted()
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
     import os
     import sys
@@ -149,12 +158,3 @@ _LIMIT_FLAGS = (
     "cpuset_cpus",
     "oom_score_adj",
 )
-
-
-def _fuse_overlay_ready() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("rootless.fuse_overlay.mount") is not None
-    except ImportError:
-        return False

@@ -5,8 +5,11 @@ Processes (host pids; each one reaps its child and dies with its parent through 
   monitor (host user)             resolves the image and options, writes the record, starts the
    |                              network helper (holds its exit fd), forwards signals, relays the pty
    |                              or writes the log, records the exit code and time, cleans up
+   +- [fuse-overlay daemon]       foreground `run` only: started first (storage.prestart_fuse), it
+   |                              imports pyfuse3 meanwhile, then joins setup's user+mount namespaces
+   |                              and mounts; the monitor reaps it, setup watches it (pidfd) and ends it
    +- setup (userns root)         fork_userns(CLONE_NEWNS): mounts the storage; owns the fuse daemon
-       +- fuse-overlay daemon     (fuse-overlay only; PDEATHSIG) if it dies, setup kills the container
+       +- fuse-overlay daemon     (fuse-overlay, run -d/start; PDEATHSIG) if it dies, setup kills the container
        +- nsmon                   unshare(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]), fork, wait
            +- init (PID 1)        rootfs mounts, pivot_root, hostname, lo; after "go" (in its
                                   cgroup) NEWCGROUP; user, caps, seccomp, exec
@@ -113,6 +116,36 @@ class _Pipes:
                     os.close(fd)
             except OSError:
                 pass
+
+
+def _wait_child_and_daemon(pid: int, daemon) -> int:
+    """Wait for our child `pid` while watching a daemon that is not our child (its pidfd): if the
+    daemon dies first, the root filesystem is gone and the child is killed. Returns the wait status."""
+    import select
+
+    child_fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(child_fd, select.POLLIN)
+        poller.register(daemon.pidfd, select.POLLIN)
+        while True:
+            try:
+                ready = {fd for fd, _ in poller.poll()}
+            except InterruptedError:
+                continue
+            if child_fd in ready:
+                break
+            if daemon.pidfd in ready:
+                poller.unregister(daemon.pidfd)
+                os.write(2, b"WARNING: the overlay daemon died: stopping the container\n")
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(child_fd)
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
 
 
 def _report(fd: int, code: int, message: str) -> None:
@@ -581,18 +614,23 @@ class Runner:
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
             if p.stdio is not None:
                 _Pipes.close(*p.stdio)
-            while True:
+            status = None
+            if daemon is not None and getattr(daemon, "pidfd", -1) >= 0:
+                # a prestarted daemon is the monitor's child: watch it through its pidfd
+                status = _wait_child_and_daemon(pid, daemon)
+            while status is None:
                 try:
-                    wpid, status = os.wait()
+                    wpid, wstatus = os.wait()
                 except InterruptedError:
                     continue
                 except ChildProcessError:
                     return EXIT_RUNTIME
                 if wpid == pid:
+                    status = wstatus
                     break
                 if daemon is not None and wpid == daemon.pid:
                     # the root filesystem is gone: the container cannot go on
-                    daemon.returncode = os.waitstatus_to_exitcode(status)
+                    daemon.returncode = os.waitstatus_to_exitcode(wstatus)
                     os.write(2, b"WARNING: the overlay daemon died: stopping the container\n")
                     os.kill(pid, signal.SIGKILL)
             code = os.waitstatus_to_exitcode(status)

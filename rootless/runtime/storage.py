@@ -10,7 +10,9 @@ owner is SIGKILLed and cannot unmount.
 
 import errno
 import os
+import signal
 import stat
+import sys
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
@@ -46,12 +48,20 @@ class Storage:
         if self.driver == "overlay":
             return self._mount_overlay()
         if self.driver == "fuse-overlay":
-            self.proc = _spawn_fuse(list(reversed(self.layers)), self.upper, self.work, self.merged)
+            lowers = list(reversed(self.layers))
+            pre = _prestarted if _prestarted is not None and _prestarted.usable() else None
+            if pre is not None:
+                self.proc = pre.mount(lowers, self.upper, self.work, self.merged)
+            else:
+                self.proc = _spawn_fuse(lowers, self.upper, self.work, self.merged)
             return self.merged
         return self._vfs()
 
     def unmount(self) -> None:
-        if self.proc is not None:
+        if isinstance(self.proc, Prestarted):
+            proc, self.proc = self.proc, None
+            proc.stop(self.merged)
+        elif self.proc is not None:
             from rootless import fuse_overlay
 
             proc, self.proc = self.proc, None
@@ -116,6 +126,211 @@ class Storage:
                 remove_tree(d)
 
 
+def _fuse_opts(lowers: list[str], upper: str, work: str) -> list[str]:
+    return [
+        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers),
+        f"upperdir={upper}",
+        f"workdir={work}",
+        "allow_other",  # container users other than root; only processes in this userns qualify
+    ]
+
+
+# --- fuse-overlay started early: its interpreter imports pyfuse3 and trio while the run sets up ------
+_prestarted = None
+
+
+class Prestarted:
+    """A fuse-overlay daemon started by the monitor before the user namespace exists.
+
+    It imports pyfuse3 and trio (most of its start-up) in parallel with the monitor's work, then
+    waits on a pipe. The setup process (root in the user namespace, own mount namespace) sends it
+    its pid and the mount's command line; the daemon, still single-threaded, joins that process's
+    user and mount namespaces (setns), becomes root there as setup is, and mounts. The monitor is
+    its parent and reaps it (reap()); setup watches it through a pidfd and unmounts it (stop()).
+    PDEATHSIG (SIGKILL) ties it to the monitor; it is in its own session, and in the host pid
+    namespace, so the container can neither see nor signal it.
+    """
+
+    def __init__(self, popen, ctl_w: int, ready_r: int, ready_fd: int):
+        self.popen = popen
+        self.pid = popen.pid
+        self.owner = os.getpid()
+        self.ctl_w = ctl_w
+        self.ready_r = ready_r
+        self.ready_fd = ready_fd  # the daemon's number for the ready pipe's write end
+        self.returncode = None
+        self.pidfd = -1
+        self.claimed = False
+
+    def usable(self) -> bool:
+        return not self.claimed and self.ctl_w >= 0
+
+    def mount(self, lowers: list[str], upper: str, work: str, mountpoint: str, timeout=30.0):
+        """In setup: hand the daemon our namespaces and its options; return once it has mounted."""
+        import json
+        import select
+        import time
+
+        self.claimed = True
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError as e:
+            raise ContainerError(f"the overlay daemon is gone ({e.strerror})") from None
+        argv = ["-f", "--ready-fd", str(self.ready_fd)]
+        argv += ["-o", ",".join(_fuse_opts(lowers, upper, work)), mountpoint]
+        msg = json.dumps({"pid": os.getpid(), "argv": argv}).encode() + b"\n"
+        try:
+            os.write(self.ctl_w, msg)
+        except OSError as e:
+            raise ContainerError(f"cannot reach the overlay daemon: {e.strerror}") from None
+        finally:
+            os.close(self.ctl_w)
+            self.ctl_w = -1
+        buf = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.ready_r], [], [], left)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
+                    raise ContainerError(f"the overlay daemon did not mount {mountpoint} in time")
+                chunk = os.read(self.ready_r, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            os.close(self.ready_r)
+            self.ready_r = -1
+        status = buf.decode(errors="replace").strip()
+        if status == "ok":
+            return self
+        from rootless import fuse_overlay
+
+        msg = status.removeprefix("error: ") if status else "the daemon exited before mounting"
+        raise fuse_overlay.OverlayError(f"fuse-overlay: {msg}")
+
+    def exited(self) -> bool:
+        import select
+
+        return bool(select.select([self.pidfd], [], [], 0)[0]) if self.pidfd >= 0 else True
+
+    def stop(self, mountpoint: str, timeout: float = 10.0) -> None:
+        """In setup, once every container process is gone: detach the mount, end the daemon and
+        wait until it has exited (the monitor reaps it). SIGKILL, not a graceful SIGTERM: the
+        daemon caches no writes (no writeback cache; every write reached the upper dir before the
+        writer's syscall returned), the mount is already detached, and its interpreter's orderly
+        exit would cost ~20 ms on every `run --rm`."""
+        import select
+
+        try:
+            sc.umount2(mountpoint, sc.MNT_DETACH)
+        except OSError:
+            pass
+        if self.pidfd >= 0:
+            if not self.exited():
+                os.kill(self.pid, signal.SIGKILL)
+                select.select([self.pidfd], [], [], timeout)
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+    def reap(self) -> None:
+        """In the monitor, once setup is gone: make sure the daemon has ended, and reap it."""
+        for fd in (self.ctl_w, self.ready_r):
+            if fd >= 0:
+                os.close(fd)
+        self.ctl_w = self.ready_r = -1
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait()
+
+
+def prestart_fuse() -> None:
+    """Start the fuse-overlay daemon's interpreter now (monitor, before the user namespace)."""
+    global _prestarted
+    import subprocess
+    import sys
+
+    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    parent = os.getpid()
+
+    def child_setup():
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    from rootless import paths
+
+    # the command line says what it is (ps, leak checks): the overlay daemon for this store
+    cmd = [sys.executable, "-m", "rootless.runtime.storage", "rootless.fuse_overlay"]
+    cmd += [str(ctl_r), str(ready_w), paths.data_home()]
+    try:
+        popen = subprocess.Popen(
+            cmd,
+            pass_fds=(ctl_r, ready_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=child_setup,
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(ctl_w)
+        os.close(ready_r)
+        return  # Storage.mount() starts it the ordinary way and reports the error
+    finally:
+        os.close(ctl_r)
+        os.close(ready_w)
+    _prestarted = Prestarted(popen, ctl_w, ready_r, ready_w)
+
+
+def reap_prestarted() -> None:
+    global _prestarted
+    pre, _prestarted = _prestarted, None
+    if pre is not None and pre.owner == os.getpid():
+        pre.reap()
+
+
+def _daemon_main(ctl_fd: int, ready_fd: int) -> int:
+    """The prestarted daemon: import, wait for setup's pid, join its namespaces, mount and serve."""
+    import json
+
+    import pyfuse3  # noqa: F401 - the point: import the heavy modules before we are needed
+    import trio  # noqa: F401
+
+    from rootless.fuse_overlay import __main__ as fmain
+    from rootless.fuse_overlay import ops  # noqa: F401
+
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(ctl_fd, 65536)
+        if not chunk:
+            return 0  # the run ended before it needed us
+        buf += chunk
+    os.close(ctl_fd)
+    try:
+        msg = json.loads(buf)
+        for ns, flag in (("user", sc.CLONE_NEWUSER), ("mnt", sc.CLONE_NEWNS)):
+            fd = os.open(f"/proc/{int(msg['pid'])}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.setns(fd, flag)
+            finally:
+                os.close(fd)
+        os.setresgid(0, 0, 0)
+        try:
+            os.setgroups([])
+        except PermissionError:
+            pass
+        os.setresuid(0, 0, 0)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        os.write(ready_fd, f"error: joining the container's namespaces: {e}\n".encode())
+        return 1
+    return fmain.main(msg["argv"])
+
+
 def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0):
     """Start the fuse-overlay daemon in the foreground with PDEATHSIG; return once the mount is live."""
     import select
@@ -130,12 +345,7 @@ def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeo
         raise ContainerError(
             "the fuse-overlay storage driver is not available: use --storage-driver overlay or vfs"
         ) from None
-    opts = [
-        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers),
-        f"upperdir={upper}",
-        f"workdir={work}",
-        "allow_other",  # container users other than root; only processes in this userns qualify
-    ]
+    opts = _fuse_opts(lowers, upper, work)
     r, w = os.pipe()
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
@@ -293,3 +503,7 @@ def _set_meta(src: str, dst: str, st: os.stat_result) -> None:
         os.chmod(dst, stat.S_IMODE(st.st_mode))
         _copy_xattrs(src, dst)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+if __name__ == "__main__":  # the prestarted fuse-overlay daemon (prestart_fuse)
+    sys.exit(_daemon_main(int(sys.argv[2]), int(sys.argv[3])))

@@ -1,0 +1,137 @@
+"""The storage driver choice as a user sees it: the automatic default (kernel overlay where the kernel
+allows it in a user namespace, else fuse-overlay, else vfs), its per-boot probe cache, and podman's
+precedence flag > ROOTLESS_STORAGE_DRIVER > storage.conf > default, with one-line errors (exit 125)."""
+
+import json
+import os
+
+import pytest
+
+ROOT_FS = ("sh", "-c", "grep ' / ' /proc/mounts | cut -d' ' -f3")
+FSTYPE = {"overlay": "overlay", "fuse-overlay": "fuse.overlay"}
+
+
+@pytest.fixture
+def rl(rootless, registry, busybox_ref):
+    rootless.trust(registry)
+    rootless("pull", busybox_ref, check=True)
+    rootless.img = busybox_ref
+    return rootless
+
+
+def root_fstype(rl, *pre, env=None):
+    cp = rl(*pre, "run", "--rm", "--network", "none", rl.img, *ROOT_FS, env=env)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout.strip()
+
+
+def info_store(rl, *pre, env=None):
+    cp = rl(*pre, "info", "--format", "json", env=env)
+    assert cp.returncode == 0, cp.stderr
+    return json.loads(cp.stdout)
+
+
+def conf(rl, text):
+    path = os.path.join(rl.config_dir, "rootless", "storage.conf")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def probe_cache(rl):
+    return os.path.join(rl.runtime_dir, "rootless", "storage-probe.json")
+
+
+def test_default_is_kernel_overlay_where_the_kernel_allows_it(rl):
+    info = info_store(rl)
+    usable = info["host"]["kernelOverlayInUserns"]["usable"]
+    fuse = info["host"]["fuse"]["devFuseUsable"]
+    want = "overlay" if usable else "fuse-overlay" if fuse else "vfs"
+    assert info["store"]["graphDriverName"] == want
+    assert info["store"]["graphDriverReason"].startswith("default")
+    if want in FSTYPE:
+        assert root_fstype(rl) == FSTYPE[want]
+    # the probe's answer is kept for this boot and kernel
+    with open(probe_cache(rl)) as f:
+        cached = json.load(f)
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        assert cached["key"] == f"{f.read().strip()} {os.uname().release}"
+    assert cached["usable"] is usable
+
+
+def _write_cache(rl, usable, key=None):
+    if key is None:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            key = f"{f.read().strip()} {os.uname().release}"
+    path = probe_cache(rl)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"key": key, "usable": usable, "why": "cached for the test"}, f)
+
+
+def test_cached_probe_is_used_and_fuse_overlay_is_the_fallback(rl):
+    # A cache that says kernel overlay does not work here: run believes it (no new probe) and falls
+    # back to fuse-overlay, since /dev/fuse is usable on this host.
+    _write_cache(rl, False)
+    assert root_fstype(rl) == "fuse.overlay"
+    with open(probe_cache(rl)) as f:
+        assert json.load(f)["usable"] is False
+
+
+def test_probe_cache_of_another_boot_is_ignored(rl):
+    _write_cache(rl, False, key="another-boot 0.0")
+    assert root_fstype(rl) in ("overlay", "fuse.overlay")
+    with open(probe_cache(rl)) as f:
+        assert json.load(f)["key"] != "another-boot 0.0"  # probed again and rewritten
+
+
+def test_precedence_flag_env_file_default(rl):
+    path = conf(rl, 'driver = "fuse-overlay"\n')
+    env = {"ROOTLESS_STORAGE_DRIVER": "overlay"}
+    # flag beats env and file
+    assert root_fstype(rl, "--storage-driver", "fuse-overlay", env=env) == "fuse.overlay"
+    st = info_store(rl, "--storage-driver", "vfs", env=env)["store"]
+    assert (st["graphDriverName"], st["graphDriverReason"]) == ("vfs", "--storage-driver")
+    # env beats file
+    assert root_fstype(rl, env=env) == "overlay"
+    st = info_store(rl, env=env)["store"]
+    assert (st["graphDriverName"], st["graphDriverReason"]) == (
+        "overlay",
+        "ROOTLESS_STORAGE_DRIVER",
+    )
+    # file beats the default
+    assert root_fstype(rl) == "fuse.overlay"
+    st = info_store(rl)["store"]
+    assert (st["graphDriverName"], st["graphDriverReason"]) == ("fuse-overlay", path)
+
+
+def test_podman_style_storage_table_and_vfs(rl):
+    conf(rl, '[storage]\ndriver = "vfs"\n')
+    assert info_store(rl)["store"]["graphDriverName"] == "vfs"
+    cp = rl("run", "--rm", "--network", "none", rl.img, "sh", "-c", "echo hi > /f && cat /f")
+    assert (cp.returncode, cp.stdout) == (0, "hi\n"), cp.stderr
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["flag", "env", "file", "toml"],
+)
+def test_bad_driver_is_one_line_exit_125(rl, how):
+    pre, env = (), None
+    if how == "flag":
+        pre = ("--storage-driver", "btrfs")
+    elif how == "env":
+        env = {"ROOTLESS_STORAGE_DRIVER": "btrfs"}
+    elif how == "file":
+        conf(rl, 'driver = "btrfs"\n')
+    else:
+        conf(rl, "driver = fuse-overlay\n")  # not TOML: the string is not quoted
+    cp = rl(*pre, "run", "--rm", "--network", "none", rl.img, "true", env=env)
+    assert cp.returncode == 125
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), cp.stderr
+    assert ("btrfs" in lines[0]) if how != "toml" else ("storage.conf" in lines[0])
+    assert "Traceback" not in cp.stderr
+    containers = os.path.join(rl.data_dir, "rootless", "containers")
+    assert not os.path.isdir(containers) or os.listdir(containers) == []
