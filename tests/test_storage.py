@@ -135,3 +135,78 @@ def test_bad_driver_is_one_line_exit_125(rl, how):
     assert "Traceback" not in cp.stderr
     containers = os.path.join(rl.data_dir, "rootless", "containers")
     assert not os.path.isdir(containers) or os.listdir(containers) == []
+
+
+# --- the fuse-overlay daemon that a foreground `run` starts early --------------------------------------
+FUSE = ("--storage-driver", "fuse-overlay")
+
+
+def _daemons(rl):
+    """Our store's overlay daemons, by command line (the host's view)."""
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"rootless.fuse_overlay" in cmd and rl.base.encode() in cmd:
+            found.append(int(p))
+    return found
+
+
+def _mounts(rl):
+    with open("/proc/self/mountinfo") as f:
+        return [ln for ln in f if rl.base in ln]
+
+
+def _poll(fn, timeout=20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_foreground_fuse_overlay_keeps_writes_and_leaves_nothing(rl):
+    cp = rl(*FUSE, "run", "--name", "keep", "--network", "none", rl.img, "sh", "-c",
+            "echo data > /kept; dd if=/dev/zero of=/big bs=1k count=512 2>/dev/null; "
+            "grep ' / ' /proc/mounts | cut -d' ' -f3; ps -o pid,comm | grep -c fuse_overlay || true")  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["fuse.overlay", "0"]  # the daemon is not in the container's pid ns
+    assert _daemons(rl) == [] and _mounts(rl) == []
+    rec = json.loads(rl("inspect", "keep", check=True).stdout)[0]
+    upper = os.path.join(rl.data_dir, "rootless", "containers", rec["Id"], "upper")
+    with open(os.path.join(upper, "kept")) as f:
+        assert f.read() == "data\n"  # every write reached the upper dir before the daemon ended
+    assert os.path.getsize(os.path.join(upper, "big")) == 512 * 1024
+    rl("rm", "keep", check=True)
+
+
+def test_foreground_fuse_overlay_daemon_killed_stops_the_container(rl):
+    import signal
+    import subprocess
+
+    p = subprocess.Popen(
+        [*rl.argv0, *FUSE, "run", "--rm", "--network", "none", rl.img, "sh", "-c", "echo ready; exec sleep 300"],
+        env=rl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert p.stdout.readline() == "ready\n"
+        daemons = _daemons(rl)
+        assert len(daemons) == 1
+        os.kill(daemons[0], signal.SIGKILL)
+        _out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # SIGKILL from setup (137), or SIGBUS (135) if sleep faulted on the vanished root first
+    assert p.returncode in (137, 135)
+    assert "overlay daemon died" in err
+    assert _daemons(rl) == [] and _mounts(rl) == []
+    containers = os.path.join(rl.data_dir, "rootless", "containers")
+    assert not os.path.isdir(containers) or os.listdir(containers) == []
