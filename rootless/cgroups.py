@@ -584,7 +584,8 @@ _SYSTEMD = (
 )
 
 
-def _call(bus: str, method: str, signature: str, body: tuple):
+def systemd_call(bus: str, method: str, signature: str, body: tuple):
+    """One method call on the user's systemd manager over its bus; a CgroupError (one line) on failure."""
     from jeepney import DBusAddress, new_method_call
     from jeepney.io.blocking import open_dbus_connection
     from jeepney.wrappers import DBusErrorResponse, unwrap_msg
@@ -617,11 +618,11 @@ def _start_scope(bus: str, unit: str, pid: int, container_id: str) -> None:
         # The kernel's OOM kill takes one process, as in podman; systemd must not stop the whole scope.
         ("OOMPolicy", ("s", "continue")),
     ]
-    _call(bus, "StartTransientUnit", "ssa(sv)a(sa(sv))", (unit, "fail", props, []))
+    systemd_call(bus, "StartTransientUnit", "ssa(sv)a(sa(sv))", (unit, "fail", props, []))
 
 
 def _stop_unit(bus: str, unit: str) -> None:
-    _call(bus, "StopUnit", "ss", (unit, "fail"))
+    systemd_call(bus, "StopUnit", "ss", (unit, "fail"))
 
 
 # --------------------------------------------------------------------------------------------------

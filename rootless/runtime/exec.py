@@ -59,19 +59,10 @@ def join_cgroup(path: str, unit: str | None) -> None:
             "no user D-Bus to ask systemd to move the process into the container's cgroup"
         )
     sub = "/" + (path + "/").split(f"/{unit}/", 1)[1].rstrip("/")
-    from jeepney import DBusAddress, new_method_call
-    from jeepney.io.blocking import open_dbus_connection
-    from jeepney.wrappers import DBusErrorResponse, unwrap_msg
-
-    addr = DBusAddress(
-        "/org/freedesktop/systemd1", "org.freedesktop.systemd1", "org.freedesktop.systemd1.Manager"
-    )
-    msg = new_method_call(addr, "AttachProcessesToUnit", "ssau", (unit, sub, [os.getpid()]))
     try:
-        with open_dbus_connection(bus=bus) as conn:
-            unwrap_msg(conn.send_and_get_reply(msg, timeout=15))
-    except DBusErrorResponse as e:
-        raise ContainerError(f"systemd refused to attach the process to {unit}: {e.name}") from None
+        cgroups.systemd_call(bus, "AttachProcessesToUnit", "ssau", (unit, sub, [os.getpid()]))
+    except cgroups.CgroupError as e:
+        raise ContainerError(f"cannot attach the process to {unit}: {e}") from None
     with open("/proc/self/cgroup") as f:
         now = f.read().strip().rpartition(":")[2]
     if not path.endswith(now):
