@@ -87,11 +87,14 @@ def run(ctx, **kw):
     from rootless.config import select_driver
 
     driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
-    if driver == "fuse-overlay" and not detach:
-        # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up
-        from rootless.runtime import storage
+    from rootless.runtime import storage
 
+    if driver == "fuse-overlay" and not detach:
+        # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
+        # first lines have not started it already: storage.early_prestart)
         storage.prestart_fuse()
+    else:
+        storage.reap_prestarted()  # a wrong early guess
     opts = RunOptions(
         image=kw["image"],
         command=list(kw["command"]),
