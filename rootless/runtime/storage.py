@@ -6,6 +6,10 @@ overlay mount lives in that mount namespace only, so it vanishes with it; the fu
 of the caller, who reaps it through unmount(). The daemon is started here (the fuse-overlayfs command
 line of rootless.fuse_overlay) with PR_SET_PDEATHSIG=SIGKILL, so it dies with its owner even when the
 owner is SIGKILLed and cannot unmount.
+
+A foreground `run` starts the fuse daemon earlier instead (prestart_fuse / early_prestart, class
+Prestarted): its interpreter imports pyfuse3 while the run sets up, and setup mounts /dev/fuse itself
+and hands it the fd. The driver choice itself is rootless.config.select_driver.
 """
 
 import errno
