@@ -210,3 +210,18 @@ def test_foreground_fuse_overlay_daemon_killed_stops_the_container(rl):
     assert _daemons(rl) == [] and _mounts(rl) == []
     containers = os.path.join(rl.data_dir, "rootless", "containers")
     assert not os.path.isdir(containers) or os.listdir(containers) == []
+
+
+def test_early_started_daemon_is_used_or_reaped(rl):
+    # the driver comes from the environment: the CLI's first lines start the daemon for `run`
+    env = {"ROOTLESS_STORAGE_DRIVER": "fuse-overlay"}
+    assert root_fstype(rl, env=env) == "fuse.overlay"
+    # a usage error, --help, a missing image, run -d: nothing of it is left behind
+    assert rl("run", "--no-such-flag", rl.img, env=env).returncode == 125
+    assert rl("run", "--help", env=env).returncode == 0
+    assert rl("run", "--rm", "localhost:1/none:1", "true", env=env).returncode == 125
+    cid = rl("run", "-d", "--network", "none", rl.img, "sleep", "60", env=env, check=True).stdout
+    assert len(_daemons(rl)) == 1  # the container's own, started by its monitor
+    rl("rm", "-f", cid.strip(), check=True)
+    _poll(lambda: _daemons(rl) == [])
+    assert _mounts(rl) == []
