@@ -164,46 +164,68 @@ def _condense(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _run_helper(path: str, name: str, pid: int, idmap: IdMap) -> None:
-    ranges = idmap.uid_ranges if "uid" in name else idmap.gid_ranges
-    args = [str(x) for r in ranges for x in (r.container, r.host, r.size)]
-    pass_fds: tuple[int, ...] = ()
-    procfd = -1
-    if helper_supports_fd(path):
-        procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        pass_fds = (procfd,)
-        target = f"fd:{procfd}"
-    else:
-        target = str(pid)
-    try:
-        proc = subprocess.run(
-            [path, target, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=pass_fds,
-            timeout=READY_TIMEOUT,
-        )
-    except OSError as e:
-        raise IdMapError(
-            f"cannot run {path}: {e.strerror}; reinstall it: sudo apt-get install --reinstall uidmap"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise IdMapError(
+def _helper_error(path: str, e: BaseException) -> IdMapError:
+    if isinstance(e, subprocess.TimeoutExpired):
+        return IdMapError(
             f"{path} did not finish in {READY_TIMEOUT:.0f}s; check the system (see {DOCS})"
-        ) from None
+        )
+    return IdMapError(
+        f"cannot run {path}: {e.strerror}; reinstall it: sudo apt-get install --reinstall uidmap"
+    )
+
+
+def _run_helpers(pid: int, idmap: IdMap, helpers: list[tuple[str, str]]) -> None:
+    """Run newuidmap and newgidmap for `pid` at the same time (they write different files of the same
+    process, and each is a setuid exec of a few ms); errors are reported in that order."""
+    procfd = -1
+    procs: list[subprocess.Popen | BaseException] = []
+    try:
+        if any(helper_supports_fd(path) for path, _ in helpers):
+            procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for path, name in helpers:
+            ranges = idmap.uid_ranges if "uid" in name else idmap.gid_ranges
+            args = [str(x) for r in ranges for x in (r.container, r.host, r.size)]
+            use_fd = procfd >= 0 and helper_supports_fd(path)
+            try:
+                procs.append(
+                    subprocess.Popen(
+                        [path, f"fd:{procfd}" if use_fd else str(pid), *args],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        pass_fds=(procfd,) if use_fd else (),
+                    )
+                )
+            except OSError as e:
+                procs.append(e)
+        outs: list[bytes | BaseException] = []
+        for proc in procs:
+            if isinstance(proc, BaseException):
+                outs.append(proc)
+                continue
+            try:
+                outs.append(proc.communicate(timeout=READY_TIMEOUT)[0])
+            except subprocess.TimeoutExpired as e:
+                outs.append(e)
     finally:
+        for proc in procs:  # on any error, no helper is left running
+            if isinstance(proc, subprocess.Popen) and proc.returncode is None:
+                proc.kill()
+                proc.wait()
         if procfd >= 0:
             os.close(procfd)
-    if proc.returncode != 0:
-        kind = "uid" if "uid" in name else "gid"
-        file = idmap.subuid_path if kind == "uid" else idmap.subgid_path
-        out = _condense(proc.stdout.decode(errors="replace")) or f"exit status {proc.returncode}"
-        raise IdMapError(
-            f"{name} failed: {out}; the ranges rootless read from {file} for {idmap.user or idmap.uid} must be "
-            f"ones {name} allows (it reads /etc/sub{kind}; check with `getsubids "
-            f"{'-g ' if kind == 'gid' else ''}{idmap.user or idmap.uid}`, see {DOCS})"
-        )
+    for (path, name), proc, out in zip(helpers, procs, outs, strict=True):
+        if isinstance(out, BaseException):
+            raise _helper_error(path, out) from None
+        if proc.returncode != 0:
+            kind = "uid" if "uid" in name else "gid"
+            file = idmap.subuid_path if kind == "uid" else idmap.subgid_path
+            text = _condense(out.decode(errors="replace")) or f"exit status {proc.returncode}"
+            raise IdMapError(
+                f"{name} failed: {text}; the ranges rootless read from {file} for {idmap.user or idmap.uid} must be "
+                f"ones {name} allows (it reads /etc/sub{kind}; check with `getsubids "
+                f"{'-g ' if kind == 'gid' else ''}{idmap.user or idmap.uid}`, see {DOCS})"
+            )
 
 
 def _write_proc(pid: int, name: str, text: str, hint: str) -> None:
@@ -227,8 +249,7 @@ def _plan(idmap: IdMap) -> tuple[str, str, str]:
 def _write_maps(pid: int, idmap: IdMap, plan: tuple[str, str, str]) -> None:
     how, newuidmap, newgidmap = plan
     if how == "helpers":
-        _run_helper(newuidmap, "newuidmap", pid, idmap)
-        _run_helper(newgidmap, "newgidmap", pid, idmap)
+        _run_helpers(pid, idmap, [(newuidmap, "newuidmap"), (newgidmap, "newgidmap")])
         return
     hint = f"the map must be {'within your own ids' if how == 'root' else 'your own uid and gid only'} (see {DOCS})"
     if how == "single":
