@@ -24,12 +24,19 @@ DEFAULT = frozenset(
 )  # fmt: skip
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The highest capability number the kernel knows (read once per process: it cannot change)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap = int(f.read())
+        except OSError:
+            _last_cap = len(NAMES) - 1
+    return _last_cap
 
 
 def _norm(name: str, flag: str) -> str:

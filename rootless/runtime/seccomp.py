@@ -231,16 +231,20 @@ def compile(profile: dict, caps: frozenset[str]):
 
 def bpf(profile: dict, caps: frozenset[str], cache_dir: str | None = None) -> bytes:
     """The profile compiled to raw BPF for the capability set, cached in cache_dir by content (the
-    default profile compiles in ~10 ms; a cache hit costs a file read)."""
-    key = None
+    default profile compiles in ~10 ms; a cache hit costs a file read). A cache file holds the key
+    text, a NUL (JSON has none) and the program; it is used only if its key text matches, so the
+    file name can be a cheap checksum (zlib, not hashlib: loading OpenSSL costs ~2 ms per run)."""
+    key = path = None
     if cache_dir:
-        import hashlib
+        import zlib
 
-        text = json.dumps([profile, sorted(caps), os.uname().release], sort_keys=True)
-        key = os.path.join(cache_dir, hashlib.sha256(text.encode()).hexdigest()[:32] + ".bpf")
+        key = json.dumps([profile, sorted(caps), os.uname().release], sort_keys=True).encode()
+        path = os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key):x}.bpf")
         try:
-            with open(key, "rb") as f:
-                return f.read()
+            with open(path, "rb") as f:
+                blob = f.read()
+            if blob.startswith(key + b"\0"):
+                return blob[len(key) + 1 :]
         except OSError:
             pass
     flt = compile(profile, caps)
@@ -248,13 +252,13 @@ def bpf(profile: dict, caps: frozenset[str], cache_dir: str | None = None) -> by
         prog = flt.export_bpf()
     finally:
         flt.release()
-    if key:
+    if path:
         try:
             os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            tmp = f"{key}.{os.getpid()}"
+            tmp = f"{path}.{os.getpid()}"
             with open(tmp, "wb") as f:
-                f.write(prog)
-            os.replace(tmp, key)
+                f.write(key + b"\0" + prog)
+            os.replace(tmp, path)
         except OSError:
             pass
     return prog
