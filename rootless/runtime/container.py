@@ -393,7 +393,9 @@ class Runner:
         if o.init:
             self.proc.args = [rootfs.INIT_PATH, "--", *self.proc.args]
         os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
-        self.storage = Storage(o.storage_driver, self.image.layer_dirs, rec.dir)
+        self.storage = Storage(
+            o.storage_driver, self.image.layer_dirs, rec.dir, volatile=o.rm and not self.detached
+        )
         self.storage.prepare_host()
         etc = {}
         for name, text in (

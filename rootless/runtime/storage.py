@@ -25,7 +25,7 @@ DRIVERS = ("overlay", "fuse-overlay", "vfs")
 
 
 class Storage:
-    def __init__(self, driver: str, layer_dirs: list[str], cdir: str):
+    def __init__(self, driver: str, layer_dirs: list[str], cdir: str, volatile: bool = False):
         if driver not in DRIVERS:
             raise ContainerError(
                 f"unknown storage driver {driver!r}: use overlay, fuse-overlay or vfs"
@@ -38,6 +38,9 @@ class Storage:
         self.merged = os.path.join(cdir, "merged")
         self.rootfs = os.path.join(cdir, "rootfs")
         self.proc = None
+        # kernel overlay: mount with `volatile` (no syncs to the upper fs, none at unmount), for an
+        # upper dir that is removed after one use (a foreground --rm run; podman does the same)
+        self.volatile = volatile
 
     def prepare_host(self) -> None:
         """Create the container's storage dirs as the host user (= container root)."""
@@ -91,7 +94,12 @@ class Storage:
             rel = [os.path.relpath(x, base) for x in lowers]
             data = f"lowerdir={':'.join(rel)},upperdir={self.upper},workdir={self.work},userxattr"
         try:
-            sc.mount("overlay", self.merged, "overlay", 0, data)
+            try:
+                sc.mount("overlay", self.merged, "overlay", 0, data + ",volatile" * self.volatile)
+            except OSError as e:
+                if not self.volatile or e.errno != errno.EINVAL:
+                    raise
+                sc.mount("overlay", self.merged, "overlay", 0, data)  # a kernel before 5.10
         except OSError as e:
             raise ContainerError(
                 f"cannot mount the kernel overlay ({e.strerror}): this kernel may not allow overlay in a "
