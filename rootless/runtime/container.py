@@ -245,9 +245,6 @@ class Runner:
     def _create(self):
         o = self.opts
         if self.rec is None:
-            self.rec = state.create(
-                o.image, self.image.id, name=o.name, rm=o.rm, storage_driver=o.storage_driver
-            )
             from dataclasses import asdict
 
             saved = asdict(o)
@@ -260,8 +257,15 @@ class Runner:
                 else so
                 for so in o.security_opts
             ]
-            self.rec.options["run"] = saved
-            self.rec.save()
+            # one save: the record is created with its run options
+            self.rec = state.create(
+                o.image,
+                self.image.id,
+                name=o.name,
+                rm=o.rm,
+                storage_driver=o.storage_driver,
+                options={"run": saved},
+            )
         rec = self.rec
         if self.cgroup is not None:
             self.cgroup.container_id = rec.id
