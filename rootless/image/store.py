@@ -25,8 +25,6 @@ import fcntl
 import glob
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -41,7 +39,7 @@ def _hex(digest: str) -> str:
 
 
 def write_atomic(path: str, data: bytes, *, fsync: bool = True, mode: int = 0o644) -> None:
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         mv = memoryview(data)
@@ -199,7 +197,7 @@ class Store:
     # --- tmp -------------------------------------------------------------------------------------
     def new_tmp(self) -> tuple[str, int]:
         """A fresh tmp dir and the held lock fd that marks it live (close the fd when done)."""
-        name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        name = f"{os.getpid()}-{os.urandom(6).hex()}"
         base = os.path.join(self.root, "tmp", name)
         fd = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -271,6 +269,8 @@ class Store:
         for t in trees:
             try:
                 if os.path.isdir(t) and not os.path.islink(t):
+                    import shutil  # only for stale temp dirs: off the run path
+
                     shutil.rmtree(t)
                 else:
                     os.unlink(t)
@@ -447,7 +447,7 @@ class Store:
                 # rename first so a half-removed layer never looks present
                 moved = []
                 for d in dead:
-                    t = os.path.join(self.root, "tmp", f"gc-{secrets.token_hex(6)}")
+                    t = os.path.join(self.root, "tmp", f"gc-{os.urandom(6).hex()}")
                     with contextlib.suppress(FileNotFoundError):
                         os.rename(d, t)
                         moved.append(t)
