@@ -46,6 +46,21 @@ READY_TIMEOUT = 30.0  # seconds the parent waits for the child to unshare
 _warned_single = False
 
 
+def exit_code(status: int) -> int:
+    """A wait status as a shell (and podman) reports it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def wait_exit_code(pid: int) -> int:
+    """Reap pid and return its exit_code(); retried if a signal handler interrupts the wait."""
+    while True:
+        try:
+            return exit_code(os.waitpid(pid, 0)[1])
+        except InterruptedError:
+            continue
+
+
 class UsernsChild:
     """A forked child running inside its own user namespace. Its owner must wait() (or use `with`)."""
 
@@ -54,8 +69,7 @@ class UsernsChild:
         self.returncode: int | None = None
 
     def _set(self, status: int) -> int:
-        code = os.waitstatus_to_exitcode(status)
-        self.returncode = 128 - code if code < 0 else code
+        self.returncode = exit_code(status)
         return self.returncode
 
     def poll(self) -> int | None:

@@ -13,11 +13,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from support.wait import poll
 
 from rootless import netutil, slirp
 from rootless.netutil import NetworkError, parse_publish
@@ -25,21 +25,6 @@ from rootless.netutil import NetworkError, parse_publish
 BUSYBOX = "/bin/busybox"
 MODES = ["slirp4netns", "pasta"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def poll(fn, timeout=10.0, interval=0.02):
-    """Call fn until it returns a truthy value (returned) or timeout (AssertionError with the last error)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last error: {last!r}")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:

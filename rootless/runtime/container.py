@@ -39,6 +39,7 @@ from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
 from rootless.runtime import capabilities, process, rootfs, spec, state
 from rootless.runtime.storage import Storage
+from rootless.userns import exit_code, wait_exit_code
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
 
@@ -639,8 +640,7 @@ class Runner:
                     daemon.returncode = os.waitstatus_to_exitcode(wstatus)
                     os.write(2, b"WARNING: the overlay daemon died: stopping the container\n")
                     os.kill(pid, signal.SIGKILL)
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
+            return exit_code(status)
         finally:
             self._cleanup_storage()
 
@@ -671,14 +671,7 @@ class Runner:
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
             if p.stdio is not None:
                 _Pipes.close(*p.stdio)
-            while True:
-                try:
-                    _, status = os.waitpid(pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-            code = os.waitstatus_to_exitcode(status)
-            rc = 128 - code if code < 0 else code
+            rc = wait_exit_code(pid)
         finally:
             os._exit(rc)
 

@@ -16,6 +16,7 @@ import socket
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
 from rootless.runtime import process, spec, state
+from rootless.userns import exit_code, wait_exit_code
 
 _NS = (
     ("user", sc.CLONE_NEWUSER),
@@ -192,14 +193,7 @@ def exec_in(
                 os._exit(0)  # the process is reparented to the container's init
             for s in process.FORWARDED:
                 signal.signal(s, signal.SIG_IGN)
-            while True:
-                try:
-                    _, status = os.waitpid(pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-            c = os.waitstatus_to_exitcode(status)
-            code = 128 - c if c < 0 else c
+            code = wait_exit_code(pid)
         finally:
             os._exit(code)
 
@@ -242,8 +236,7 @@ def exec_in(
         if fwd is not None:
             fwd.uninstall()
         _Pipes.close(err_r, tty_host)
-    c = os.waitstatus_to_exitcode(status)
-    rc = 128 - c if c < 0 else c
+    rc = exit_code(status)
     if err:
         code, _, msg = err.decode(errors="replace").partition(" ")
         raise RootlessError(msg, exit_code=int(code) if code.isdigit() else EXIT_RUNTIME)
