@@ -35,20 +35,18 @@ def spawn(
     timeout: float = 30.0,
     stderr=None,
     die_with_parent: bool = False,
+    new_session: bool = True,
+    preexec_fn=None,
 ) -> subprocess.Popen:
     """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live.
 
     The daemon runs in its own session, so a terminal's Ctrl-C does not unmount a running
     container's root; ``stop()`` ends it. With ``die_with_parent`` it also gets SIGTERM (and
     unmounts) when the calling *thread* exits (PR_SET_PDEATHSIG): only use it from a thread
-    that lives as long as the mount.
+    that lives as long as the mount. A runtime that ties the daemon to its own lifetime passes
+    ``new_session=False`` and a ``preexec_fn`` (e.g. one that sets PR_SET_PDEATHSIG).
     """
-    opts = [
-        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowerdirs),
-        f"upperdir={upperdir}",
-        f"workdir={workdir}",
-        *options,
-    ]
+    opts = mount_options(lowerdirs, upperdir, workdir, options)
     r, w = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
@@ -73,7 +71,8 @@ def spawn(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=env,
-            start_new_session=True,
+            start_new_session=new_session,
+            preexec_fn=preexec_fn,
         )
     except OSError as e:
         os.close(r)
@@ -94,6 +93,18 @@ def spawn(
         status.removeprefix("error: ") if status else f"daemon exited with status {proc.returncode}"
     )
     raise OverlayError(f"fuse-overlay: {msg}")
+
+
+def mount_options(
+    lowerdirs: list[str], upperdir: str, workdir: str, options: list[str] | tuple[str, ...] = ()
+) -> list[str]:
+    """fuse-overlayfs's -o options (lowerdirs top first; ':' and '\\' in paths escaped)."""
+    return [
+        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowerdirs),
+        f"upperdir={upperdir}",
+        f"workdir={workdir}",
+        *options,
+    ]
 
 
 def _read_status(fd: int, timeout: float) -> str | None:

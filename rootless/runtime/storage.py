@@ -139,12 +139,10 @@ class Storage:
 
 
 def _fuse_opts(lowers: list[str], upper: str, work: str) -> list[str]:
-    return [
-        "lowerdir=" + ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers),
-        f"upperdir={upper}",
-        f"workdir={work}",
-        "allow_other",  # container users other than root; only processes in this userns qualify
-    ]
+    from rootless.fuse_overlay import mount_options
+
+    # allow_other: container users other than root; only processes in this userns qualify
+    return mount_options(lowers, upper, work, ["allow_other"])
 
 
 # --- fuse-overlay started early: its interpreter imports pyfuse3 and trio while the run sets up ------
@@ -387,11 +385,7 @@ def _daemon_main(sock_fd: int) -> int:
 
 def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0):
     """Start the fuse-overlay daemon in the foreground with PDEATHSIG; return once the mount is live."""
-    import select
     import signal
-    import subprocess
-    import sys
-    import time
 
     try:
         from rootless import fuse_overlay
@@ -399,11 +393,6 @@ def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeo
         raise ContainerError(
             "the fuse-overlay storage driver is not available: use --storage-driver overlay or vfs"
         ) from None
-    opts = _fuse_opts(lowers, upper, work)
-    r, w = os.pipe()
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
     parent = os.getpid()
 
     def pdeathsig():
@@ -411,44 +400,10 @@ def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeo
         if os.getppid() != parent:
             os._exit(1)
 
-    cmd = [sys.executable, "-m", "rootless.fuse_overlay", "-f", "--ready-fd", str(w)]
-    try:
-        proc = subprocess.Popen(
-            [*cmd, "-o", ",".join(opts), mountpoint],
-            pass_fds=(w,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=pdeathsig,
-        )
-    except OSError as e:
-        os.close(r)
-        os.close(w)
-        raise ContainerError(f"cannot start the overlay daemon: {e.strerror}") from None
-    os.close(w)
-    buf = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                proc.kill()
-                proc.wait()
-                raise ContainerError(f"the overlay daemon did not mount {mountpoint} in time")
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        os.close(r)
-    status = buf.decode(errors="replace").strip()
-    if status == "ok":
-        return proc
-    proc.wait()
-    msg = (
-        status.removeprefix("error: ") if status else f"daemon exited with status {proc.returncode}"
-    )
-    raise fuse_overlay.OverlayError(f"fuse-overlay: {msg}")
+    return fuse_overlay.spawn(
+        lowers, upper, work, mountpoint, options=["allow_other"], timeout=timeout,
+        new_session=False, preexec_fn=pdeathsig,
+    )  # fmt: skip
 
 
 def remove_tree(path: str) -> None:
