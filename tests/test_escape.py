@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import Rootless
+from support.procs import overlay_daemons
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "support", "escape", "escape.c")
@@ -75,21 +76,6 @@ def test_mount_fails(esc):
     assert cp.stdout.strip() == "0"
 
 
-def _overlay_daemons(base: str) -> list[int]:
-    pids = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"rootless.fuse_overlay" in cmd and base.encode() in cmd:
-            pids.append(int(p))
-    return pids
-
-
 def test_kill_and_ptrace_of_host_processes_fail(esc):
     victim = subprocess.Popen(["sleep", "300"])
     p = subprocess.Popen(
@@ -101,7 +87,7 @@ def test_kill_and_ptrace_of_host_processes_fail(esc):
     try:
         assert select.select([p.stdout], [], [], 30)[0], "the container did not start"
         assert p.stdout.readline() == b"ready\n"
-        daemons = _overlay_daemons(esc.base)
+        daemons = overlay_daemons(esc.base)
         assert daemons, "no fuse-overlay daemon found for the container"
         targets = [victim.pid, *daemons, os.getpid()]
         out, err = p.communicate((" ".join(map(str, targets)) + "\n").encode(), timeout=60)
@@ -120,9 +106,9 @@ def test_kill_and_ptrace_of_host_processes_fail(esc):
     victim.kill()
     victim.wait()
     deadline = time.monotonic() + 10
-    while _overlay_daemons(esc.base) and time.monotonic() < deadline:
+    while overlay_daemons(esc.base) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _overlay_daemons(esc.base) == []  # and it was stopped with the container
+    assert overlay_daemons(esc.base) == []  # and it was stopped with the container
 
 
 def test_host_proc_1_environ_is_unreachable(esc):

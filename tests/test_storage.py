@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+from support.procs import overlay_daemons
 
 ROOT_FS = ("sh", "-c", "grep ' / ' /proc/mounts | cut -d' ' -f3")
 FSTYPE = {"overlay": "overlay", "fuse-overlay": "fuse.overlay"}
@@ -143,18 +144,7 @@ FUSE = ("--storage-driver", "fuse-overlay")
 
 def _daemons(rl):
     """Our store's overlay daemons, by command line (the host's view)."""
-    found = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"rootless.fuse_overlay" in cmd and rl.base.encode() in cmd:
-            found.append(int(p))
-    return found
+    return overlay_daemons(rl.base)
 
 
 def _mounts(rl):
