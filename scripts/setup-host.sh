@@ -25,6 +25,7 @@ APT_PACKAGES=(
   uidmap slirp4netns passt fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
   procps psmisc make git openssl user-mode-linux debootstrap e2fsprogs
+  podman runc buildah golang-github-containers-common libc6-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

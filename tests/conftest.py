@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # so tests can `from support import oci, registry`
 
 from support import oci  # noqa: E402
+from support.podman import Podman  # noqa: E402
 from support.registry import Registry  # noqa: E402
 
 REPO = os.path.dirname(HERE)
@@ -121,6 +122,15 @@ def rootless(tmp_path):
     yield r
     if not os.environ.get("ROOTLESS_TEST_KEEP"):
         r.cleanup()
+
+
+@pytest.fixture
+def podman(tmp_path):
+    """Rootless podman beside `rootless`, with its own config, store and runtime dirs under
+    tmp_path (tests/support/podman.py); call podman.trust(registry) before pulling."""
+    p = Podman(str(tmp_path / "podman"))
+    yield p
+    p.cleanup()
 
 
 @pytest.fixture(scope="session")

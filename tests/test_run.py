@@ -443,9 +443,9 @@ def test_seccomp_default_unconfined_and_profile(rl, tmp_path):
         rl, "--security-opt", "seccomp=unconfined", rl.img, "grep", "^Seccomp:", "/proc/self/status"
     )
     assert cp.stdout.split() == ["Seccomp:", "0"]
-    # namespaces cannot be created inside (clone flags filtered, unshare needs SYS_ADMIN)
+    # as under podman, a user namespace can be created inside (its profile allows unshare/clone3)
     cp = run(rl, rl.img, "unshare", "-U", "true")
-    assert cp.returncode != 0 and "Operation not permitted" in cp.stderr
+    assert (cp.returncode, cp.stderr) == (0, "")
     prof = tmp_path / "p.json"
     prof.write_text(json.dumps({
         "defaultAction": "SCMP_ACT_ALLOW",
