@@ -696,7 +696,7 @@ class OverlayOps(RenameMixin, pyfuse3.Operations):
         fl = self.lower_handles.pop(fh)
         new = os.open(node.name, fl, dir_fd=node.fd)
         try:
-            os.dup2(new, fh)
+            os.dup2(new, fh, inheritable=False)
         finally:
             os.close(new)
 
