@@ -307,3 +307,25 @@ def seccomp_load_bpf(prog: bytes) -> None:
         ctypes.c_ulong(0),
     )
     _check(ret, "prctl(PR_SET_SECCOMP)")
+
+
+# --- renameat2 (linux/fs.h RENAME_*), for the overlay filesystem -----------------------------------
+RENAME_NOREPLACE = 1 << 0
+RENAME_EXCHANGE = 1 << 1
+RENAME_WHITEOUT = 1 << 2
+_SYS_renameat2 = 316  # x86_64
+
+
+def renameat2(
+    olddirfd: int, oldname: str | bytes, newdirfd: int, newname: str | bytes, flags: int = 0
+) -> None:
+    """renameat2(2); glibc 2.28+ has a wrapper, the raw syscall keeps older ones working too."""
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_renameat2),
+        ctypes.c_int(olddirfd),
+        _b(oldname),
+        ctypes.c_int(newdirfd),
+        _b(newname),
+        ctypes.c_uint(flags),
+    )
+    _check(ret, "renameat2", os.fsdecode(oldname))

@@ -15,8 +15,10 @@ import stat
 import pyfuse3
 
 from rootless.fuse_overlay import copyup, layers, whiteout
+from rootless.fuse_overlay.hardlinks import HardlinkIndex
 from rootless.fuse_overlay.inodes import ROOT_INODE, InodeTable, Node, key_of
 from rootless.fuse_overlay.layers import NAME_MAX, WH_PREFIX, fd_path
+from rootless.fuse_overlay.rename import RenameMixin
 
 log = logging.getLogger("rootless.fuse_overlay")
 
@@ -78,7 +80,7 @@ def _check_name(name: bytes) -> None:
         raise _err(errno.EINVAL)
 
 
-class OverlayOps(pyfuse3.Operations):
+class OverlayOps(RenameMixin, pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
     enable_acl = False
@@ -96,6 +98,7 @@ class OverlayOps(pyfuse3.Operations):
         self.timeout = timeout
         self.keep_cache = keep_cache
         self.table = InodeTable()
+        self.hardlinks = HardlinkIndex()
         self.euid = os.geteuid()
         upper = os.open(upperdir, layers.O_DIR_PATH)
         lowers = [(i + 1, os.open(p, layers.O_DIR_PATH)) for i, p in enumerate(lowerdirs)]
@@ -117,6 +120,7 @@ class OverlayOps(pyfuse3.Operations):
         self.root = root
         self.dirhandles: dict[int, tuple[Node, list[bytes]]] = {}
         self.handles: dict[int, Node] = {}
+        self.lower_handles: dict[int, int] = {}  # read-only fds on lower files: their open flags
         self._dh = 0
 
     # ---- node plumbing -------------------------------------------------------------------
@@ -266,14 +270,7 @@ class OverlayOps(pyfuse3.Operations):
     def _link_lower_aliases(self, node: Node, st, lower_fd: int, lower_layer: int) -> None:
         """Hardlinks: give every other visible name of this lower inode the same upper inode."""
         layer_root = next(fd for layer, fd in self.root.lowers if layer == lower_layer)
-        found = []
-        for dirpath, _dirs, files, dfd in os.fwalk(b".", dir_fd=layer_root):
-            for f in files:
-                s = layers.lstat_at(dfd, f)
-                if s is not None and (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
-                    found.append((dirpath, f))
-            if len(found) >= st.st_nlink:
-                break
+        found = self.hardlinks.names(lower_layer, layer_root, st.st_ino)
         for dirpath, f in found:
             d = self.root
             for comp in dirpath.split(b"/"):
@@ -636,61 +633,18 @@ class OverlayOps(pyfuse3.Operations):
 
     @fuse_op
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise _err(errno.EINVAL)
         dold = self._node(parent_inode_old)
         dnew = self._node(parent_inode_new)
         _check_name(name_new)
-        src = self._child(dold, name_old)
-        if src is None:
-            raise _err(errno.ENOENT)
-        dst = self._child(dnew, name_new)
-        if dst is not None and flags & pyfuse3.RENAME_NOREPLACE:
-            raise _err(errno.EEXIST)
-        if dst is src:
-            return
-        if dst is not None:
-            if src.is_dir and not dst.is_dir:
-                raise _err(errno.ENOTDIR)
-            if not src.is_dir and dst.is_dir:
-                raise _err(errno.EISDIR)
-            if dst.is_dir and self._listing(dst):
-                raise _err(errno.ENOTEMPTY)
-        if src.is_dir:
-            if src.lowers:
-                self._copy_up_tree(src)
-            else:
-                self._copy_up_dir(src)
-        else:
-            self._copy_up(src)
-        self._copy_up_dir(dnew)
-        old_visible_below = layers.lower_has(dold.lowers, name_old)
-        new_visible_below = layers.lower_has(dnew.lowers, name_new)
-        up = layers.lstat_at(dnew.upper, name_new)
-        if dst is not None and dst.is_dir and dst.upper is not None:
-            whiteout.clear_dir(dst.upper)
-        elif up is not None and layers.is_whiteout(up) and src.is_dir:
-            os.unlink(name_new, dir_fd=dnew.upper)
-        if src.is_dir and new_visible_below:
-            whiteout.set_opaque(src.upper)
-        os.rename(name_old, name_new, src_dir_fd=dold.upper, dst_dir_fd=dnew.upper)
-        self._drop_wh_file(dnew.upper, name_new)
-        if old_visible_below:
-            whiteout.make_whiteout(dold.upper, name_old)
-        if dst is not None:
-            self._forget_name(dst, dnew, name_new)
-        src.remove_alias(dold, name_old)
-        src.aliases.insert(0, (dnew, name_new))
-        dnew.children[name_new] = src
-        if not src.is_dir:
-            src.fd = dnew.upper
-        self._changed(dold)
-        self._changed(dnew)
+        self._do_rename(dold, name_old, dnew, name_new, flags)
 
     # ---- files -----------------------------------------------------------------------------
 
     def _open_flags(self, flags: int) -> int:
-        drop = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_APPEND
+        # O_DIRECT stays with the kernel: it bypasses the FUSE page cache for that file (and keeps
+        # the cache coherent for other opens) and hands us its requests in buffers of its own,
+        # which are not aligned for an O_DIRECT backing file (EINVAL), so ours is opened buffered
+        drop = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_APPEND | os.O_DIRECT
         return (flags & ~drop) | os.O_NOFOLLOW | os.O_CLOEXEC
 
     @fuse_op
@@ -707,6 +661,8 @@ class OverlayOps(pyfuse3.Operations):
             if writing:
                 self._copy_up(node, data=not (flags & os.O_TRUNC))
             fd = os.open(node.name, fl, dir_fd=node.fd)
+            if node.layer:
+                self.lower_handles[fd] = fl
         node.hold(fd)
         self.handles[fd] = node
         return pyfuse3.FileInfo(fh=fd, keep_cache=self.keep_cache and not writing)
@@ -727,7 +683,22 @@ class OverlayOps(pyfuse3.Operations):
 
     @fuse_op
     def read(self, fh, off, size):
+        if fh in self.lower_handles:
+            self._follow_copy_up(fh)
         return os.pread(fh, size, off)
+
+    def _follow_copy_up(self, fh: int) -> None:
+        """A read-only handle opened on a lower file that has since been copied up reads the
+        upper file from now on, as kernel overlayfs does (the same fd number, through dup2)."""
+        node = self.handles.get(fh)
+        if node is None or node.layer or node.unlinked or not node.aliases:
+            return
+        fl = self.lower_handles.pop(fh)
+        new = os.open(node.name, fl, dir_fd=node.fd)
+        try:
+            os.dup2(new, fh, inheritable=False)
+        finally:
+            os.close(new)
 
     @fuse_op
     def write(self, fh, off, buf):
@@ -739,6 +710,7 @@ class OverlayOps(pyfuse3.Operations):
     @fuse_op
     def release(self, fh):
         node = self.handles.pop(fh, None)
+        self.lower_handles.pop(fh, None)
         os.close(fh)
         if node is not None:
             node.unhold(fh)

@@ -95,3 +95,31 @@ class Overlay:
         finally:
             if fuse_overlay.is_mounted(self.mnt):
                 subprocess.run(["fusermount3", "-u", "-z", self.mnt], check=False)
+
+
+class KernelOverlay(Overlay):
+    """The same layout mounted by kernel overlayfs (`userxattr`: it also mounts inside a user
+    namespace), to hold rootless.fuse_overlay's answers against the kernel's side by side."""
+
+    def mount(self, *options: str) -> str:
+        from rootless import syscalls
+
+        assert self.proc is None
+        kwork = os.path.join(self.base, "kwork")
+        os.makedirs(kwork, exist_ok=True)
+        data = f"lowerdir={self.l1}:{self.l2},upperdir={self.upper},workdir={kwork},userxattr"
+        syscalls.mount("overlay", self.mnt, "overlay", 0, ",".join([data, *options]))
+        self.proc = True
+        return self.mnt
+
+    def umount(self) -> int | None:
+        from rootless import syscalls
+
+        if self.proc is None:
+            return None
+        self.proc = None
+        syscalls.umount2(self.mnt, syscalls.MNT_DETACH)
+        return 0
+
+    def close(self) -> None:
+        self.umount()
