@@ -105,18 +105,15 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
     problems: list[Problem] = []
     uname = platform.uname()
 
-    # user namespaces
-    max_userns = _read_int("/proc/sys/user/max_user_namespaces")
-    clone_ok = _read_int("/proc/sys/kernel/unprivileged_userns_clone", default=1)
-    userns_ok = (max_userns or 0) > 0 and (clone_ok == 1 or uid == 0)
-    if not userns_ok:
-        problems.append(
-            Problem(
-                "unprivileged user namespaces are disabled, so nothing can run",
-                "sudo sysctl -w user.max_user_namespaces=28633 kernel.unprivileged_userns_clone=1",
-                fatal=True,
-            )
-        )
+    # user namespaces: created for real, since a chroot, a CI job's container or an LSM can refuse
+    # them while every sysctl says yes
+    from rootless import userns_diag
+
+    failed = userns_diag.probe()
+    userns_ok = failed is None
+    if failed is not None:
+        what, fix = userns_diag.diagnose(failed[0], stage=failed[1])
+        problems.append(Problem(f"{what}, so nothing can run", fix, fatal=True))
 
     # subordinate ids
     idmaps: dict = {"uidmap": [], "gidmap": []}
@@ -259,14 +256,6 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
         },
         "problems": [{"what": p.what, "fix": p.fix, "fatal": p.fatal} for p in problems],
     }
-
-
-def _read_int(path: str, default: int | None = None) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return default
 
 
 def _os_release() -> str:

@@ -369,14 +369,9 @@ def _say(line: str) -> None:
 
 
 def _unshare_error(err: int) -> IdMapError:
-    text = os.strerror(err)
-    if err in (1, 28):  # EPERM, ENOSPC
-        return IdMapError(
-            f"cannot create a user namespace: {text}; unprivileged user namespaces are disabled or exhausted: "
-            "check that `sysctl user.max_user_namespaces` is above 0 and `sysctl kernel.unprivileged_userns_clone` "
-            "(if present) is 1"
-        )
-    return IdMapError(f"cannot create a user namespace: {text} (see {DOCS})")
+    from rootless import userns_diag
+
+    return IdMapError(userns_diag.message(err))
 
 
 def fork_userns(

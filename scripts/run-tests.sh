@@ -4,8 +4,9 @@
 #   2. ruff lint and format check;
 #   3. the root pass: tests marked `root` (e.g. the one-id fallback for a user without subids);
 #   4. the guest pass: cgroup v2 + systemd tests in a User-Mode Linux guest (tests/vm/), if present;
-#   5. the main pass as the unprivileged user `tester`: everything else;
-#   6. a leak check: no process of the test user and no FUSE mount may outlive the suite.
+#   5. the main pass as the unprivileged user `tester`: everything else; then a second pass as
+#      `tester2`, whose uid and subordinate range differ (no test may depend on one user's ids);
+#   6. a leak check: no process of the test users and no FUSE mount may outlive the suite.
 # Extra arguments go to both pytest passes (e.g. -k pull, -x).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,15 +30,26 @@ if [ -x tests/vm/run-guest-tests.sh ] && [ "${ROOTLESS_SKIP_GUEST:-0}" != 1 ]; t
   tests/vm/run-guest-tests.sh || failed=1
 fi
 
-before_pids=" $(pgrep -u "$TEST_USER" | tr '\n' ' ') "
+# The unprivileged passes: everything as $TEST_USER, then again as $SECOND_USER (made later, so its
+# uid and subordinate range differ) to prove no test depends on one user's ids. The second pass leaves
+# out the tests marked `workload` (the real-image workloads; ids play no part in them beyond what the
+# first pass checks, and they are the slow part).
+SECOND_USER=${ROOTLESS_TEST_USER2:-${TEST_USER}2}
+users_pids() { for u in "$TEST_USER" "$SECOND_USER"; do pgrep -u "$u" | tr '\n' ' '; done; }
+before_pids=" $(users_pids) "
 before_mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
-echo "== unprivileged pass (as $TEST_USER)"
-"$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
-  --basetemp="/tmp/rootless-tests-$TEST_USER" -m "not root" tests "$@"
-rc=$?; [ $rc = 0 ] || failed=1
+
+unprivileged_pass() {  # USER MARKEXPR [pytest args]
+  local user=$1 marks=$2; shift 2
+  echo "== unprivileged pass (as $user: uid $(id -u "$user"), subuid $(grep "^$user:" /etc/subuid | head -n1 | cut -d: -f2-))"
+  ROOTLESS_TEST_USER=$user "$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
+    --basetemp="/tmp/rootless-tests-$user" -m "$marks" tests "$@"
+}
+unprivileged_pass "$TEST_USER" "not root" "$@" || failed=1
+unprivileged_pass "$SECOND_USER" "not root and not workload" "$@" || failed=1
 
 sleep 0.5
-leaks=$(pgrep -u "$TEST_USER" -a 2>/dev/null | while read -r pid rest; do
+leaks=$(for u in "$TEST_USER" "$SECOND_USER"; do pgrep -u "$u" -a 2>/dev/null; done | while read -r pid rest; do
   case "$before_pids" in *" $pid "*) ;; *) echo "$pid $rest" ;; esac; done)
 mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
 if [ -n "$leaks" ] || [ "$mounts" -gt "$before_mounts" ]; then

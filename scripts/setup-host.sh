@@ -4,8 +4,9 @@
 #
 #   - installs the apt packages rootless and its tests need;
 #   - sets /dev/fuse and /dev/net/tun to 0666 (a desktop distro's udev does this; this machine has none);
-#   - creates the unprivileged test user `tester` with /etc/subuid and /etc/subgid ranges
-#     (100000:65536), and `tester-nosub` with none (to test the one-id fallback);
+#   - creates the unprivileged test users `tester` and `tester2` with /etc/subuid and /etc/subgid
+#     ranges as useradd allocates them (tester2 is made last, so its uid and range differ), and
+#     `tester-nosub` with none (to test the one-id fallback);
 #   - creates their XDG_RUNTIME_DIR (/run/user/UID, 0700), as logind would;
 #   - copies this checkout to /opt/rootless/src and builds /opt/rootless/venv on /usr/bin/python3,
 #     readable by every user, with rootless installed plus its test extras;
@@ -16,6 +17,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=${ROOTLESS_PREFIX:-/opt/rootless}
 TEST_USER=${ROOTLESS_TEST_USER:-tester}
 NOSUB_USER=${TEST_USER}-nosub
+SECOND_USER=${ROOTLESS_TEST_USER2:-${TEST_USER}2}
 
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root (sudo $0)" >&2; exit 1; }
 
@@ -23,6 +25,7 @@ APT_PACKAGES=(
   uidmap slirp4netns passt fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
   procps psmisc make git openssl user-mode-linux debootstrap e2fsprogs
+  podman runc buildah golang-github-containers-common libc6-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -41,16 +44,26 @@ done
 # pjdfstest-style suites and `--storage-opt allow_other` need user_allow_other.
 grep -qx 'user_allow_other' /etc/fuse.conf 2>/dev/null || echo 'user_allow_other' >>/etc/fuse.conf
 
-# Users.
-for u in "$TEST_USER" "$NOSUB_USER"; do
+# Users. useradd allocates subordinate ids itself (SUB_UID_MIN in /etc/login.defs), so the ranges
+# depend on which users existed before: tests derive them, never assume 100000. The second test user
+# is made after the others, so its uid and range differ from the first's; CI runs tests as both.
+next_free_range() {  # the first 65536-id block above every range in /etc/subuid and /etc/subgid
+  awk -F: 'BEGIN { end = 100000 } NF >= 3 && $2 + $3 > end { end = $2 + $3 } END { print end }' \
+    /etc/subuid /etc/subgid
+}
+for u in "$TEST_USER" "$NOSUB_USER" "$SECOND_USER"; do
   id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
 done
-for f in /etc/subuid /etc/subgid; do
-  touch "$f"
-  grep -q "^${TEST_USER}:" "$f" || echo "${TEST_USER}:100000:65536" >>"$f"
-  sed -i "/^${NOSUB_USER}:/d" "$f"
+touch /etc/subuid /etc/subgid
+for u in "$TEST_USER" "$SECOND_USER"; do
+  if ! grep -q "^${u}:" /etc/subuid || ! grep -q "^${u}:" /etc/subgid; then
+    start=$(next_free_range)
+    grep -q "^${u}:" /etc/subuid || echo "${u}:${start}:65536" >>/etc/subuid
+    grep -q "^${u}:" /etc/subgid || echo "${u}:${start}:65536" >>/etc/subgid
+  fi
 done
-for u in "$TEST_USER" "$NOSUB_USER"; do
+sed -i "/^${NOSUB_USER}:/d" /etc/subuid /etc/subgid
+for u in "$TEST_USER" "$NOSUB_USER" "$SECOND_USER"; do
   uid=$(id -u "$u")
   install -d -o "$u" -g "$u" -m 0700 "/run/user/$uid"
 done
@@ -70,11 +83,20 @@ chmod -R a+rX "$PREFIX/src"
 # Dependencies when pyproject.toml changes; rootless itself (a regular, non-editable install, as a user
 # would have it: no editable-import hook on the start path) every time, since the code may have changed.
 stamp="$PREFIX/venv/.deps-$(sha256sum "$PREFIX/src/pyproject.toml" | cut -c1-16)"
-pipq() { "$PREFIX/venv/bin/pip" -q --disable-pip-version-check "$@" 2>&1 | grep -vE '^(WARNING: Location|  )' || true; }
+pipq() {  # pip, quietly, keeping its exit status
+  local out rc=0
+  out=$("$PREFIX/venv/bin/pip" -q --disable-pip-version-check "$@" 2>&1) || rc=$?
+  printf '%s\n' "$out" | grep -vE '^(WARNING: Location|  |$)' || true
+  return $rc
+}
 if [ ! -e "$stamp" ]; then
   [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
-  pipq install --upgrade pip
-  pipq install "$PREFIX/src[test]"
+  # the stamp is written only once everything imports: a failed install (network down) is retried
+  if ! pipq install --upgrade pip || ! pipq install "$PREFIX/src[test]" ||
+     ! "$PREFIX/venv/bin/python" -c 'import click, trio, pyfuse3, httpx, pytest'; then
+    echo "setup: installing the Python dependencies failed (is PyPI reachable?); run setup again" >&2
+    exit 1
+  fi
   rm -f "$PREFIX"/venv/.deps-* "$PREFIX"/venv/.installed-*
   touch "$stamp"
 fi

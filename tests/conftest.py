@@ -26,6 +26,7 @@ from support.images import (  # noqa: E402, F401 - the real-image corpus's sessi
     postgres_ref,
     python_ref,
 )
+from support.podman import Podman  # noqa: E402
 from support.registry import Registry  # noqa: E402
 
 REPO = os.path.dirname(HERE)
@@ -130,6 +131,15 @@ def rootless(tmp_path):
     yield r
     if not os.environ.get("ROOTLESS_TEST_KEEP"):
         r.cleanup()
+
+
+@pytest.fixture
+def podman(tmp_path):
+    """Rootless podman beside `rootless`, with its own config, store and runtime dirs under
+    tmp_path (tests/support/podman.py); call podman.trust(registry) before pulling."""
+    p = Podman(str(tmp_path / "podman"))
+    yield p
+    p.cleanup()
 
 
 @pytest.fixture(scope="session")

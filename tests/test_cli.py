@@ -2,9 +2,12 @@
 
 import json
 import os
+import pwd
 import subprocess
 
 import pytest
+
+from rootless import idmap
 
 
 def test_help_lists_verbs(rootless):
@@ -29,7 +32,8 @@ def test_unknown_flag_is_a_usage_error_with_exit_125(rootless):
 def test_info_reports_subordinate_ids_and_passes(rootless):
     cp = rootless("info")
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    assert "host_id: 100000" in cp.stdout
+    first = idmap.for_user().uid_ranges[1]  # the user's own subordinate range, from /etc/subuid
+    assert f"host_id: {first.host}" in cp.stdout
     assert "devFuseUsable: true" in cp.stdout
     assert "slirp4netns: slirp4netns version" in cp.stdout
 
@@ -38,29 +42,32 @@ def test_info_json(rootless):
     cp = rootless("info", "--format", "json", check=True)
     report = json.loads(cp.stdout)
     assert report["host"]["rootless"] is True
+    first = idmap.for_user().uid_ranges[1]
     assert report["host"]["user"]["uidmap"][1] == {
         "container_id": 1,
-        "host_id": 100000,
-        "size": 65536,
+        "host_id": first.host,
+        "size": first.size,
     }
     assert report["host"]["kernelOverlayInUserns"]["usable"] is True
     assert report["store"]["graphRoot"] == os.path.join(rootless.data_dir, "rootless")
-    # this host has hybrid cgroups: limits are reported as unavailable, with a fix
-    assert any("cgroup" in p["what"] for p in report["problems"])
+    # limits the host cannot enforce are a (non-fatal) problem with a fix, and only then
+    cgroup_problem = any("cgroup" in p["what"] for p in report["problems"])
+    assert cgroup_problem == (not report["host"]["cgroups"]["limitsAvailable"])
     assert not any(p["fatal"] for p in report["problems"])
 
 
 @pytest.mark.root
 def test_info_for_a_user_without_subordinate_ids_names_the_fix():
+    nosub = os.environ.get("ROOTLESS_TEST_USER", "tester") + "-nosub"  # made by setup-host.sh
     cp = subprocess.run(
         [
             "runuser",
             "-u",
-            "tester-nosub",
+            nosub,
             "--",
             "env",
             "-i",
-            "HOME=/home/tester-nosub",
+            f"HOME={pwd.getpwnam(nosub).pw_dir}",
             "PATH=/usr/bin:/bin",
             *([f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []),
             "/opt/rootless/venv/bin/rootless",
@@ -71,5 +78,5 @@ def test_info_for_a_user_without_subordinate_ids_names_the_fix():
         timeout=60,
     )
     assert cp.returncode == 0, cp.stderr
-    assert "no subordinate ids for tester-nosub" in cp.stdout
+    assert f"no subordinate ids for {nosub}" in cp.stdout
     assert "usermod --add-subuids" in cp.stdout

@@ -490,8 +490,15 @@ def test_sigkill_everything_rm_cleans_up(rl):
 
 
 def _find(cmdline):
+    """A process of this user (its subordinate ids included) with this command line."""
+    from rootless import idmap
+
+    ranges = idmap.for_user().uid_ranges  # the user's own uid and subordinate ranges
     for d in os.listdir("/proc"):
         try:
+            uid = os.stat(f"/proc/{d}").st_uid
+            if not any(r.host <= uid < r.host + r.size for r in ranges):
+                continue
             with open(f"/proc/{d}/cmdline", "rb") as f:
                 if f.read().replace(b"\0", b" ").strip() == cmdline.encode():
                     return int(d)

@@ -11,12 +11,14 @@ import tempfile
 
 import pytest
 
-from rootless import userns
+from rootless import idmap, userns
 
 pytestmark = pytest.mark.root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTLESS = shutil.which("rootless", path=os.path.dirname(sys.executable)) or "rootless"
+USER = os.environ.get("ROOTLESS_TEST_USER", "tester")  # the users setup-host.sh makes
+NOSUB = USER + "-nosub"
 
 
 def as_user(user: str, *argv: str) -> subprocess.CompletedProcess:
@@ -40,24 +42,22 @@ def as_user(user: str, *argv: str) -> subprocess.CompletedProcess:
 
 
 def test_user_without_subordinate_ids_gets_one_id_and_the_warning():
-    pw = pwd.getpwnam("tester-nosub")
-    cp = as_user(
-        "tester-nosub", ROOTLESS, "unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map"
-    )
+    pw = pwd.getpwnam(NOSUB)
+    cp = as_user(NOSUB, ROOTLESS, "unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map")
     assert cp.returncode == 0, cp.stderr
     rows = [line.split() for line in cp.stdout.splitlines()]
     assert rows == [["0", str(pw.pw_uid), "1"], ["0", str(pw.pw_gid), "1"]]
     lines = cp.stderr.splitlines()
     assert len(lines) == 1, cp.stderr
     assert lines[0].startswith(
-        "WARNING: no subordinate ids for tester-nosub in /etc/subuid and /etc/subgid:"
+        f"WARNING: no subordinate ids for {NOSUB} in /etc/subuid and /etc/subgid:"
     )
     assert "some images will not work" in lines[0]
     assert "sudo usermod --add-subuids" in lines[0]
 
 
 def test_user_without_subordinate_ids_is_root_inside():
-    cp = as_user("tester-nosub", ROOTLESS, "unshare", "sh", "-c", "id -u; cat /proc/self/setgroups")
+    cp = as_user(NOSUB, ROOTLESS, "unshare", "sh", "-c", "id -u; cat /proc/self/setgroups")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == "0\ndeny\n"
 
@@ -133,7 +133,7 @@ def test_fd_form_is_used_when_the_helper_supports_it(shared_dir):
         w.chmod(0o4755)  # passes rootless's setuid check; the kernel ignores it on scripts
         wrappers[name] = str(w)
     cp = as_user(
-        "tester",
+        USER,
         f"ROOTLESS_NEWUIDMAP={wrappers['newuidmap']}",
         f"ROOTLESS_NEWGIDMAP={wrappers['newgidmap']}",
         ROOTLESS,
@@ -142,7 +142,9 @@ def test_fd_form_is_used_when_the_helper_supports_it(shared_dir):
         "/proc/self/uid_map",
     )
     assert cp.returncode == 0, cp.stderr
-    assert [line.split()[:2] for line in cp.stdout.splitlines()] == [["0", "1001"], ["1", "100000"]]
+    first = idmap.for_user(USER, pwd.getpwnam(USER).pw_uid).uid_ranges[1]
+    expected = [["0", str(pwd.getpwnam(USER).pw_uid)], ["1", str(first.host)]]
+    assert [line.split()[:2] for line in cp.stdout.splitlines()] == expected
     calls = log.read_text().splitlines()
     assert [c.split()[0] for c in calls] == ["newuidmap", "newgidmap"]
     for c in calls:

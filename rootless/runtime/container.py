@@ -189,6 +189,8 @@ class Runner:
                     from rootless.runtime import seccomp
 
                     self.seccomp_profile = seccomp.load_profile_file(val)
+                    # podman: --privileged drops the default profile, not one named here
+                    unconfined = unconfined and os.path.abspath(val) in seccomp.SYSTEM_PROFILES
             elif key in ("no-new-privileges", "no_new_privileges"):
                 self.no_new_privs = val in ("", "true", "1")
             elif key in ("label", "apparmor", "mask", "unmask", "proc-opts"):
