@@ -22,6 +22,8 @@ from support.images import (
     write_files,
 )
 
+pytestmark = pytest.mark.workload
+
 THREADS_PY = """
 import concurrent.futures, queue, threading
 

@@ -18,6 +18,8 @@ from support.images import (
     write_files,
 )
 
+pytestmark = pytest.mark.workload
+
 SERVER_JS = """
 const http = require("http");
 const os = require("os");

@@ -21,6 +21,8 @@ from support.images import (
 )
 from support.wait import poll
 
+pytestmark = pytest.mark.workload
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
 READY = "database system is ready to accept connections"
 SQL = (

@@ -29,9 +29,10 @@ def corpus_layout() -> str:
     cache = os.environ.get("ROOTLESS_TEST_IMAGES", imagebuild.DEFAULT_CACHE)
     path = os.path.join(cache, imagebuild.recipe_key())
     if not os.path.exists(os.path.join(path, "index.json")):
+        env = f"ROOTLESS_TEST_IMAGES={cache} " if "ROOTLESS_TEST_IMAGES" in os.environ else ""
         pytest.fail(
             f"the real-image corpus is not built for these recipes ({path} is missing): "
-            "run `sudo scripts/build-test-images.sh` (as root), then the tests again",
+            f"run `sudo {env}scripts/build-test-images.sh` (as root), then the tests again",
             pytrace=False,
         )
     return path
