@@ -28,9 +28,11 @@ THREADS_PY = """
 import concurrent.futures, queue, threading
 
 results = queue.Queue()
+barrier = threading.Barrier(8)  # all eight threads exist at once
 
 def work(i):
-    results.put((i, sum(range(i * 10000)), threading.get_ident()))
+    barrier.wait(timeout=60)
+    results.put((i, sum(range(i * 10000)), threading.get_native_id()))
 
 threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
 for t in threads:
@@ -40,7 +42,7 @@ for t in threads:
 got = sorted(results.get_nowait() for _ in threads)
 with concurrent.futures.ThreadPoolExecutor(4) as pool:
     squares = list(pool.map(lambda n: n * n, range(10)))
-print("threads", [i for i, _, _ in got], len({t for _, _, t in got}) > 1)
+print("threads", [i for i, _, _ in got], len({tid for _, _, tid in got}))
 print("sums ok", all(s == sum(range(i * 10000)) for i, s, _ in got))
 print("pool", squares)
 """
@@ -71,10 +73,12 @@ if __name__ == "__main__":
 """
 
 AIO_PY = """
-import asyncio, concurrent.futures, threading, time
+import asyncio, concurrent.futures, threading
+
+barrier = threading.Barrier(4)  # each round of four runs on the pool's four threads at once
 
 def blocking(i):
-    time.sleep(0.1)
+    barrier.wait(timeout=60)
     return i, threading.current_thread().name
 
 async def echo(reader, writer):
@@ -96,7 +100,7 @@ async def main():
     writer.close()
     server.close()
     await server.wait_closed()
-    print("executor", [i for i, _ in res], len({n for _, n in res}) > 1)
+    print("executor", [i for i, _ in res], len({n for _, n in res}))
     print("to_thread", total, "getaddrinfo", bool(infos), "echo", line.decode().strip())
 
 asyncio.run(main())
@@ -139,7 +143,7 @@ def test_python_http_server_on_published_port(store, py):
 def test_python_threads(store, py):
     out = exec_ok(store, py.name, "python3", "/w/threads.py")
     assert out.splitlines() == [
-        "threads [0, 1, 2, 3, 4, 5, 6, 7] True",
+        "threads [0, 1, 2, 3, 4, 5, 6, 7] 8",
         "sums ok True",
         f"pool {[n * n for n in range(10)]}",
     ]
@@ -155,7 +159,7 @@ def test_python_multiprocessing_fork_and_spawn(store, py):
 def test_python_asyncio_with_a_thread_pool(store, py):
     out = exec_ok(store, py.name, "python3", "/w/aio.py")
     assert out.splitlines() == [
-        "executor [0, 1, 2, 3, 4, 5, 6, 7] True",
+        "executor [0, 1, 2, 3, 4, 5, 6, 7] 4",
         "to_thread 4950 getaddrinfo True echo ping",
     ]
 

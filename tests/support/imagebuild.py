@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -84,9 +85,9 @@ class LayerWriter:
     def tell(self) -> int:
         return self.offset
 
-    def add_tree(self, root: str, *, overlay: bool, empty_dirs: tuple[str, ...] = ()) -> None:
-        """Every entry under root, sorted; in an overlay upper dir, whiteouts and opaque dirs become
-        OCI's markers. Directories in `empty_dirs` are added without their contents."""
+    def add_tree(self, root: str, *, overlay: bool) -> None:
+        """Every entry under root (not root itself), sorted; in an overlay upper dir, whiteouts and
+        opaque dirs become OCI's markers."""
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             rel_dir = os.path.relpath(dirpath, root)
@@ -105,10 +106,6 @@ class LayerWriter:
                 if stat.S_ISSOCK(st.st_mode):
                     continue
                 self._add(path, rel)
-            # do not descend into directories kept empty
-            dirnames[:] = [
-                d for d in dirnames if os.path.normpath(os.path.join(rel_dir, d)) not in empty_dirs
-            ]
 
     def _add(self, path: str, rel: str) -> None:
         ti = self.tar.gettarinfo(path, arcname=rel)
@@ -324,7 +321,7 @@ def _record(report: dict, ref: str, t0: float, layers: list[dict], stats: dict) 
 
 
 def build(cache: str) -> int:
-    """Build the corpus into CACHE/KEY unless it is there; remove other keys' corpora."""
+    """Build the corpus into CACHE/KEY unless it is there; keep the three newest corpora."""
     key = recipe_key()
     final = os.path.join(cache, key)
     if os.path.exists(os.path.join(final, "index.json")):
@@ -348,11 +345,23 @@ def build(cache: str) -> int:
     sh("chmod", "-R", "a+rX,go-w", layout)
     os.rename(layout, final)  # published whole, or not at all
     shutil.rmtree(work)
-    for name in os.listdir(cache):  # older recipes' corpora, and builds that did not finish
-        if name != key and name != ".lock":
-            shutil.rmtree(os.path.join(cache, name), ignore_errors=True)
+    prune(cache)
     log(f"built {final} in {report['seconds']['total']} s")
     return 0
+
+
+def prune(cache: str, keep: int = 3) -> None:
+    """Remove builds that did not finish (the caller holds the lock: no other build runs) and all
+    but the `keep` newest corpora (other branches' recipes stay cached for a while)."""
+    corpora = []
+    for name in os.listdir(cache):
+        path = os.path.join(cache, name)
+        if name.startswith(".build-"):
+            shutil.rmtree(path, ignore_errors=True)
+        elif re.fullmatch(r"[0-9a-f]{16}", name) and os.path.isdir(path):  # others' files stay
+            corpora.append((os.stat(path).st_mtime, path))
+    for _, path in sorted(corpora, reverse=True)[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

@@ -155,13 +155,13 @@ def wait_for_http(url: str, timeout: float = 60) -> str:
     return poll(lambda: curl(url), timeout=timeout, interval=0.2)
 
 
-def wait_for_log(store, name: str, text: str, timeout: float = 60) -> str:
-    """Poll `rootless logs NAME` until it holds `text` (or the container is gone)."""
+def wait_for_log(store, name: str, text: str, timeout: float = 60, count: int = 1) -> str:
+    """Poll `rootless logs NAME` until it holds `text` `count` times (the container must run)."""
 
     def seen():
         cp = store("logs", name)
         out = cp.stdout + cp.stderr
-        if text in out:
+        if out.count(text) >= count:
             return out
         state = store("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
         assert state == "running", f"{name} is {state} before logging {text!r}:\n{out}"
