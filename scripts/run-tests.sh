@@ -4,7 +4,8 @@
 #   2. ruff lint and format check;
 #   3. the root pass: tests marked `root` (e.g. the one-id fallback for a user without subids);
 #   4. the guest pass: cgroup v2 + systemd tests in a User-Mode Linux guest (tests/vm/), if present;
-#   5. the main pass as the unprivileged user `tester`: everything else; then a second pass as
+#   5. the real-image corpus (scripts/build-test-images.sh: Debian images, built once and cached), then
+#      the main pass as the unprivileged user `tester`: everything else; then a second pass as
 #      `tester2`, whose uid and subordinate range differ (no test may depend on one user's ids);
 #   6. a leak check: no process of the test users and no FUSE mount may outlive the suite.
 # Extra arguments go to both pytest passes (e.g. -k pull, -x).
@@ -45,6 +46,8 @@ unprivileged_pass() {  # USER MARKEXPR [pytest args]
   ROOTLESS_TEST_USER=$user "$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
     --basetemp="/tmp/rootless-tests-$user" -m "$marks" tests "$@"
 }
+echo "== real-image corpus (scripts/build-test-images.sh, as root; cached by recipe)"
+scripts/build-test-images.sh || failed=1
 unprivileged_pass "$TEST_USER" "not root" "$@" || failed=1
 unprivileged_pass "$SECOND_USER" "not root and not workload" "$@" || failed=1
 

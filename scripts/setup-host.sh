@@ -26,6 +26,7 @@ APT_PACKAGES=(
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
   procps psmisc make git openssl user-mode-linux debootstrap e2fsprogs
   podman runc buildah golang-github-containers-common libc6-dev
+  curl  # the workload tests fetch from published ports as a user would (debootstrap above builds their images)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -17,6 +17,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # so tests can `from support import oci, registry`
 
 from support import oci  # noqa: E402
+from support.images import (  # noqa: E402, F401 - the real-image corpus's session fixtures
+    debian_ref,
+    gcc_ref,
+    image_corpus,
+    nginx_ref,
+    node_ref,
+    postgres_ref,
+    python_ref,
+)
 from support.podman import Podman  # noqa: E402
 from support.registry import Registry  # noqa: E402
 
