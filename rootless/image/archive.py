@@ -260,8 +260,10 @@ def _load(store: Store, src, quiet: bool) -> list[str]:
                 shutil.copyfileobj(src, f, CHUNK)
         try:
             tf = tarfile.open(path, "r:*")  # noqa: SIM115
-        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
-            raise ImageError(f"the archive is not a tar file: {e}") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
+            raise ImageError(
+                "the archive is not a tar file (plain, or compressed with gzip, bzip2 or xz)"
+            ) from None
         with tf:
             try:
                 members = _members(tf)
