@@ -124,7 +124,8 @@ class FaultProxy:
     """A reverse proxy in front of a real registry that misbehaves on chosen paths.
 
     Every request (any method, Host kept so upload Locations point back here) is forwarded to
-    `upstream` unless a rule matches; `log` records (method, path, status). Rules, keyed by a
+    `upstream` unless a rule matches; `log` records (method, path, status) once answered, `seen`
+    (method, path) as soon as a request arrives. Rules, keyed by a
     substring of the path, or "=PATH" for exactly that path (the first matching rule wins):
     - `replies[sub] = Reply(...)`: answer that instead (a huge or chunked body, a 302 loop, ...);
     - `stall_after[sub] = n`: forward the headers and the first n bytes of the body, then send
@@ -144,6 +145,7 @@ class FaultProxy:
         self.redirect_loop: set[str] = set()
         self.methods = methods
         self.log: list[tuple[str, str, int]] = []
+        self.seen: list[tuple[str, str]] = []
         self._stop = threading.Event()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -196,6 +198,7 @@ class FaultProxy:
 
             def _forward(self, method: str):
                 path = self.path
+                proxy.seen.append((method, path))
                 status = 0
                 try:
                     status = self._handle(method, path)
