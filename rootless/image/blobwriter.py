@@ -7,9 +7,9 @@ byte order of their names, a directory before its contents, whole-second mtimes 
 clamped, as SOURCE_DATE_EPOCH), no user or group names, PAX headers only where needed; gzip has
 no name and mtime 0; zstd is single-threaded. Overlay encodings become OCI ones: a 0/0 character
 device is a `.wh.NAME` whiteout, a directory with `user.overlay.opaque=y` (or trusted.) gets a
-`.wh..wh..opq` entry, `.wh.` files already there are kept; overlay's own xattrs are left out,
-other xattrs (security.capability, user.*) go in as SCHILY.xattr PAX records; hard links are
-kept; sockets are skipped. Owners are written as lstat(2) sees them, so call it inside the user
+`.wh..wh..opq` entry (both markers 0600, root, mtime 0), `.wh.` files already there are kept;
+overlay's own xattrs are left out, other xattrs (security.capability, user.*) go in as
+SCHILY.xattr PAX records; hard links are kept; sockets are skipped. Owners are written as lstat(2) sees them, so call it inside the user
 namespace (container ids), or use `write_layer_blob_in_userns` from the host side, which runs
 `python -m rootless.image.blobwriter` there.
 
@@ -181,19 +181,13 @@ class _Walker:
                     self._xattrs(ti, cfd)
                     self.tf.addfile(ti)
                     if _opaque(cfd):
-                        wo = self._info(f"{name}/{WH_OPAQUE}", st, tarfile.REGTYPE)
-                        wo.mode = ti.mode & 0o777
-                        self.tf.addfile(wo)
+                        self.tf.addfile(_marker(f"{name}/{WH_OPAQUE}"))
                     self._dir(cfd, name + "/")
                 finally:
                     os.close(cfd)
             elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # an overlay whiteout
                 head, _, base = name.rpartition("/")
-                ti = self._info(
-                    f"{head}/.wh.{base}" if head else f".wh.{base}", st, tarfile.REGTYPE
-                )
-                ti.mode = 0o600
-                self.tf.addfile(ti)
+                self.tf.addfile(_marker(f"{head}/.wh.{base}" if head else f".wh.{base}"))
             elif stat.S_ISREG(st.st_mode):
                 self._file(dfd, bname, name, st)
             elif stat.S_ISLNK(st.st_mode):
@@ -246,6 +240,14 @@ class _Walker:
             except OSError:
                 continue
             ti.pax_headers["SCHILY.xattr." + x] = val.decode("utf-8", "surrogateescape")
+
+
+def _marker(name: str) -> tarfile.TarInfo:
+    """A whiteout or opaque marker: an empty file whose metadata means nothing, so it is fixed
+    (0600, root, mtime 0) and a layer regenerates to the same bytes wherever it was extracted."""
+    ti = tarfile.TarInfo(name)
+    ti.mode, ti.mtime, ti.uname, ti.gname = 0o600, 0, "", ""
+    return ti
 
 
 def _opaque(fd: int) -> bool:
