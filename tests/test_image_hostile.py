@@ -422,3 +422,63 @@ def test_broken_archive_streams(rootless, tmp_path):
     assert_nothing_stored(rootless)
     cp = rootless("load", "-i", good, check=True)  # and the good one loads
     assert cp.stdout == "Loaded image: docker.io/library/good:v1\n"
+
+
+CONFIG_CASES = {
+    "search-5": ("registries.conf", "unqualified-search-registries = 5\n", "must be a list"),
+    "search-items": ("registries.conf", "unqualified-search-registries = [1]\n", "a string"),
+    "aliases-list": ("registries.conf", "aliases = [1]\n", "[aliases]"),
+    "registry-table": ("registries.conf", "registry = 5\n", "[[registry]]"),
+    "mirror-string": (
+        "registries.conf",
+        '[[registry]]\nlocation = "a.example"\nmirror = "b.example"\n',
+        "mirrors",
+    ),
+    "insecure-text": (
+        "registries.conf",
+        '[[registry]]\nlocation = "a.example"\ninsecure = "yes"\n',
+        "true or false",
+    ),
+    "prefix-5": ("registries.conf", "[[registry]]\nprefix = 5\n", "prefix"),
+    "retry-text": ("containers.conf", '[engine]\nretry = "many"\n', "retry"),
+    "retry-delay-bad": ("containers.conf", '[engine]\nretry_delay = "soon"\n', "retry_delay"),
+    "containers-conf-toml": ("containers.conf", "[engine\n", "TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_hostile_config_files(rootless, case):
+    name, text, fragment = CONFIG_CASES[case]
+    path = os.path.join(rootless.config_dir, "containers", name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    one_error(rootless("pull", "a.example/x:v1", timeout=60), fragment, name)
+
+
+def test_malformed_auth_files_are_read_as_no_credentials(rootless, registry, busybox_ref):
+    rootless.trust(registry)
+    auth = os.path.join(rootless.runtime_dir, "containers", "auth.json")
+    os.makedirs(os.path.dirname(auth), exist_ok=True)
+    for data in ({"auths": [1]}, {"auths": {registry.host: {"auth": 5}}}):
+        with open(auth, "w") as f:
+            json.dump(data, f)
+        rootless("pull", "-q", busybox_ref, check=True)  # anonymous, as with no entry
+
+
+def test_hostile_upload_answers(rootless, registry, busybox_ref):
+    rootless.trust(registry)
+    rootless("pull", "-q", busybox_ref, check=True)
+    with FaultProxy(registry.url, methods=("POST",)) as fault:
+        fault.replies["/blobs/uploads/"] = Reply(202, b"", {"Location": "http://[::1"})
+        cp = rootless("push", "--tls-verify=false", busybox_ref, f"{fault.host}/up:v1")
+        one_error(cp, "bad location")
+        fault.replies["/blobs/uploads/"] = Reply(202, b"", {"Location": "ftp://elsewhere/x"})
+        one_error(rootless("push", "--tls-verify=false", busybox_ref, f"{fault.host}/up:v1"), "ftp")
+        fault.replies["/blobs/uploads/"] = Reply(
+            500, b'{"errors": [{"code": "UNKNOWN", "message": "disk on fire"}]}'
+        )
+        cp = rootless(
+            "push", "--tls-verify=false", "--retry", "0", busybox_ref, f"{fault.host}/up:v1"
+        )
+        one_error(cp, "HTTP 500", "disk on fire")

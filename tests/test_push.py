@@ -249,7 +249,7 @@ def test_push_with_basic_auth(rootless, registry, busybox_ref, pulled, basic_reg
         (["--compression-format", "lz4"], "lz4"),
         (["--compression-format", "zstd:chunked"], "zstd:chunked"),
         (["--retry", "x"], "--retry"),
-        (["--retry-delay", "1y"], "retry delay"),
+        (["--retry-delay", "1y"], "--retry-delay"),
         (["--tls-verify", "maybe"], "--tls-verify"),
         (["--creds", ""], "--creds"),
         (["--creds", ":secret"], "--creds"),

@@ -236,7 +236,7 @@ def test_retries_are_bounded(rootless, fault, busybox_layout):
     [
         (["--retry", "-1"], "--retry"),
         (["--retry", "many"], "--retry"),
-        (["--retry-delay", "soon"], "retry delay"),
+        (["--retry-delay", "soon"], "--retry-delay"),
         (["--tls-verify", "perhaps"], "--tls-verify"),
         (["--creds", ":pw"], "--creds"),
         (["--authfile", "/nonexistent/auth.json"], "--authfile"),

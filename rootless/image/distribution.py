@@ -222,8 +222,11 @@ class RegistryClient(AuthMixin):
         reauthed = False
         retry = retrier or Retrier(self.settings)
         while True:
-            hdrs.update(await self._auth_header(repo, actions=actions, more=more))
             target = url or f"{self.base}/v2/{repo}/{path}"
+            if self._ours(target):
+                hdrs.update(await self._auth_header(repo, actions=actions, more=more))
+            else:  # an upload location elsewhere: no credentials go there
+                hdrs.pop("Authorization", None)
             try:
                 r = await self._send(method, target, hdrs, content=content, follow=follow)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, TooManyRedirects) as e:
@@ -242,6 +245,13 @@ class RegistryClient(AuthMixin):
                 await r.aclose()
                 continue
             return r
+
+    def _ours(self, url: str) -> bool:
+        """Whether `url` is on this registry (same scheme, host and port as the ping found)."""
+        import httpx
+
+        u, base = httpx.URL(url), httpx.URL(self.base)
+        return (u.scheme, u.host, u.port) == (base.scheme, base.host, base.port)
 
     async def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str]:
         """(body, media type, digest) of a manifest or index; verifies the digest if `ref` is one."""

@@ -101,10 +101,11 @@ def load_settings(retry: int | None = None, retry_delay: str | None = None) -> S
         if retry < 0:
             raise ImageError(f"invalid --retry {retry}: it must be 0 or more")
         s.retries = retry
+    what = "--retry-delay"
     if retry_delay is None and engine.get("retry_delay"):
-        retry_delay = str(engine["retry_delay"])
+        retry_delay, what = str(engine["retry_delay"]), "containers.conf [engine] retry_delay"
     if retry_delay:
-        s.retry_delay = parse_duration(retry_delay, "retry delay")
+        s.retry_delay = parse_duration(retry_delay, what)
     return s
 
 

@@ -121,7 +121,16 @@ class Uploader:
         return self._location(r)
 
     def _location(self, r) -> str:
-        return str(r.url.join(r.headers["location"]))
+        import httpx
+
+        loc = r.headers["location"]
+        try:
+            url = r.url.join(loc)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https"):
+            raise ImageError(f"{self.c.domain} answered an upload with a bad location {loc[:80]!r}")
+        return str(url)
 
     async def _upload(self, location, digest, size, path, progress) -> None:
         import httpx
