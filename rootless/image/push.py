@@ -270,6 +270,7 @@ async def _layer(up, b: _Blob, i: int, limit, tmp: str, out: _Output) -> None:
                     f"layer {i + 1} of the image is damaged in the store: {e}"
                 ) from None
             b.digest, b.size = res.digest, res.size
+            out.total(key, b.size)
         state = await up.put_blob(
             b.digest, b.size, b.path, mount_from=b.mounts, progress=lambda n: out.update(key, n)
         )
@@ -325,6 +326,10 @@ class _Output:
     def update(self, key: str, n: int) -> None:
         if self.p.tty:
             self.p.update(key, n)
+
+    def total(self, key: str, size: int) -> None:
+        if self.p.tty:
+            self.p.set_total(key, size)
 
     def done(self, key: str, state: str) -> None:
         if self.p.tty:
