@@ -211,6 +211,12 @@ def test_huge_config_is_refused(rootless, fault, busybox_layout):
     assert_clean(rootless)
 
 
+def test_a_healthy_plain_http_registry_needs_no_retry(rootless, fault):
+    # the ping finds plain HTTP first; no request may go out over HTTPS and need a retry
+    cp = pull(rootless, fault, "--retry", "0")
+    assert cp.returncode == 0, cp.stderr
+
+
 def test_retries_are_bounded(rootless, fault, busybox_layout):
     big = big_layer(busybox_layout)
     fault.replies[big] = Reply(503)

@@ -222,6 +222,7 @@ class RegistryClient(AuthMixin):
         reauthed = False
         retry = retrier or Retrier(self.settings)
         while True:
+            await self.ping()  # first: it chooses the scheme of an insecure registry
             target = url or f"{self.base}/v2/{repo}/{path}"
             if self._ours(target):
                 hdrs.update(await self._auth_header(repo, actions=actions, more=more))
