@@ -146,6 +146,30 @@ def test_push_formats_and_compression(
     assert cp.stdout == "modified in layer 2\n"
 
 
+def test_push_a_loaded_docker_archive(rootless, other, registry, busybox_ref, pulled, tmp_path):
+    """A docker-archive holds uncompressed layers: push gzips them (containers.conf may say zstd,
+    which a v2s2 manifest cannot carry, so it is gzip there and zstd with --format oci)."""
+    archive = str(tmp_path / "img.tar")
+    rootless("save", "-o", archive, busybox_ref, check=True)
+    other("load", "-i", archive, check=True)
+    loaded = inspect(other, busybox_ref)
+    assert loaded["Id"] == pulled["Id"] and "docker" in loaded["ManifestType"]
+    conf = os.path.join(other.config_dir, "containers", "containers.conf")
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write('[engine]\ncompression_format = "zstd"\n')
+    other.trust(registry)
+    for args, layer_type in (([], "diff.tar.gzip"), (["--format", "oci"], "tar+zstd")):
+        dest = f"{registry.host}/loaded/{layer_type.replace('.', '-').replace('+', '-')}:v1"
+        digestfile = tmp_path / "digest"
+        other("push", "-q", *args, "--digestfile", str(digestfile), busybox_ref, dest, check=True)
+        doc = json.loads(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{dest}"))
+        assert all(layer_type in x["mediaType"] for x in doc["layers"]), doc
+        name = dest.rsplit(":", 1)[0] + "@" + digestfile.read_text()
+        rootless("pull", "-q", name, check=True)
+        assert inspect(rootless, name)["Id"] == pulled["Id"]
+
+
 def _blob_requests(log, method: str, status: int | None = None) -> list[str]:
     return [
         p for m, p, s in log if m == method and "/blobs/" in p and (status is None or s == status)
