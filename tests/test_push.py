@@ -215,6 +215,39 @@ def test_push_protocol_head_mount_chunked(rootless, registry, busybox_ref):
     assert other_store["Digest"]  # the source image is untouched
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_push_survives_a_lost_answer(rootless, registry, busybox_ref, pulled, method):
+    """The registry took the upload request but the answer never came (a broken connection):
+    a lost PUT finds the blob there (HEAD); a lost PATCH starts a new session. The image arrives."""
+    with FaultProxy(registry.url, methods=(method,)) as proxy:
+        proxy.drop["/blobs/uploads/"] = 1
+        dest = f"{proxy.host}/lost-{method.lower()}:v1"
+        cp = rootless(
+            "push",
+            "-q",
+            "--tls-verify=false",
+            "--retry-delay",
+            "100ms",
+            "--compression-format",
+            "zstd",
+            busybox_ref,
+            dest,
+            env={"ROOTLESS_PUSH_CHUNK_SIZE": "65536"},
+        )
+        assert cp.returncode == 0, cp.stderr
+        dropped = [p for m, p, s in proxy.log if m == method and s == -2]
+        assert len(dropped) == 1
+        uploads = [p for m, p, s in proxy.log if m == "POST" and s == 202]
+        assert len(uploads) == (5 if method == "PATCH" else 4)  # 3 layers + config (+ a new one)
+    raw = skopeo(
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        f"docker://{registry.host}/lost-{method.lower()}:v1",
+    )
+    assert len(json.loads(raw)["layers"]) == 3
+
+
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory, busybox_layout):
     tokens = TokenServer(

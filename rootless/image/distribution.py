@@ -47,10 +47,17 @@ ACCEPT = ", ".join(MANIFEST_TYPES)
 
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
+UPLOADS = ("POST", "PUT", "PATCH")
 
 
 class DigestMismatch(ImageError):
     pass
+
+
+class TransferError(ImageError):
+    """A request that failed on the connection; `retryable` if trying again may help."""
+
+    retryable = False
 
 
 def api_host(domain: str) -> str:
@@ -142,25 +149,31 @@ class RegistryClient(AuthMixin):
             url = new
         raise TooManyRedirects()
 
-    def error(self, e: BaseException, what: str, attempts: int = 1) -> ImageError:
-        """One line for an httpx failure while doing `what`, naming the registry."""
+    def error(
+        self, e: BaseException, what: str, attempts: int = 1, *, to: bool = False
+    ) -> ImageError:
+        """One line for an httpx failure while doing `what`, naming the registry. A failure of the
+        connection (not a timeout) is a TransferError with `retryable` set."""
         import httpx
 
         t = self.settings.timeout
+        where = f"{'to' if to else 'from'} {self.domain}"
         hint = "set ROOTLESS_REGISTRY_TIMEOUT to wait longer"
         if isinstance(e, ImageError):
             return e
         if isinstance(e, TooManyRedirects):
             return ImageError(
-                f"{what} from {self.domain} failed: more than {MAX_REDIRECTS} redirects "
+                f"{what} {where} failed: more than {MAX_REDIRECTS} redirects "
                 "(the registry redirects in a loop)"
             )
         if isinstance(e, httpx.ConnectTimeout):
             return ImageError(f"registry {self.domain} did not accept a connection within {t:g} s")
         if isinstance(e, httpx.TimeoutException):
-            return ImageError(f"{what} from {self.domain} stalled: no data for {t:g} s ({hint})")
+            return ImageError(f"{what} {where} stalled: no data for {t:g} s ({hint})")
         after = f" after {attempts} attempts" if attempts > 1 else ""
-        return ImageError(f"{what} from {self.domain} failed{after}: {errtext(e)}")
+        err = TransferError(f"{what} {where} failed{after}: {errtext(e)}")
+        err.retryable = _retryable(e)
+        return err
 
     def _stalled(self, what: str) -> Callable[[], ImageError]:
         t = self.settings.timeout
@@ -234,7 +247,7 @@ class RegistryClient(AuthMixin):
                 if _retryable(e) and await retry.again():
                     log.info("retrying %s after %s", what, e)
                     continue
-                raise self.error(e, what, retry.attempts) from None
+                raise self.error(e, what, retry.attempts, to=method in UPLOADS) from None
             if r.status_code == 401 and not reauthed:
                 reauthed = True
                 await r.aclose()

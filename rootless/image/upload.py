@@ -6,9 +6,11 @@ then tries to mount it from other repositories of the same registry that hold it
 (POST ...uploads/?mount=DIGEST&from=REPO: 201 means done; 202 opens an ordinary upload), else
 opens an upload session (POST .../blobs/uploads/). A blob up to `chunk_size` (16 MiB,
 ROOTLESS_PUSH_CHUNK_SIZE) goes in one PUT (monolithic); a larger one in PATCHes of `chunk_size`
-with Content-Range, then an empty PUT with the digest (chunked). A PATCH that fails on a broken
-connection resumes from the offset the registry reports (GET of the session's Range), within the
-client's retry bounds. The registry must confirm the digest (201, Docker-Content-Digest).
+with Content-Range, then an empty PUT with the digest (chunked). Upload requests are never resent
+as they are: a PATCH broken by the connection resumes from the offset the registry reports (GET
+of the session's Range); otherwise the blob is looked up (HEAD: the registry may have finished it)
+and uploaded again in a new session, within the client's retry bounds. The registry must confirm
+the digest (201, Docker-Content-Digest).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 
 from rootless.errors import ImageError
 from rootless.image import manifest as mf
+from rootless.image.distribution import TransferError
+from rootless.image.limits import Retrier
 
 DEFAULT_CHUNK = 16 << 20
 MAX_ERROR_BODY = 64 << 10
@@ -80,7 +84,9 @@ class Uploader:
         mount_from: list[str] = (),
         progress: Callable[[int], None] | None = None,
     ) -> str:
-        """Make the repository hold the blob at `path`; returns "exists", "mounted" or "uploaded"."""
+        """Make the repository hold the blob at `path`; returns "exists", "mounted" or "uploaded".
+        An upload broken by the connection is checked (HEAD: the registry may have it already)
+        and started again in a new session, within the client's retry bounds."""
         if await self.exists(digest, size):
             return "exists"
         location = None
@@ -90,10 +96,19 @@ class Uploader:
                 return "mounted"
             if location:
                 break
-        if location is None:
-            location = await self._start()
-        await self._upload(location, digest, size, path, progress)
-        return "uploaded"
+        retry = Retrier(self.c.settings)
+        while True:
+            try:
+                await self._upload(location or await self._start(), digest, size, path, progress)
+                return "uploaded"
+            except TransferError as e:
+                if not e.retryable or not await retry.again():
+                    raise
+                if progress:
+                    progress(0)
+                if await self.exists(digest, size):
+                    return "uploaded"
+                location = None
 
     async def _mount(self, digest: str, src: str) -> str | None:
         what = f"mounting blob {digest} from {src}"
@@ -133,26 +148,28 @@ class Uploader:
         return str(url)
 
     async def _upload(self, location, digest, size, path, progress) -> None:
+        """One upload session: a PUT, or PATCHes and a PUT; a broken connection is not resent
+        here (put_blob decides) but a broken PATCH is resumed where the registry says it is."""
         import httpx
 
         what = f"uploading blob {digest}"
         with open(path, "rb") as f:
             if size <= self.chunk:
                 data = f.read()
-                url = httpx.URL(location).copy_merge_params({"digest": digest})
-                r = await self._req(
-                    "PUT",
-                    "",
-                    what,
-                    url=str(url),
-                    content=data,
-                    headers={"Content-Type": "application/octet-stream"},
-                    follow=False,
-                )
             else:
                 location = await self._patches(location, f, size, what, progress)
-                url = httpx.URL(location).copy_merge_params({"digest": digest})
-                r = await self._req("PUT", "", what, url=str(url), content=b"", follow=False)
+                data = b""
+        url = httpx.URL(location).copy_merge_params({"digest": digest})
+        r = await self._req(
+            "PUT",
+            "",
+            what,
+            url=str(url),
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            follow=False,
+            retrier=self._once(),
+        )
         if r.status_code not in (201, 204):
             raise await self._fail(r, what)
         await r.aclose()
@@ -164,14 +181,13 @@ class Uploader:
         if progress:
             progress(size)
 
+    def _once(self) -> Retrier:
+        """No retries inside the request: a resent upload request would not be idempotent."""
+        return Retrier(dataclasses.replace(self.c.settings, retries=0))
+
     async def _patches(self, location: str, f, size: int, what: str, progress) -> str:
         """PATCH the file in chunks from offset 0; returns the final upload location."""
-        from rootless.image.limits import Retrier
-
-        retry = Retrier(self.c.settings)  # resumes of the whole upload
-        once = dataclasses.replace(
-            self.c.settings, retries=0
-        )  # a failed PATCH is resumed, not resent
+        retry = Retrier(self.c.settings)
         offset = 0
         while offset < size:
             f.seek(offset)
@@ -189,10 +205,10 @@ class Uploader:
                         "Content-Range": f"{offset}-{end}",
                     },
                     follow=False,
-                    retrier=Retrier(once),
+                    retrier=self._once(),
                 )
-            except ImageError:
-                resumed = await self._resume_offset(location)
+            except TransferError as e:
+                resumed = await self._resume_offset(location) if e.retryable else None
                 if resumed is None or not await retry.again():
                     raise
                 offset = resumed
@@ -208,7 +224,8 @@ class Uploader:
         return location
 
     async def _resume_offset(self, location: str) -> int | None:
-        """Where an interrupted chunked upload stands (the end of its Range + 1), if known."""
+        """Where an interrupted chunked upload stands (the end of its Range + 1), if the registry
+        still knows the session (a lost answer may have left it behind: then None)."""
         try:
             r = await self._req("GET", "", "checking an upload", url=location, follow=False)
         except ImageError:

@@ -133,6 +133,8 @@ class FaultProxy:
     - `stall[sub]`: never answer (until stop());
     - `drip[sub] = (size, interval)`: forward the body `size` bytes at a time, `interval` s apart;
     - `redirect_loop`: substrings whose requests are redirected to themselves forever;
+    - `drop[sub] = n`: forward the next n such requests, then close the connection without
+      answering (the registry did the work; the client never hears of it);
     - `methods`: rules apply only to these methods (default GET and HEAD).
     """
 
@@ -143,6 +145,7 @@ class FaultProxy:
         self.stall: set[str] = set()
         self.drip: dict[str, tuple[int, float]] = {}
         self.redirect_loop: set[str] = set()
+        self.drop: dict[str, int] = {}
         self.methods = methods
         self.log: list[tuple[str, str, int]] = []
         self.seen: list[tuple[str, str]] = []
@@ -225,6 +228,11 @@ class FaultProxy:
                 with httpx.Client(timeout=60) as c:
                     r = c.request(method, proxy.upstream + path, headers=headers, content=data)
                 body = r.content
+                sub = proxy._rule({k: k for k in proxy.drop}, method, path)
+                if sub is not None and proxy.drop[sub] > 0:
+                    proxy.drop[sub] -= 1
+                    self.close_connection = True
+                    return -2
                 out = {k: v for k, v in r.headers.items() if k.lower() not in HOP}
                 self._head(r.status_code, out, len(body))
                 if method == "HEAD":
