@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -113,15 +114,11 @@ class Retrier:
     """Bounded retries: at most `retries`, none starting after `retry_window`."""
 
     def __init__(self, settings: Settings):
-        import time
-
         self.s = settings
         self.n = 0
         self.start = time.monotonic()
 
     async def again(self, retry_after: str | None = None) -> bool:
-        import time
-
         import trio
 
         delay = self.s.retry_delay if self.s.retry_delay is not None else min(2.0**self.n, 8.0)
@@ -145,14 +142,10 @@ class Speed:
     """Raises when less than LOW_SPEED_BYTES arrive in a window of `timeout` seconds."""
 
     def __init__(self, timeout: float, fail: Callable[[], ImageError]):
-        import time
-
         self.t, self.fail = timeout, fail
         self.start, self.n = time.monotonic(), 0
 
     def feed(self, n: int) -> None:
-        import time
-
         self.n += n
         now = time.monotonic()
         if now - self.start >= self.t:
