@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run a command in a user namespace as container root",
     ),
     "pull": ("rootless.commands.images", "pull", "Pull an image from a registry"),
+    "push": ("rootless.commands.push", "push", "Push an image to a registry"),
     "images": ("rootless.commands.images", "images", "List images in local storage"),
     "rmi": ("rootless.commands.images", "rmi", "Remove one or more images"),
     "tag": ("rootless.commands.images", "tag", "Add a name to a local image"),

@@ -1,4 +1,4 @@
-"""Image verbs: pull, images, rmi, tag, load, save, login, logout and the `image` group."""
+"""Image verbs: pull, push, images, rmi, tag, load, save, login, logout and the `image` group."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from rootless.commands.push import _access, _registry_options, push
 from rootless.errors import ImageError
 
 
@@ -16,20 +17,15 @@ from rootless.errors import ImageError
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
 @click.option("--platform", default=None, help="OS/ARCH[/VARIANT] to pull from a multi-arch image.")
 @click.option("--arch", default=None, help="Architecture to pull (same as --platform linux/ARCH).")
-@click.option(
-    "--tls-verify",
-    "tls_verify",
-    default=None,
-    type=click.BOOL,
-    help="Require HTTPS and verify certificates.",
-)
-def pull(image, quiet, platform, arch, tls_verify):
+@_registry_options
+def pull(image, quiet, platform, arch, tls_verify, creds, authfile, retry, retry_delay):
     """Pull an image from a registry."""
     from rootless.image.pull import pull_image
 
     if arch and not platform:
         platform = f"linux/{arch}"
-    rec = pull_image(image, quiet=quiet, tls_verify=tls_verify, platform=platform)
+    access = _access(creds, authfile, retry, retry_delay)
+    rec = pull_image(image, quiet=quiet, tls_verify=tls_verify, platform=platform, access=access)
     click.echo(rec.id)
 
 
@@ -310,19 +306,29 @@ def load(input_, quiet):
     "--format",
     "fmt",
     default="docker-archive",
-    type=click.Choice(["docker-archive", "oci-archive"]),
-    help="Archive format.",
+    help="Archive format: docker-archive or oci-archive.",
+)
+@click.option(
+    "-m",
+    "--multi-image-archive",
+    "multi",
+    is_flag=True,
+    help="Every name is an image (docker-archive); otherwise the others are extra tags.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
-def save(images, output, fmt, quiet):
+def save(images, output, fmt, multi, quiet):
     """Save images to a docker-archive or oci-archive."""
     from rootless.image import archive
 
+    if fmt not in ("docker-archive", "oci-archive"):
+        raise ImageError(f'unknown --format "{fmt}": use docker-archive or oci-archive')
+    if output is not None and not output:
+        raise ImageError("--output needs a file name")
     if output is None and sys.stdout.isatty():
         raise ImageError(
             "refusing to write an archive to a terminal: use -o FILE or redirect stdout"
         )
-    archive.save(list(images), output if output else sys.stdout.buffer, fmt=fmt)
+    archive.save(list(images), output if output else sys.stdout.buffer, fmt=fmt, multi=multi)
 
 
 @click.command()
@@ -442,6 +448,7 @@ def image_inspect(names, fmt):
 
 
 image.add_command(pull)
+image.add_command(push)
 image.add_command(images, "ls")
 image.add_command(images, "list")
 image.add_command(rmi, "rm")

@@ -9,24 +9,29 @@ blob into the store verifying its digest, extracts layers like a pull and record
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import tarfile
 import time
+import zlib
 
 from rootless.errors import ImageError
 from rootless.image import distribution as dist
+from rootless.image import manifest as mf
 from rootless.image import reference
-from rootless.image.store import ImageRecord, Store
+from rootless.image.store import ImageRecord, Store, store_write_error
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZ = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 CHUNK = 1 << 20
+MAX_MEMBERS = 20000  # a docker-archive has about 4 entries per layer
 
 
 # --- save ------------------------------------------------------------------------------------------
@@ -73,17 +78,46 @@ class _DecompressedFile:
         self.raw.close()
 
 
-def save(names: list[str], out, *, fmt: str = "docker-archive") -> None:
+def save(names: list[str], out, *, fmt: str = "docker-archive", multi: bool = False) -> None:
+    """Write images to a docker-archive or oci-archive (a path, or a binary stream).
+
+    As podman: with `multi` (-m) every name is an image (docker-archive only); without it the
+    first name is the image and the others are extra tags for it. Each image records the names
+    it was asked by (its full stored name for a short one; none when asked by id)."""
     store = Store.open()
-    recs = []
-    for n in names:
+    if not names:
+        raise ImageError("save needs at least one image")
+    if multi and fmt != "docker-archive":
+        raise ImageError(
+            f'unsupported format "{fmt}" for saving multiple images (only docker-archive)'
+        )
+    recs: list[tuple[ImageRecord, list[str]]] = []
+    asked = names if multi else names[:1]
+    for n in asked:
         rec = store.require(n)
-        if rec.id not in [r.id for r, _ in recs]:
-            recs.append((rec, n))
+        tags = [t for t in [asked_name(rec, n)] if t]
+        for r, have in recs:
+            if r.id == rec.id:
+                have += [t for t in tags if t not in have]
+                break
+        else:
+            recs.append((rec, tags))
+    if not multi:
+        for extra in names[1:]:
+            t = _tag_name(extra)
+            if t not in recs[0][1]:
+                recs[0][1].append(t)
+    _write_archive(store, recs, out, fmt)
+
+
+def _write_archive(store: Store, recs, out, fmt: str) -> None:
     tmp_out = None
     if isinstance(out, str):
         tmp_out = f"{out}.tmp{os.getpid()}"
-        fobj = open(tmp_out, "wb")  # noqa: SIM115
+        try:
+            fobj = open(tmp_out, "wb")  # noqa: SIM115
+        except OSError as e:
+            raise ImageError(f"cannot write {out}: {e.strerror}") from None
     else:
         fobj = out
     try:
@@ -99,16 +133,56 @@ def save(names: list[str], out, *, fmt: str = "docker-archive") -> None:
             tmp_out = None
     except BrokenPipeError:
         raise ImageError("the archive's reader went away (broken pipe)") from None
+    except FileNotFoundError as e:
+        raise ImageError(
+            f"a blob of the image is missing from the store ({e.filename}); pull it again"
+        ) from None
+    except OSError as e:
+        where = out if isinstance(out, str) else "the output"
+        raise ImageError(f"writing the archive to {where} failed: {e.strerror or e}") from None
     finally:
         if tmp_out:
             fobj.close()
-            os.unlink(tmp_out)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_out)
+
+
+def asked_name(rec: ImageRecord, asked: str) -> str | None:
+    """The stored name that `asked` (a full or short name) means, or None (an id, a digest)."""
+    bare = asked.removeprefix("sha256:")
+    if reference.is_image_id(asked) or (
+        reference.looks_like_id_prefix(bare) and rec.id.startswith(bare)
+    ):
+        return None
+    try:
+        ref = reference.parse(asked)
+    except ImageError:
+        return None
+    if ref.digest:
+        return None
+    tag = ref.tag or "latest"
+    if not ref.is_short:
+        return f"{ref.name}:{tag}"
+    for n in rec.names:
+        if n.endswith(f"/{ref.path}:{tag}"):
+            return n
+    return None
+
+
+def _tag_name(name: str) -> str:
+    """An extra tag for `save` (short names go to localhost/, as `tag` and podman do)."""
+    ref = reference.parse(name)
+    if ref.digest:
+        raise ImageError(f"{name}: a tag cannot contain a digest")
+    if ref.is_short:
+        ref = reference.Reference("localhost", ref.path, ref.tag)
+    return str(ref.defaulted())
 
 
 def _save_docker(store: Store, recs, tf: tarfile.TarFile) -> None:
     manifest = []
     done_layers = set()
-    for rec, _asked in recs:
+    for rec, tags in recs:
         cname = rec.id + ".json"
         _tar_add_bytes(tf, cname, store.read_blob(rec.config_digest))
         lnames = []
@@ -129,8 +203,7 @@ def _save_docker(store: Store, recs, tf: tarfile.TarFile) -> None:
                 tf.addfile(ti, src)
             finally:
                 src.close()
-        tags = [n for n in rec.names]
-        manifest.append({"Config": cname, "RepoTags": tags, "Layers": lnames})
+        manifest.append({"Config": cname, "RepoTags": list(tags), "Layers": lnames})
     _tar_add_bytes(tf, "manifest.json", json.dumps(manifest).encode())
 
 
@@ -138,7 +211,7 @@ def _save_oci(store: Store, recs, tf: tarfile.TarFile) -> None:
     _tar_add_bytes(tf, "oci-layout", json.dumps(OCI_LAYOUT).encode())
     index = {"schemaVersion": 2, "mediaType": dist.OCI_INDEX, "manifests": []}
     added = set()
-    for rec, _asked in recs:
+    for rec, tags in recs:
         blobs = [rec.digest, rec.config_digest] + [layer["digest"] for layer in rec.layers]
         for d in blobs:
             if d in added:
@@ -150,13 +223,10 @@ def _save_oci(store: Store, recs, tf: tarfile.TarFile) -> None:
             "digest": rec.digest,
             "size": os.path.getsize(store.blob_path(rec.digest)),
         }
-        name = rec.names[0] if rec.names else None
-        if name:
+        if tags:  # podman writes the whole name as ref.name; containerd reads image.name
             desc["annotations"] = {
-                "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]
-                if ":" in name.rsplit("/", 1)[-1]
-                else "latest",
-                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": tags[0],
+                "io.containerd.image.name": tags[0],
             }
         index["manifests"].append(desc)
     _tar_add_bytes(tf, "index.json", json.dumps(index).encode())
@@ -165,8 +235,16 @@ def _save_oci(store: Store, recs, tf: tarfile.TarFile) -> None:
 # --- load ------------------------------------------------------------------------------------------
 def load(src, *, quiet: bool = False) -> list[str]:
     store = Store.open()
-    with store.lock("gc", shared=True):
-        return _load(store, src, quiet)
+    try:
+        with store.lock("gc", shared=True):
+            return _load(store, src, quiet)
+    except OSError as e:
+        err = store_write_error(store.root, e)
+        if err is not None:
+            raise err from None
+        if e.errno is None or isinstance(e, EOFError):  # a decompressor's complaint
+            raise ImageError(f"the archive is corrupt or truncated: {e}") from None
+        raise
 
 
 def _load(store: Store, src, quiet: bool) -> list[str]:
@@ -174,7 +252,7 @@ def _load(store: Store, src, quiet: bool) -> list[str]:
     try:
         if isinstance(src, str):
             path = src
-            if not os.path.exists(path):
+            if not os.path.isfile(path):
                 raise ImageError(f"{path}: no such archive")
         else:
             path = os.path.join(base, "archive.tar")
@@ -182,14 +260,19 @@ def _load(store: Store, src, quiet: bool) -> list[str]:
                 shutil.copyfileobj(src, f, CHUNK)
         try:
             tf = tarfile.open(path, "r:*")  # noqa: SIM115
-        except tarfile.TarError as e:
-            raise ImageError(f"the archive is not a tar file: {e}") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
+            raise ImageError(
+                "the archive is not a tar file (plain, or compressed with gzip, bzip2 or xz)"
+            ) from None
         with tf:
-            members = {m.name.removeprefix("./"): m for m in tf.getmembers()}
-            if "manifest.json" in members:
-                return _load_docker(store, tf, members, base, quiet)
-            if "index.json" in members:
-                return _load_oci(store, tf, members, base, quiet)
+            try:
+                members = _members(tf)
+                if "manifest.json" in members:
+                    return _load_docker(store, tf, members, base, quiet)
+                if "index.json" in members:
+                    return _load_oci(store, tf, members, base, quiet)
+            except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
+                raise ImageError(f"the archive is corrupt or truncated: {e}") from None
             raise ImageError(
                 "the archive is neither a docker-archive (manifest.json) nor an oci-archive (index.json)"
             )
@@ -197,12 +280,23 @@ def _load(store: Store, src, quiet: bool) -> list[str]:
         store.release_tmp(base, lfd)
 
 
-def _member_bytes(tf, members, name: str, limit: int = 64 << 20) -> bytes:
+def _members(tf: tarfile.TarFile) -> dict:
+    out = {}
+    for m in tf:
+        if len(out) >= MAX_MEMBERS:
+            raise ImageError(
+                f"the archive has more than {MAX_MEMBERS} entries: it is not an image archive"
+            )
+        out[m.name.removeprefix("./")] = m
+    return out
+
+
+def _member_bytes(tf, members, name: str, limit: int = mf.MAX_MANIFEST_BYTES) -> bytes:
     m = members.get(name.removeprefix("./"))
     if m is None or not m.isfile():
         raise ImageError(f"the archive lacks {name}")
     if m.size > limit:
-        raise ImageError(f"{name} in the archive is too large")
+        raise ImageError(f"{name} in the archive is larger than {mf.mib(limit)}")
     return tf.extractfile(m).read()
 
 
@@ -300,7 +394,9 @@ def _record(store, manifest_bytes, mt, config_bytes, layers, names) -> ImageReco
     return store.save_image(rec)
 
 
-def _norm_name(n: str) -> str | None:
+def _norm_name(n) -> str | None:
+    if not isinstance(n, str):
+        return None
     try:
         r = reference.parse(n)
     except ImageError:
@@ -311,17 +407,12 @@ def _norm_name(n: str) -> str | None:
 
 
 def _load_docker(store, tf, members, base, quiet) -> list[str]:
-    try:
-        manifest = json.loads(_member_bytes(tf, members, "manifest.json"))
-    except ValueError:
-        raise ImageError("manifest.json in the archive is not JSON") from None
     loaded = []
-    for entry in manifest:
-        config_bytes = _member_bytes(tf, members, entry["Config"])
-        config = json.loads(config_bytes)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(entry.get("Layers") or []):
-            raise ImageError("the archive's manifest.json and image config disagree on the layers")
+    for entry in mf.docker_archive_entries(_member_bytes(tf, members, "manifest.json")):
+        config_bytes = _member_bytes(tf, members, entry["Config"], mf.MAX_CONFIG_BYTES)
+        what = f"the image config {entry['Config'][:80]} in the archive"
+        config = mf.parse_json(config_bytes, what)
+        diff_ids = mf.diff_ids(config, len(entry["Layers"]), what)
         layers = []
         for name, diff_id in zip(entry["Layers"], diff_ids, strict=True):
             digest, size = _copy_blob(store, tf, members, name, base, None)
@@ -347,7 +438,7 @@ def _load_docker(store, tf, members, base, quiet) -> list[str]:
                 for x in layers
             ],
         }
-        names = [x for x in (_norm_name(t) for t in entry.get("RepoTags") or []) if x]
+        names = _uniq_names(_norm_name(t) for t in entry.get("RepoTags") or [])
         rec = _record(
             store,
             json.dumps(m, indent=3).encode(),
@@ -356,42 +447,51 @@ def _load_docker(store, tf, members, base, quiet) -> list[str]:
             layers,
             names,
         )
-        loaded += rec.names or ["sha256:" + rec.id]
+        loaded += names or ["sha256:" + rec.id]
     return loaded
+
+
+def _uniq_names(names) -> list[str]:
+    out = []
+    for n in names:
+        if n and n not in out:
+            out.append(n)
+    return out
 
 
 def _load_oci(store, tf, members, base, quiet) -> list[str]:
     from rootless.image.pull import choose_platform, host_platform
 
-    try:
-        index = json.loads(_member_bytes(tf, members, "index.json"))
-    except ValueError:
-        raise ImageError("index.json in the archive is not JSON") from None
+    index = mf.parse_json(_member_bytes(tf, members, "index.json"), "index.json in the archive")
+    entries = mf.index_manifests(index, "index.json in the archive")
     loaded = []
 
-    def blob(d: str) -> bytes:
-        b = _member_bytes(tf, members, "blobs/" + d.replace(":", "/"))
+    def blob(d: str, limit: int = mf.MAX_MANIFEST_BYTES) -> bytes:
+        b = _member_bytes(tf, members, "blobs/" + d.replace(":", "/"), limit)
         if "sha256:" + hashlib.sha256(b).hexdigest() != d:
             raise ImageError(f"blob {d} in the archive is corrupt")
         return b
 
-    for desc in index.get("manifests") or []:
+    for desc in entries:
         ann = desc.get("annotations") or {}
         body = blob(desc["digest"])
-        doc = json.loads(body)
-        mt = desc.get("mediaType") or doc.get("mediaType") or dist.OCI_MANIFEST
+        what = f"manifest {desc['digest']} in the archive"
+        doc = mf.parse_json(body, what)
+        mt = desc.get("mediaType") or mf.media_type(doc, what) or dist.OCI_MANIFEST
         if mt in dist.INDEX_TYPES or "manifests" in doc:
-            chosen = choose_platform(doc, host_platform(), "the archive")
+            chosen = choose_platform(
+                {"manifests": mf.index_manifests(doc, what)}, host_platform(), "the archive"
+            )
             body = blob(chosen["digest"])
-            doc = json.loads(body)
-            mt = chosen.get("mediaType") or doc.get("mediaType") or dist.OCI_MANIFEST
-        config_bytes = blob(doc["config"]["digest"])
-        config = json.loads(config_bytes)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(doc["layers"]):
-            raise ImageError("the archive's manifest and image config disagree on the layers")
+            what = f"manifest {chosen['digest']} in the archive"
+            doc = mf.parse_json(body, what)
+            mt = chosen.get("mediaType") or mf.media_type(doc, what) or dist.OCI_MANIFEST
+        cdesc, ldescs = mf.image_manifest(doc, what)
+        config_bytes = blob(cdesc["digest"], mf.MAX_CONFIG_BYTES)
+        cwhat = f"the image config {cdesc['digest']} in the archive"
+        diff_ids = mf.diff_ids(mf.parse_json(config_bytes, cwhat), len(ldescs), cwhat)
         layers = []
-        for ld, diff_id in zip(doc["layers"], diff_ids, strict=True):
+        for ld, diff_id in zip(ldescs, diff_ids, strict=True):
             digest, size = _copy_blob(
                 store, tf, members, "blobs/" + ld["digest"].replace(":", "/"), base, ld["digest"]
             )
@@ -400,18 +500,16 @@ def _load_oci(store, tf, members, base, quiet) -> list[str]:
                     "digest": digest,
                     "diff_id": diff_id,
                     "size": size,
-                    "media_type": ld.get("mediaType", ""),
+                    "media_type": ld.get("mediaType") or "",
                 }
             )
-        names = []
         full = ann.get("io.containerd.image.name")
         refname = ann.get("org.opencontainers.image.ref.name")
-        if full and _norm_name(full):
+        names = []
+        if _norm_name(full):
             names.append(_norm_name(full))
-        elif refname:
-            n = _norm_name(refname) if "/" in refname else None
-            if n:
-                names.append(n)
+        elif isinstance(refname, str) and "/" in refname and _norm_name(refname):
+            names.append(_norm_name(refname))
         rec = _record(store, body, mt, config_bytes, layers, names)
-        loaded += rec.names or ["sha256:" + rec.id]
+        loaded += names or ["sha256:" + rec.id]
     return loaded

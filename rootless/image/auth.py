@@ -76,22 +76,28 @@ def _normalise_key(k: str) -> str:
 
 def _decode(entry: dict) -> tuple[str, str] | None:
     auth = entry.get("auth")
-    if auth:
+    if auth and isinstance(auth, str):
         try:
             user, _, pw = base64.b64decode(auth).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
         return user, pw
-    if entry.get("username"):
-        return entry["username"], entry.get("password", "")
+    user, pw = entry.get("username"), entry.get("password", "")
+    if user and isinstance(user, str) and isinstance(pw, str):
+        return user, pw
     return None
 
 
-def credentials(host: str, repo: str | None = None) -> tuple[str, str] | None:
-    """(username, password) for `host` (and repository), or None for anonymous."""
+def credentials(
+    host: str, repo: str | None = None, *, authfile: str | None = None
+) -> tuple[str, str] | None:
+    """(username, password) for `host` (and repository), or None for anonymous. With `authfile`
+    (podman's --authfile) only that file is read."""
     wanted = _keys_for(host, repo)
-    for path in read_paths():
+    for path in [authfile] if authfile else read_paths():
         auths = _load(path).get("auths") or {}
+        if not isinstance(auths, dict):
+            continue
         norm = {}
         for k, v in auths.items():
             norm.setdefault(k, v)

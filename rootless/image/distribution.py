@@ -1,22 +1,39 @@
-"""The OCI distribution (registry v2) client: ping, Bearer/Basic auth, manifests and streamed blobs.
+"""The OCI distribution (registry v2) client: ping, Bearer/Basic auth, requests with limits.
 
 Async (httpx.AsyncClient on trio). Every manifest request sends Accept for the OCI manifest and
 index and the Docker v2s2 manifest and list (Debian's registry 404s or down-converts otherwise).
 Blobs stream to a file while their sha256 and size are checked; a mismatch deletes the file.
-Transient failures (connection errors, 5xx, 429) are retried a bounded number of times.
+
+A registry cannot hang or exhaust the client (see docs/registry.md):
+- an inactivity timeout (`Settings.timeout`, 30 s, ROOTLESS_REGISTRY_TIMEOUT): no answer to a
+  request within it, or less than 1 KiB of body in any such window, fails with one line naming
+  the registry and the manifest or blob;
+- manifests and configs are read up to 4 MiB (rootless.image.manifest), tokens up to 1 MiB, and
+  redirects are followed by hand (at most 10; bodies of redirect answers are never read);
+- retries (connection failures, 5xx, 429) are bounded in count (`--retry`, containers.conf
+  `[engine] retry`, 3) and in time (none starts more than 2 minutes after the first attempt);
+  a timeout is not retried: the timeout already is the patience the user chose.
+Push-side requests (uploads, manifest PUT) are in rootless.image.upload.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Callable
 
 from rootless.errors import ImageError
-from rootless.image import auth as authmod
+from rootless.image import manifest as mf
+from rootless.image.limits import (  # noqa: F401 - Settings and load_settings are re-exported
+    Retrier,
+    Settings,
+    Speed,
+    TooManyRedirects,
+    errtext,
+    load_settings,
+)
+from rootless.image.regauth import AuthMixin, parse_challenge
 
 log = logging.getLogger("rootless.image")
 
@@ -28,53 +45,65 @@ MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join(MANIFEST_TYPES)
 
-RETRIES = 3
-CHUNK = 1 << 20
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
+UPLOADS = ("POST", "PUT", "PATCH")
 
 
 class DigestMismatch(ImageError):
     pass
 
 
+class TransferError(ImageError):
+    """A request that failed on the connection; `retryable` if trying again may help."""
+
+    retryable = False
+
+
 def api_host(domain: str) -> str:
     return "registry-1.docker.io" if domain == "docker.io" else domain
-
-
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    scheme, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-    for k, v in re.findall(r'(\w+)=([^",\s]+)', rest):
-        params.setdefault(k, v)
-    return scheme.lower(), params
 
 
 def _transient(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-class RegistryClient:
+class RegistryClient(AuthMixin):
     """A connection to one registry endpoint (domain), for one repository at a time."""
 
-    def __init__(self, domain: str, *, insecure: bool = False, tls_verify: bool | None = None):
+    def __init__(
+        self,
+        domain: str,
+        *,
+        insecure: bool = False,
+        tls_verify: bool | None = None,
+        settings: Settings | None = None,
+        creds: tuple[str, str] | None = None,
+        authfile: str | None = None,
+    ):
         import httpx
 
         self.domain = domain
         self.host = api_host(domain)
         self.insecure = insecure
+        self.settings = settings or Settings()
+        t = self.settings.timeout
         verify = not insecure if tls_verify is None else tls_verify
         self.scheme = "https"
         self._client = httpx.AsyncClient(
             verify=verify,
-            follow_redirects=True,
-            timeout=httpx.Timeout(30.0, read=60.0),
+            follow_redirects=False,  # followed by hand: bounded, bodies unread (_send)
+            timeout=httpx.Timeout(t, connect=t, read=t, write=t, pool=None),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
-            headers={"User-Agent": "rootless/0.1"},
+            headers={"User-Agent": "rootless/0.1", "Accept-Encoding": "identity"},
             http1=True,
         )
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._pinged = False
         self._tokens: dict[str, str] = {}
         self._creds_cache: dict[str, tuple[str, str] | None] = {}
+        self._override = creds
+        self._authfile = authfile
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -89,187 +118,163 @@ class RegistryClient:
     def base(self) -> str:
         return f"{self.scheme}://{self.host}"
 
-    # --- ping and auth -------------------------------------------------------------------------
-    async def ping(self) -> None:
-        import httpx
-
-        if self._pinged:
-            return
-        schemes = ["https", "http"] if self.insecure else ["https"]
-        last: Exception | None = None
-        for scheme in schemes:
-            self.scheme = scheme
-            try:
-                r = await self._client.get(f"{self.base}/v2/")
-            except httpx.HTTPError as e:
-                last = e
-                continue
-            if r.status_code == 401 and "www-authenticate" in r.headers:
-                self._challenge = _parse_challenge(r.headers["www-authenticate"])
-            elif r.status_code == 404 or r.status_code >= 500:
-                last = ImageError(
-                    f"{self.domain} does not look like a registry: GET /v2/ answered {r.status_code}"
-                )
-                continue
-            self._pinged = True
-            return
-        if isinstance(last, ImageError):
-            raise last
-        import ssl
-
-        text = _errtext(last)
-        chain, e = [], last
-        while e is not None and len(chain) < 8:
-            chain.append(e)
-            e = e.__cause__ or e.__context__
-        hint = ""
-        if any(
-            "name or service not known" in str(x).lower() or "name resolution" in str(x).lower()
-            for x in chain
-        ):
-            hint = " (the host name does not resolve: check the name and the network)"
-        elif not self.insecure and (
-            any(isinstance(x, ssl.SSLError) for x in chain) or "SSL" in text
-        ):
-            hint = " (for a plain-HTTP registry use --tls-verify=false or insecure=true in registries.conf)"
-        elif (
-            any(isinstance(x, ConnectionRefusedError) for x in chain)
-            or "refused" in text.lower()
-            or "all attempts to connect" in text
-        ):
-            hint = " (connection refused: is the registry running on that port?)"
-        raise ImageError(f"cannot reach registry {self.domain}: {text}{hint}")
-
-    def _creds(self, repo: str) -> tuple[str, str] | None:
-        if repo not in self._creds_cache:
-            self._creds_cache[repo] = authmod.credentials(self.domain, repo)
-        return self._creds_cache[repo]
-
-    async def _auth_header(self, repo: str, *, force: bool = False) -> dict[str, str]:
-        await self.ping()
-        if not self._challenge:
-            return {}
-        scheme, params = self._challenge
-        creds = self._creds(repo)
-        if scheme == "basic":
-            if not creds:
-                raise ImageError(
-                    f"{self.domain} requires a login: run `rootless login {self.domain}`"
-                )
-            token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-            return {"Authorization": f"Basic {token}"}
-        if scheme != "bearer":
-            raise ImageError(f"{self.domain} asks for unsupported authentication {scheme!r}")
-        scope = f"repository:{repo}:pull"
-        if force or scope not in self._tokens:
-            self._tokens[scope] = await self._fetch_token(params, scope, creds)
-        return {"Authorization": f"Bearer {self._tokens[scope]}"}
-
-    async def _fetch_token(self, params: dict[str, str], scope: str, creds) -> str:
-        import httpx
-
-        realm = params.get("realm")
-        if not realm:
-            raise ImageError(f"{self.domain} sent a Bearer challenge without a realm")
-        q = {}
-        if params.get("service"):
-            q["service"] = params["service"]
-        q["scope"] = scope
-        headers = {}
-        if creds:
-            headers["Authorization"] = (
-                "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-            )
-        try:
-            r = await self._client.get(realm, params=q, headers=headers)
-        except httpx.HTTPError as e:
-            raise ImageError(f"cannot get a token from {realm}: {_errtext(e)}") from None
-        if r.status_code in (401, 403):
-            what = (
-                "the stored credentials were rejected" if creds else "anonymous access was refused"
-            )
-            raise ImageError(f"{self.domain}: {what}; run `rootless login {self.domain}`")
-        if r.status_code != 200:
-            raise ImageError(f"token server {realm} answered {r.status_code}")
-        try:
-            data = r.json()
-        except ValueError:
-            raise ImageError(f"token server {realm} sent no JSON") from None
-        tok = data.get("token") or data.get("access_token")
-        if not tok:
-            raise ImageError(f"token server {realm} sent no token")
-        return tok
-
-    async def check_login(self) -> None:
-        """Verify the stored credentials for this registry (used by `login`)."""
-        import httpx
-
-        await self.ping()
-        if not self._challenge:
-            return
-        scheme, params = self._challenge
-        creds = self._creds("")
-        if scheme == "basic":
-            hdr = await self._auth_header("")
-            r = await self._client.get(f"{self.base}/v2/", headers=hdr)
-            if r.status_code == 401:
-                raise ImageError(f"{self.domain}: the username or password is wrong")
-            return
-        try:
-            realm = params.get("realm")
-            q = {"service": params["service"]} if params.get("service") else {}
-            headers = {}
-            if creds:
-                headers["Authorization"] = (
-                    "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-                )
-            r = await self._client.get(realm, params=q, headers=headers)
-        except httpx.HTTPError as e:
-            raise ImageError(f"cannot reach token server: {_errtext(e)}") from None
-        if r.status_code != 200:
-            raise ImageError(f"{self.domain}: the username or password is wrong")
-
-    # --- requests --------------------------------------------------------------------------------
-    async def _request(self, method: str, repo: str, path: str, *, headers=None, stream=False):
-        """One request with auth and bounded retries; returns the response (open if stream)."""
+    # --- one exchange ----------------------------------------------------------------------------
+    async def _send(self, method: str, url, headers: dict, *, content=None, follow: bool = True):
+        """One request, following at most MAX_REDIRECTS redirects (GET/HEAD), returning the
+        streamed response. A request without a body must get its answer's headers within the
+        timeout. httpx errors propagate (see `error`)."""
         import httpx
         import trio
 
+        url = httpx.URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            req = self._client.build_request(method, url, headers=headers, content=content)
+            if content is None:
+                with trio.move_on_after(self.settings.timeout) as cs:
+                    r = await self._client.send(req, stream=True)
+                if cs.cancelled_caught:
+                    raise httpx.ReadTimeout("no answer", request=req)
+            else:
+                r = await self._client.send(req, stream=True)
+            if not (follow and r.status_code in REDIRECTS and r.headers.get("location")):
+                return r
+            await r.aclose()
+            new = url.join(r.headers["location"])
+            if new.scheme not in ("http", "https"):
+                raise ImageError(
+                    f"{self.domain} redirected to an unsupported URL {str(new)[:80]!r}"
+                )
+            if new.host != url.host or new.port != url.port or new.scheme != url.scheme:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = new
+        raise TooManyRedirects()
+
+    def error(
+        self, e: BaseException, what: str, attempts: int = 1, *, to: bool = False
+    ) -> ImageError:
+        """One line for an httpx failure while doing `what`, naming the registry. A failure of the
+        connection (not a timeout) is a TransferError with `retryable` set."""
+        import httpx
+
+        t = self.settings.timeout
+        where = f"{'to' if to else 'from'} {self.domain}"
+        hint = "set ROOTLESS_REGISTRY_TIMEOUT to wait longer"
+        if isinstance(e, ImageError):
+            return e
+        if isinstance(e, TooManyRedirects):
+            return ImageError(
+                f"{what} {where} failed: more than {MAX_REDIRECTS} redirects "
+                "(the registry redirects in a loop)"
+            )
+        if isinstance(e, httpx.ConnectTimeout):
+            return ImageError(f"registry {self.domain} did not accept a connection within {t:g} s")
+        if isinstance(e, httpx.TimeoutException):
+            return ImageError(f"{what} {where} stalled: no data for {t:g} s ({hint})")
+        after = f" after {attempts} attempts" if attempts > 1 else ""
+        err = TransferError(f"{what} {where} failed{after}: {errtext(e)}")
+        err.retryable = _retryable(e)
+        return err
+
+    def _stalled(self, what: str) -> Callable[[], ImageError]:
+        t = self.settings.timeout
+        return lambda: ImageError(
+            f"{what} from {self.domain} stalled: less than 1 KiB in {t:g} s "
+            "(set ROOTLESS_REGISTRY_TIMEOUT to wait longer)"
+        )
+
+    async def read_body(self, r, cap: int, what: str, *, truncate: bool = False) -> bytes:
+        """The body of a streamed response, at most `cap` bytes (else ImageError, or with
+        `truncate` the first cap + 1 bytes); closes it."""
+        import httpx
+
+        try:
+            clen = r.headers.get("content-length")
+            if clen and clen.isdigit() and int(clen) > cap:
+                raise ImageError(
+                    f"{what} from {self.domain} is {int(clen)} bytes, more than the {mf.mib(cap)} allowed"
+                )
+            buf = bytearray()
+            speed = Speed(self.settings.timeout, self._stalled(what))
+            try:
+                async for chunk in r.aiter_raw():
+                    buf += chunk
+                    if len(buf) > cap and truncate:
+                        return bytes(buf[: cap + 1])
+                    if len(buf) > cap:
+                        raise ImageError(
+                            f"{what} from {self.domain} is more than the {mf.mib(cap)} allowed"
+                        )
+                    speed.feed(len(chunk))
+            except (httpx.HTTPError, httpx.StreamError) as e:
+                raise self.error(e, what) from None
+            return bytes(buf)
+        finally:
+            await r.aclose()
+
+    # --- requests --------------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        repo: str,
+        path: str,
+        *,
+        what: str,
+        headers: dict | None = None,
+        content: bytes | None = None,
+        url: str | None = None,
+        actions: str = "pull",
+        more: tuple[str, ...] = (),
+        follow: bool = True,
+        retrier: Retrier | None = None,
+    ):
+        """One request with auth and bounded retries; returns the streamed response (close it).
+        `path` is under /v2/REPO/ unless `url` (an upload location) is given."""
+        import httpx
+
         hdrs = dict(headers or {})
         reauthed = False
-        attempt = 0
+        retry = retrier or Retrier(self.settings)
         while True:
-            hdrs.update(await self._auth_header(repo))
-            url = f"{self.base}/v2/{repo}/{path}"
+            await self.ping()  # first: it chooses the scheme of an insecure registry
+            target = url or f"{self.base}/v2/{repo}/{path}"
+            if self._ours(target):
+                hdrs.update(await self._auth_header(repo, actions=actions, more=more))
+            else:  # an upload location elsewhere: no credentials go there
+                hdrs.pop("Authorization", None)
             try:
-                req = self._client.build_request(method, url, headers=hdrs)
-                r = await self._client.send(req, stream=stream)
-            except httpx.TransportError as e:
-                attempt += 1
-                if attempt > RETRIES:
-                    raise ImageError(f"{method} {url} failed: {_errtext(e)}") from None
-                log.info("retrying %s after %s", url, e)
-                await trio.sleep(0.25 * 2**attempt)
-                continue
+                r = await self._send(method, target, hdrs, content=content, follow=follow)
+            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, TooManyRedirects) as e:
+                if _retryable(e) and await retry.again():
+                    log.info("retrying %s after %s", what, e)
+                    continue
+                raise self.error(e, what, retry.attempts, to=method in UPLOADS) from None
             if r.status_code == 401 and not reauthed:
                 reauthed = True
-                if stream:
-                    await r.aclose()
+                await r.aclose()
                 if "www-authenticate" in r.headers:
-                    self._challenge = _parse_challenge(r.headers["www-authenticate"])
-                    await self._auth_header(repo, force=True)
+                    self._challenge = parse_challenge(r.headers["www-authenticate"])
+                    await self._auth_header(repo, actions=actions, more=more, force=True)
                 continue
-            if _transient(r.status_code) and attempt < RETRIES:
-                attempt += 1
-                if stream:
-                    await r.aclose()
-                await trio.sleep(0.25 * 2**attempt)
+            if _transient(r.status_code) and await retry.again(r.headers.get("retry-after")):
+                await r.aclose()
                 continue
             return r
 
+    def _ours(self, url: str) -> bool:
+        """Whether `url` is on this registry (same scheme, host and port as the ping found)."""
+        import httpx
+
+        u, base = httpx.URL(url), httpx.URL(self.base)
+        return (u.scheme, u.host, u.port) == (base.scheme, base.host, base.port)
+
     async def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str]:
         """(body, media type, digest) of a manifest or index; verifies the digest if `ref` is one."""
-        r = await self._request("GET", repo, f"manifests/{ref}", headers={"Accept": ACCEPT})
+        what = f"manifest {repo}:{ref}" if not ref.startswith("sha256:") else f"manifest {ref}"
+        r = await self.request(
+            "GET", repo, f"manifests/{ref}", what=what, headers={"Accept": ACCEPT}
+        )
+        if r.status_code != 200:
+            await r.aclose()
         if r.status_code == 404:
             raise ImageError(
                 f"{self.domain}/{repo}:{ref} not found (manifest unknown)", exit_code=125
@@ -282,7 +287,7 @@ class RegistryClient:
             raise ImageError(
                 f"fetching manifest {self.domain}/{repo}:{ref} failed: HTTP {r.status_code}"
             )
-        body = r.content
+        body = await self.read_body(r, mf.MAX_MANIFEST_BYTES, what)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if ref.startswith("sha256:") and ref != digest:
             raise DigestMismatch(
@@ -292,25 +297,33 @@ class RegistryClient:
         return body, mt, digest
 
     async def get_blob_bytes(
-        self, repo: str, digest: str, size: int | None, limit: int = 64 << 20
+        self, repo: str, digest: str, size: int | None, limit: int = mf.MAX_CONFIG_BYTES
     ) -> bytes:
-        r = await self._request("GET", repo, f"blobs/{digest}", stream=True)
-        try:
-            if r.status_code != 200:
-                raise ImageError(
-                    f"fetching blob {digest} from {self.domain}/{repo} failed: HTTP {r.status_code}"
-                )
-            h = hashlib.sha256()
-            buf = bytearray()
-            async for chunk in r.aiter_raw():
-                buf += chunk
-                h.update(chunk)
-                if len(buf) > limit:
-                    raise ImageError(f"blob {digest} is larger than {limit} bytes")
-        finally:
+        """A small blob (a config) in memory, at most `limit` bytes, verified."""
+        what = f"blob {digest}"
+        r = await self.request("GET", repo, f"blobs/{digest}", what=what)
+        if r.status_code != 200:
             await r.aclose()
-        _verify(digest, size, "sha256:" + h.hexdigest(), len(buf), self.domain)
-        return bytes(buf)
+            raise ImageError(
+                f"fetching blob {digest} from {self.domain}/{repo} failed: HTTP {r.status_code}"
+            )
+        clen = r.headers.get("content-length")
+        if size is not None and clen and clen.isdigit() and int(clen) != size:
+            await r.aclose()
+            raise DigestMismatch(
+                f"blob {digest} from {self.domain} is {clen} bytes, not the {size} its manifest says; refusing it"
+            )
+        if size is None:
+            buf = await self.read_body(r, limit, what)
+        else:
+            buf = await self.read_body(r, size, what, truncate=True)
+            if len(buf) > size:
+                raise DigestMismatch(
+                    f"blob {digest} from {self.domain} is larger than the {size} bytes its manifest says; refusing it"
+                )
+        got = "sha256:" + hashlib.sha256(buf).hexdigest()
+        _verify(digest, size, got, len(buf), self.domain)
+        return buf
 
     async def fetch_blob(
         self,
@@ -320,31 +333,34 @@ class RegistryClient:
         dest: str,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Stream a blob into `dest` (created), checking its digest and size; deletes it on failure."""
+        """Stream a blob into `dest` (created), checking its digest and size; deletes it on failure.
+        A transfer broken mid-way (connection reset, 5xx) starts again, within the retry bounds."""
         import httpx
-        import trio
 
-        attempt = 0
+        retry = Retrier(self.settings)
         while True:
             try:
-                await self._fetch_once(repo, digest, size, dest, progress)
+                await self._fetch_once(repo, digest, size, dest, progress, retry)
                 return
-            except (httpx.TransportError, _Transient) as e:
+            except (httpx.HTTPError, httpx.StreamError, _Transient) as e:
                 _unlink(dest)
-                attempt += 1
-                if attempt > RETRIES:
+                if _retryable(e) and await retry.again():
+                    if progress:
+                        progress(-1)
+                    continue
+                what = f"blob {digest}"
+                if isinstance(e, _Transient):
                     raise ImageError(
-                        f"downloading {digest} from {self.domain} failed: {_errtext(e)}"
+                        f"{what} from {self.domain} failed after {retry.attempts} attempts: {e}"
                     ) from None
-                if progress:
-                    progress(-1)
-                await trio.sleep(0.25 * 2**attempt)
+                raise self.error(e, what, retry.attempts) from None
             except BaseException:
                 _unlink(dest)
                 raise
 
-    async def _fetch_once(self, repo, digest, size, dest, progress) -> None:
-        r = await self._request("GET", repo, f"blobs/{digest}", stream=True)
+    async def _fetch_once(self, repo, digest, size, dest, progress, retry) -> None:
+        what = f"blob {digest}"
+        r = await self.request("GET", repo, f"blobs/{digest}", what=what, retrier=retry)
         try:
             if r.status_code != 200:
                 if _transient(r.status_code):
@@ -352,11 +368,17 @@ class RegistryClient:
                 raise ImageError(
                     f"fetching blob {digest} from {self.domain}/{repo} failed: HTTP {r.status_code}"
                 )
+            clen = r.headers.get("content-length")
+            if size is not None and clen and clen.isdigit() and int(clen) != size:
+                raise DigestMismatch(
+                    f"blob {digest} from {self.domain} is {clen} bytes, not the {size} its manifest says; refusing it"
+                )
             h = hashlib.sha256()
             n = 0
+            speed = Speed(self.settings.timeout, self._stalled(what))
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
-                async for chunk in r.aiter_raw(CHUNK):
+                async for chunk in r.aiter_raw():  # as received: the low-speed rule sees each
                     h.update(chunk)
                     n += len(chunk)
                     if size is not None and n > size:
@@ -367,6 +389,7 @@ class RegistryClient:
                     while mv:
                         w = os.write(fd, mv)
                         mv = mv[w:]
+                    speed.feed(len(chunk))
                     if progress:
                         progress(n)
             finally:
@@ -378,6 +401,17 @@ class RegistryClient:
 
 class _Transient(Exception):
     pass
+
+
+def _retryable(e: BaseException) -> bool:
+    """Connection failures and broken transfers are retried; timeouts and protocol misuse not."""
+    import httpx
+
+    if isinstance(e, _Transient):
+        return True
+    if isinstance(e, httpx.TimeoutException | httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return False
+    return isinstance(e, httpx.TransportError)
 
 
 def _verify(digest: str, size: int | None, got: str, n: int, domain: str) -> None:
@@ -398,13 +432,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _errtext(e: BaseException | None) -> str:
-    if e is None:
-        return "unknown error"
-    x, n = e, 0
-    while x is not None and not str(x) and n < 8:  # httpx wraps e.g. ssl errors without text
-        x, n = x.__cause__ or x.__context__, n + 1
-    s = str(x) if x is not None and str(x) else type(e).__name__
-    return s.splitlines()[0]

@@ -56,6 +56,10 @@ class Progress:
             row[3] = ""
         self._draw()
 
+    def set_total(self, key: str, total: int | None) -> None:
+        """The size of a blob once it is known (a blob rewritten before it is sent)."""
+        self.rows[self.index[key]][2] = total
+
     def finish(self, key: str, state: str = "done") -> None:
         row = self.rows[self.index[key]]
         row[3] = state

@@ -11,17 +11,18 @@ blob is complete, overlapping the other downloads.
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 import platform as _platform
 import sys
 import time
+from dataclasses import dataclass
 
 from rootless.errors import ImageError, RootlessError
 from rootless.image import distribution as dist
+from rootless.image import manifest as mf
 from rootless.image import reference, registries_conf
 from rootless.image.progress import Progress
-from rootless.image.store import ImageRecord, Store, _helper_error
+from rootless.image.store import ImageRecord, Store, _helper_error, store_write_error
 
 DOWNLOADS = 6
 _SERVER: contextvars.ContextVar = contextvars.ContextVar("rootless_extract_server")
@@ -100,19 +101,43 @@ def pull_image(
     tls_verify: bool | None = None,
     platform: str | None = None,
     store: Store | None = None,
+    access: Access | None = None,
 ) -> ImageRecord:
     import trio
 
     store = store or Store.open()
     want = parse_platform(platform)
+    access = access or Access()
+    access.settings = access.settings or dist.load_settings()
     progress = Progress(quiet=quiet)
     server = start_extract_server()
     try:
-        return trio.run(_with_server, server, _pull, store, ref, tls_verify, want, progress)
+        return trio.run(_with_server, server, _pull, store, ref, tls_verify, want, progress, access)
+    except OSError as e:
+        raise store_write_error(store.root, e) or e from None
     finally:
         progress.close()
         if server is not None:
             server.close()
+
+
+@dataclass
+class Access:
+    """How to talk to registries: limits and retries, and credentials (`--creds`, `--authfile`)."""
+
+    settings: dist.Settings | None = None
+    creds: tuple[str, str] | None = None
+    authfile: str | None = None
+
+    def client(self, domain: str, *, insecure: bool, tls_verify) -> dist.RegistryClient:
+        return dist.RegistryClient(
+            domain,
+            insecure=insecure,
+            tls_verify=tls_verify,
+            settings=self.settings,
+            creds=self.creds,
+            authfile=self.authfile,
+        )
 
 
 def start_extract_server():
@@ -147,7 +172,9 @@ async def _with_server(server, fn, *args):
         raise _first(eg) from None
 
 
-async def _pull(store: Store, ref_str: str, tls_verify, want, progress: Progress) -> ImageRecord:
+async def _pull(
+    store: Store, ref_str: str, tls_verify, want, progress: Progress, access: Access
+) -> ImageRecord:
     ref = reference.parse(ref_str)
     conf = registries_conf.load()
     candidates = conf.resolve(ref.defaulted())
@@ -157,7 +184,7 @@ async def _pull(store: Store, ref_str: str, tls_verify, want, progress: Progress
         for cand in candidates:
             for src in conf.sources(cand, tls_verify):
                 try:
-                    return await _pull_from(store, cand, src, want, progress, tls_verify)
+                    return await _pull_from(store, cand, src, want, progress, tls_verify, access)
                 except dist.DigestMismatch:
                     raise
                 except _LayerFailure as e:
@@ -179,52 +206,45 @@ class _LayerFailure(ImageError):
 
 
 async def _pull_from(
-    store: Store, name_ref, src, want, progress: Progress, tls_verify
+    store: Store, name_ref, src, want, progress: Progress, tls_verify, access: Access
 ) -> ImageRecord:
     import trio
 
     ref = src.ref
     repo = ref.path
-    async with dist.RegistryClient(
-        ref.domain, insecure=src.insecure, tls_verify=tls_verify
-    ) as client:
+    async with access.client(ref.domain, insecure=src.insecure, tls_verify=tls_verify) as client:
         if len(progress.rows) == 0:
             progress.line(f"Trying to pull {name_ref}...")
         body, mt, mdigest = await client.get_manifest(repo, ref.api_ref)
-        doc = _json(body, "manifest")
-        mt = doc.get("mediaType") or mt
+        what = f"the manifest of {ref}"
+        doc = mf.parse_json(body, what)
+        mt = mf.media_type(doc, what) or mt
         if mt in SCHEMA1 or doc.get("schemaVersion") == 1:
             raise ImageError(
                 f"{ref} has a Docker schema 1 manifest, which is not supported; re-push it as v2 or OCI"
             )
         repo_digest = f"{name_ref.name}@{mdigest}"
         if mt in dist.INDEX_TYPES or "manifests" in doc:
-            chosen = choose_platform(doc, want, str(ref))
+            entries = mf.index_manifests(doc, f"the index of {ref}")
+            chosen = choose_platform({"manifests": entries}, want, str(ref))
             body, mt, mdigest = await client.get_manifest(repo, chosen["digest"])
-            if chosen.get("size") is not None and len(body) != chosen["size"]:
+            if len(body) != chosen["size"]:
                 raise dist.DigestMismatch(
                     f"manifest {chosen['digest']} from {ref.domain} has the wrong size"
                 )
-            doc = _json(body, "manifest")
-            mt = doc.get("mediaType") or mt
+            doc = mf.parse_json(body, what)
+            mt = mf.media_type(doc, what) or mt
             repo_digest_child = f"{name_ref.name}@{mdigest}"
         else:
             repo_digest_child = None
-        if "config" not in doc or "layers" not in doc:
-            raise ImageError(f"{ref}: the manifest has no config or layers (media type {mt!r})")
-        cdesc = doc["config"]
+        cdesc, layers = mf.image_manifest(doc, what)
         cdigest = cdesc["digest"]
         if store.has_blob(cdigest):
             cbytes = store.read_blob(cdigest)
         else:
-            cbytes = await client.get_blob_bytes(repo, cdigest, cdesc.get("size"))
-        config = _json(cbytes, "image config")
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        layers = doc["layers"]
-        if len(diff_ids) != len(layers):
-            raise ImageError(
-                f"{ref}: the config lists {len(diff_ids)} layers but the manifest {len(layers)}"
-            )
+            cbytes = await client.get_blob_bytes(repo, cdigest, cdesc["size"])
+        config = mf.parse_json(cbytes, f"the image config of {ref}")
+        diff_ids = mf.diff_ids(config, len(layers), f"the image config of {ref}")
         for layer in layers:
             if layer.get("mediaType") in LAYER_TYPES_FOREIGN or layer.get("urls"):
                 raise ImageError(f"{ref}: foreign (non-distributable) layers are not supported")
@@ -425,16 +445,6 @@ class _flock:
 
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
-
-
-def _json(body: bytes, what: str) -> dict:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise ImageError(f"the registry sent a {what} that is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ImageError(f"the registry sent a {what} that is not a JSON object")
-    return doc
 
 
 __all__ = ["ensure_image", "pull_image", "RootlessError"]

@@ -179,34 +179,51 @@ def _endpoint_location(loc: str, path: str) -> str:
     return loc.rstrip("/")
 
 
+def _typed(value, kind, path: str, what: str):
+    """`value` if it has the TOML type the file format wants, else one line naming the key."""
+    if not isinstance(value, kind):
+        want = {list: "a list", dict: "a table", str: "a string", bool: "true or false"}[kind]
+        raise ImageError(f"{path}: {what} must be {want}; fix the file")
+    return value
+
+
 def _apply(conf: RegistriesConf, data: dict, path: str) -> None:
     if "registries" in data and isinstance(data["registries"], dict):
         raise ImageError(
             f"{path}: registries.conf v1 format is not supported; convert it to v2 (see containers-registries.conf(5))"
         )
     if "unqualified-search-registries" in data:
-        conf.search = [str(s) for s in data["unqualified-search-registries"]]
+        search = _typed(
+            data["unqualified-search-registries"], list, path, "unqualified-search-registries"
+        )
+        conf.search = [_typed(s, str, path, "each unqualified search registry") for s in search]
         conf.search_set = True
-    for key, val in (data.get("aliases") or {}).items():
-        conf.aliases[key] = str(val)
-    for r in data.get("registry") or []:
-        prefix = r.get("prefix") or r.get("location")
-        location = r.get("location") or ""
+    for key, val in _typed(data.get("aliases") or {}, dict, path, "[aliases]").items():
+        conf.aliases[key] = _typed(val, str, path, f"alias {key!r}")
+    for r in _typed(data.get("registry") or [], list, path, "[[registry]]"):
+        r = _typed(r, dict, path, "each [[registry]]")
+        prefix = _typed(r.get("prefix") or r.get("location") or "", str, path, "prefix/location")
+        location = _typed(r.get("location") or "", str, path, "location")
         if not prefix:
             raise ImageError(f"{path}: a [[registry]] table needs a location or a prefix")
         if not location and not prefix.startswith("*."):
             location = prefix
+        mirrors = []
+        for m in _typed(r.get("mirror") or [], list, path, f"the mirrors of {prefix}"):
+            m = _typed(m, dict, path, f"each mirror of {prefix}")
+            loc = _typed(m.get("location") or "", str, path, f"a mirror location of {prefix}")
+            if loc:
+                insecure = _typed(m.get("insecure", False), bool, path, "insecure")
+                mirrors.append(Endpoint(_endpoint_location(loc, path), insecure))
         entry = RegistryEntry(
             prefix=_endpoint_location(prefix, path),
             location=_endpoint_location(location, path) if location else "",
-            insecure=bool(r.get("insecure", False)),
-            blocked=bool(r.get("blocked", False)),
-            mirror_by_digest_only=bool(r.get("mirror-by-digest-only", False)),
-            mirrors=[
-                Endpoint(_endpoint_location(m["location"], path), bool(m.get("insecure", False)))
-                for m in r.get("mirror") or []
-                if m.get("location")
-            ],
+            insecure=_typed(r.get("insecure", False), bool, path, f"insecure of {prefix}"),
+            blocked=_typed(r.get("blocked", False), bool, path, f"blocked of {prefix}"),
+            mirror_by_digest_only=_typed(
+                r.get("mirror-by-digest-only", False), bool, path, "mirror-by-digest-only"
+            ),
+            mirrors=mirrors,
         )
         conf.registries = [e for e in conf.registries if e.prefix != entry.prefix] + [entry]
 

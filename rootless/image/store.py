@@ -522,6 +522,21 @@ def _alias(ref: reference.Reference) -> reference.Reference | None:
     return r
 
 
+def store_write_error(root: str, e: OSError) -> StoreError | None:
+    """The one-line error for a write that failed because the store's filesystem is full or
+    read-only (None for any other OSError)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "full"
+    elif e.errno == errno.EROFS:
+        why = "read-only"
+    else:
+        return None
+    return StoreError(
+        f"the store at {root} is {why} ({e.strerror}); free some space (rootless image prune, "
+        "rootless rmi) or move the store, then try again"
+    )
+
+
 def _helper_error(stderr: str) -> str:
     for line in stderr.splitlines():
         if line.startswith("error: "):
