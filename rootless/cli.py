@@ -63,6 +63,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "top": ("rootless.commands.lifecycle", "top", "Display the processes of a container"),
     "container": ("rootless.commands.lifecycle", "container", "Manage containers"),
     "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
+    "build": ("rootless.commands.build", "build", "Build an image from a Containerfile"),
 }
 
 log = logging.getLogger("rootless")
