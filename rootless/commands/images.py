@@ -468,3 +468,6 @@ image.add_command(prune)
 image.add_command(exists)
 image.add_command(image_inspect)
 image.add_command(importlib.import_module("rootless.commands.build").build)
+for _name, _mod, _attr in (("history", "history", "history"), ("diff", "history", "image_diff"),
+                           ("import", "commit", "import_")):  # fmt: skip
+    image.add_command(getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name)
