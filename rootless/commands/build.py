@@ -7,29 +7,10 @@ import sys
 
 import click
 
+from rootless.commands.flags import PodmanCommand
+from rootless.commands.flags import bool_option as _bool_option
+from rootless.commands.flags import value as _value
 from rootless.errors import RootlessError
-
-_TRUE = ("true", "1", "yes", "on", "")
-_FALSE = ("false", "0", "no", "off")
-
-
-def _flag(value, name: str) -> bool:
-    """A podman boolean flag: bare (--layers), or with a value (--layers=false)."""
-    if isinstance(value, bool):
-        return value
-    v = str(value).lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise click.BadParameter(f"{value!r} is not a boolean", param_hint=name)
-
-
-def _bool_option(*decls, default: bool, help: str):
-    return click.option(
-        *decls, default="true" if default else "false", flag_value="true", is_flag=False,
-        show_default=False, metavar="[=BOOL]", help=help,
-    )  # fmt: skip
 
 
 def _pairs(values, flag: str, from_env: bool = False) -> dict[str, str]:
@@ -49,7 +30,7 @@ def _pairs(values, flag: str, from_env: bool = False) -> dict[str, str]:
     return out
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command(cls=PodmanCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("context", required=False, default=".")
 @click.option(
     "-f",
@@ -66,8 +47,6 @@ def _pairs(values, flag: str, from_env: bool = False) -> dict[str, str]:
 @click.option(
     "--pull",
     default="missing",
-    flag_value="always",
-    is_flag=False,
     metavar="[=POLICY]",
     help="always, missing (default), never or newer; bare --pull is always.",
 )
@@ -124,9 +103,9 @@ def build(ctx, context, file_, tags, build_arg, target, no_cache, pull, pull_alw
     opts = BuildOptions(
         context=context, file=file_, file_text=text, tags=list(tags),
         build_args=_pairs(build_arg, "--build-arg", from_env=True), target=target,
-        no_cache=_flag(no_cache, "--no-cache"), pull=policy, layers=_flag(layers, "--layers"),
-        squash=_flag(squash, "--squash"), labels=_pairs(label, "--label"), platform=platform,
-        quiet=_flag(quiet, "--quiet"), iidfile=iidfile, network=network or "slirp4netns",
+        no_cache=_value(ctx, "no_cache", no_cache), pull=policy,
+        layers=_value(ctx, "layers", layers), squash=_value(ctx, "squash", squash),
+        labels=_pairs(label, "--label"), platform=platform, quiet=_value(ctx, "quiet", quiet), iidfile=iidfile, network=network or "slirp4netns",
         security_opts=list(security_opt), cap_add=list(cap_add), cap_drop=list(cap_drop),
         fmt=fmt, storage_driver=(ctx.obj or {}).get("storage_driver"),
     )  # fmt: skip

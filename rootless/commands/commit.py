@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from rootless.commands.flags import PodmanCommand, bool_option, value
 from rootless.errors import RootlessError
 
 
-@click.command()
+@click.command(cls=PodmanCommand)
 @click.argument("container")
 @click.argument("image", required=False)
 @click.option("-c", "--change", multiple=True,
@@ -18,13 +19,15 @@ from rootless.errors import RootlessError
               "ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR).")  # fmt: skip
 @click.option("-m", "--message", default=None, help="Commit message (the history comment).")
 @click.option("-a", "--author", default=None, help="Author of the image.")
-@click.option("-p", "--pause", default="true", flag_value="true", is_flag=False, metavar="[=BOOL]",
-              help="Stop the container's processes while committing (default true).")  # fmt: skip
+@bool_option(
+    "-p", "--pause", default=True, help="Stop the container's processes meanwhile (default)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci",
               help="Image format.")  # fmt: skip
 @click.option("--squash", is_flag=True, hidden=True)
-def commit(container, image, change, message, author, pause, quiet, fmt, squash):
+@click.pass_context
+def commit(ctx, container, image, change, message, author, pause, quiet, fmt, squash):
     """Create an image from a container's changes."""
     from rootless.build.container import commit_container
 
@@ -34,7 +37,7 @@ def commit(container, image, change, message, author, pause, quiet, fmt, squash)
         click.echo("Getting image source signatures", err=True)
     image_id = commit_container(
         container, image, change=list(change), message=message, author=author,
-        pause=str(pause).lower() not in ("false", "0", "no"), fmt=fmt,
+        pause=value(ctx, "pause", pause), fmt=fmt,
     )  # fmt: skip
     if not quiet:
         click.echo(f"Copying config sha256:{image_id}", err=True)

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from rootless.commands.flags import PodmanCommand, bool_option, value
 from rootless.errors import RootlessError
 
 HEADERS = {"ID": "ID", "Created": "CREATED", "CreatedBy": "CREATED BY", "Size": "SIZE",
@@ -31,22 +32,22 @@ def _human_size(n: int) -> str:
     return _size(n)
 
 
-@click.command()
+@click.command(cls=PodmanCommand)
 @click.argument("image")
 @click.option(
     "--format", "fmt", default=None, help="json, or a Go template ({{.ID}} {{.Size}}...)."
 )
-@click.option("-H", "--human", default="true", flag_value="true", is_flag=False, metavar="[=BOOL]",
-              help="Sizes and dates in human-readable form (default true).")  # fmt: skip
+@bool_option("-H", "--human", default=True, help="Sizes and dates in human form (default true).")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the image IDs only.")
-def history(image, fmt, human, no_trunc, quiet):
+@click.pass_context
+def history(ctx, image, fmt, human, no_trunc, quiet):
     """Show the history of an image."""
     from rootless.build import history as hist
     from rootless.commands.images import render_template
     from rootless.image.store import Store
 
-    human = str(human).lower() not in ("false", "0", "no")
+    human = value(ctx, "human", human)
     store = Store.open()
     rec = store.require(image)
     rows = hist.rows(store, rec)
