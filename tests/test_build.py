@@ -206,7 +206,8 @@ def test_bad_input_one_error_line_and_nothing_left(rootless, base, tmp_path):
 def test_ignore_file_globs_and_copy_semantics(rootless, base, tmp_path):
     ctx = make_context(tmp_path / "ctx", {
         "Containerfile": f"FROM {base}\nCOPY . /all/\nCOPY *.md docs/ /docs/\n"
-                         "COPY one.md /renamed.md\nCOPY docs /opt/data/\n",
+                         "COPY one.md /renamed.md\nCOPY docs /opt/data/\n"
+                         "WORKDIR /w\nCOPY one.md .\nCOPY two.md ./sub/\n",
         ".containerignore": "# comment\n*.log\nbuild/\n!build/keep.txt\n**/*.tmp\n",
         "one.md": "1", "two.md": "2", "x.log": "log", "build/junk": "j", "build/keep.txt": "k",
         "docs/guide.txt": "g", "docs/deep/a.tmp": "t",
@@ -219,6 +220,9 @@ def test_ignore_file_globs_and_copy_semantics(rootless, base, tmp_path):
         "/docs/guide.txt",
     ])  # fmt: skip
     assert run_out(rootless, "ign", "cat", "/renamed.md") == "1"
+    # relative destinations are below WORKDIR, which the copy creates
+    assert run_out(rootless, "ign", "find", "/w").split() == ["/w", "/w/one.md", "/w/sub",
+                                                              "/w/sub/two.md"]  # fmt: skip
     # a copy into an existing directory merges with what the image has there
     assert run_out(rootless, "ign", "ls", "/opt/data").split() == ["c", "deep", "guide.txt"]
 
@@ -347,3 +351,25 @@ def test_apt_get_install_over_the_network(rootless, registry, debian_ref, tmp_pa
     build(rootless, ctx, "-t", "hello")
     assert run_out(rootless, "hello") == "Hello, world!\n"
     assert_clean(rootless)
+
+
+def test_inspect_parent_repo_digests_and_rmi_of_a_built_image(rootless, base, tmp_path):
+    ctx = make_context(tmp_path / "ctx", {
+        "Containerfile": f"FROM {base}\nRUN echo 1 > /one\nENV A=1\nLABEL b=2\n",
+    })  # fmt: skip
+    image_id = build(rootless, ctx, "-t", "built").stdout.splitlines()[-1]
+    data = inspect(rootless, "built")
+    assert data["RepoDigests"] == [f"localhost/built@{data['Digest']}"]
+    assert ID.match(data["Parent"]) and data["Parent"] != image_id
+    assert [h.get("empty_layer", False) for h in data["History"][-3:]] == [False, True, True]
+    before = set(rootless("images", "-a", "-q", "--no-trunc", check=True).stdout.split())
+    assert len(before) == 1 + 3  # the base and one image per step
+    rootless("image", "prune", check=True)  # keeps the steps of a named image
+    assert set(rootless("images", "-a", "-q", "--no-trunc", check=True).stdout.split()) == before
+    out = rootless("rmi", "built", check=True).stdout
+    assert out.count("Deleted: ") == 3 and f"Deleted: {image_id}" in out
+    assert rootless("images", "-a", "-q", check=True).stdout.split() == [
+        rootless("images", "-q", base, check=True).stdout.strip()
+    ]
+    cp = build(rootless, ctx, "-t", "bad name!", check=False)
+    assert cp.returncode == 125 and cp.stdout == "" and "bad name!" in cp.stderr
