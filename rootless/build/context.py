@@ -177,9 +177,7 @@ class Context:
         """A source that is a symlink is followed (as docker does), but only inside the context."""
         real = os.path.realpath(os.path.join(self.root, rel))
         if real != self.root and not real.startswith(self.root + "/"):
-            raise ContextError(
-                f"{src} points outside the build context {self.root}: refusing it"
-            )
+            raise ContextError(f"{src} points outside the build context {self.root}: refusing it")
 
     def walk(self, rel: str):
         """Yield relative paths under `rel` (itself first), skipping ignored ones; symlinks are

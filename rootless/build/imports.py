@@ -173,7 +173,10 @@ def _store(store, base, raw, digest, diff_id, size, kind, ins_list, names, messa
         env = {}
         for ins in ins_list:
             instructions.apply(ins, inner, env, cfg, {})
-        entry = {"created": commit.now_iso(), "created_by": f"/bin/sh -c #(nop) ADD file:{hexid} in /"}
+        entry = {
+            "created": commit.now_iso(),
+            "created_by": f"/bin/sh -c #(nop) ADD file:{hexid} in /",
+        }
         if message:
             entry["comment"] = message
         cfg["history"] = [entry]

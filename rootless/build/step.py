@@ -119,7 +119,6 @@ def _volatile_storage_class():
     return VolatileStorage
 
 
-
 def upper_dir(rec) -> str:
     return os.path.join(rec.dir, "upper")
 
