@@ -64,6 +64,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "top": ("rootless.commands.lifecycle", "top", "Display the processes of a container"),
     "container": ("rootless.commands.lifecycle", "container", "Manage containers"),
     "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
+    "build": ("rootless.commands.build", "build", "Build an image from a Containerfile"),
+    "commit": ("rootless.commands.commit", "commit", "Create an image from a container's changes"),
+    "history": ("rootless.commands.history", "history", "Show the history of an image"),
+    "diff": ("rootless.commands.history", "diff", "Show a container's or image's changes"),
+    "import": ("rootless.commands.commit", "import_", "Create an image from a tarball"),
+    "export": ("rootless.commands.commit", "export", "Export a container's filesystem as a tar"),
 }
 
 log = logging.getLogger("rootless")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import sys
 
@@ -155,7 +156,11 @@ def render_template(fmt: str, obj) -> str:
 )
 @click.option("--no-trunc", is_flag=True, help="Do not truncate ids.")
 @click.option(
-    "-a", "--all", "all_", is_flag=True, help="Show all images (no intermediate images exist)."
+    "-a",
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Show all images, with the intermediate ones of builds.",
 )
 @click.option("-n", "--noheading", is_flag=True, help="Do not print the header row.")
 def images(image, quiet, fmt, no_trunc, all_, noheading):
@@ -164,6 +169,11 @@ def images(image, quiet, fmt, no_trunc, all_, noheading):
 
     store = Store.open()
     recs = store.images()
+    if not all_:  # images that builds made as steps (podman shows them with -a)
+        from rootless.build.cache import intermediate_ids
+
+        hidden = intermediate_ids(store)
+        recs = [r for r in recs if r.id not in hidden]
     if image:
         hit = store.lookup_image(image)
         recs = [hit] if hit else []
@@ -226,6 +236,10 @@ def _remove(store, names, force: bool, all_: bool) -> int:
                 )
             store.remove_image(rec.id, force=True)
             click.echo(f"Deleted: {rec.id}")
+            from rootless.build.cache import remove_unused_parents
+
+            for parent in remove_unused_parents(store, rec.id):  # a built image's steps
+                click.echo(f"Deleted: {parent}")
         except ImageError as e:
             errors += 1
             click.echo(f"Error: {e}", err=True)
@@ -409,11 +423,13 @@ def logout(registry, all_):
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def prune(all_, force):
     """Remove dangling (unnamed) images, or all unused ones with -a."""
+    from rootless.build.cache import intermediate_ids
     from rootless.image.store import Store
 
     store = Store.open()
+    steps = intermediate_ids(store)  # kept unless -a, as podman keeps them
     for rec in store.images():
-        if (all_ or not rec.names) and not store.image_in_use_check(rec.id):
+        if (all_ or not (rec.names or rec.id in steps)) and not store.image_in_use_check(rec.id):
             store.remove_image(rec.id)
             click.echo(rec.id)
     store.gc()
@@ -458,3 +474,7 @@ image.add_command(save)
 image.add_command(prune)
 image.add_command(exists)
 image.add_command(image_inspect)
+image.add_command(importlib.import_module("rootless.commands.build").build)
+for _name, _mod, _attr in (("history", "history", "history"), ("diff", "history", "image_diff"),
+                           ("import", "commit", "import_")):  # fmt: skip
+    image.add_command(getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name)

@@ -26,7 +26,7 @@ def image_inspect_data(rec) -> dict:
         "Digest": rec.digest,
         "RepoTags": rec.names,
         "RepoDigests": rec.repo_digests,
-        "Parent": "",
+        "Parent": _parent(rec.id),
         "Comment": cfg.get("comment", ""),
         "Created": rec.created,
         "Config": inner,
@@ -54,6 +54,13 @@ def image_inspect_data(rec) -> dict:
         "GraphDriver": {"Name": "rootless", "Data": {"LowerDirs": list(reversed(rec.layer_dirs))}},
         "NamesHistory": rec.names,
     }
+
+
+def _parent(image_id: str) -> str:
+    """The image a build step or commit started from (rootless.build.cache), as podman shows it."""
+    from rootless.build.cache import parent
+
+    return parent(image_id) or ""
 
 
 def _container_hook():

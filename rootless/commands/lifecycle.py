@@ -2,6 +2,7 @@
 rm, wait, port, top and `container` (prune, plus the same verbs). The work is in rootless.runtime
 (manage, exec, logs, inspect); these functions parse flags and print."""
 
+import importlib
 import json
 import os
 import sys
@@ -578,6 +579,11 @@ for _name, _cmd in (
     ("top", top),
 ):
     container.add_command(_cmd, name=_name)
+for _name, _mod, _attr in (("commit", "commit", "commit"), ("diff", "history", "container_diff"),
+                           ("export", "commit", "export")):  # fmt: skip
+    container.add_command(
+        getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name
+    )
 
 
 def _inspect_cmd():
