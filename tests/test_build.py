@@ -28,24 +28,6 @@ def base(rootless, registry, busybox_ref):
     return busybox_ref
 
 
-@pytest.fixture(scope="session")
-def debian_ref(registry):
-    """STUB, until the `images` branch lands: its tests/support/images.py has the real session
-    fixture of this name (the Debian image of the test corpus); delete this one then. This one
-    pushes a Debian bookworm OCI layout (ref "bookworm") from $ROOTLESS_TEST_DEBIAN_LAYOUT."""
-    layout = os.environ.get(
-        "ROOTLESS_TEST_DEBIAN_LAYOUT", "/var/cache/rootless/test-images/debian-stub"
-    )
-    if not os.path.exists(os.path.join(layout, "index.json")):
-        pytest.fail(
-            f"no Debian OCI layout at {layout}: build a debootstrap minbase bookworm layout "
-            "(ref bookworm) there, or set ROOTLESS_TEST_DEBIAN_LAYOUT",
-            pytrace=False,
-        )
-    registry.push(layout, "bookworm", "debian:bookworm")
-    return f"{registry.host}/debian:bookworm"
-
-
 def make_context(path, files: dict[str, str | bytes]) -> str:
     for name, data in files.items():
         full = os.path.join(path, name)
@@ -339,6 +321,7 @@ def test_docker_format_healthcheck_shell_and_onbuild(rootless, base, tmp_path):
     assert "OnBuild" not in inspect(rootless, "child")["Config"]
 
 
+@pytest.mark.workload
 def test_apt_get_install_over_the_network(rootless, registry, debian_ref, tmp_path):
     """A RUN that installs a Debian package from the mirror through slirp4netns."""
     rootless.trust(registry)

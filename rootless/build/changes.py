@@ -15,8 +15,8 @@ import os
 import stat
 import tarfile
 
-from rootless.build.layerblob import TarFile
 from rootless.build.view import LayerView, is_opaque, is_whiteout
+from rootless.image.blobwriter import TarFile
 
 
 def layer_changes(top: str, lower_dirs: list[str]) -> list[list[str]]:

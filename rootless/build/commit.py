@@ -2,7 +2,7 @@
 
 `add_layer_dir(store, make)` gives `make` a fresh store tmp dir to fill (as root in the user
 namespace: `make(tmp)` must leave the layer tree at tmp/diff and may return nothing), writes the
-layer's blob from it (rootless.build.layerblob, uncompressed as podman keeps built layers locally;
+layer's blob from it (rootless.image.blobwriter, uncompressed as podman keeps built layers locally;
 push compresses), and moves both into the store (blobs/sha256/<digest>, layers/<diff_id>/diff),
 atomically, once per diff_id. `commit_image` writes the config and manifest blobs and the image
 record (rootless.image.store.ImageRecord) for a list of layers. A killed build leaves only tmp
@@ -19,8 +19,10 @@ import json
 import os
 import platform as _platform
 import time
+from dataclasses import asdict
 
-from rootless.build import layerblob, ns
+from rootless.build import ns
+from rootless.image import blobwriter
 from rootless.image.store import ImageRecord, Store
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -90,9 +92,10 @@ def base_config(parent: ImageRecord | None) -> dict:
 def _make_and_write(make, tmp: str) -> dict:
     """In the user namespace: build the layer tree at tmp/diff, then its blob at tmp/blob."""
     make(tmp)
-    return layerblob.write_layer_blob(
-        os.path.join(tmp, "diff"), os.path.join(tmp, "blob")
-    ).to_dict()
+    blob = blobwriter.write_layer_blob(
+        os.path.join(tmp, "diff"), os.path.join(tmp, "blob"), compression="none"
+    )
+    return asdict(blob)
 
 
 def add_layer_dir(store: Store, make, *args) -> dict:

@@ -143,7 +143,7 @@ def import_tarball(source: str, reference: str | None, change: list[str],
 
 
 def _store(store, base, raw, digest, diff_id, size, kind, ins_list, names, message, fmt) -> str:
-    from rootless.build import layerblob
+    from rootless.image import blobwriter
 
     with store.lock("gc", shared=True):
         hexid = diff_id.split(":", 1)[1]
@@ -166,7 +166,7 @@ def _store(store, base, raw, digest, diff_id, size, kind, ins_list, names, messa
             "diff_id": diff_id,
             "size": blob_size,
             "diff_size": size,
-            "media_type": layerblob.MEDIA_TYPES[("oci", kind)],
+            "media_type": blobwriter.OCI_LAYER[kind or "none"],
         }
         cfg = commit.base_config(None)
         inner = cfg["config"]

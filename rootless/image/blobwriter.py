@@ -122,6 +122,23 @@ class BlobWriter:
 
 
 # --- layer dir -> tar ------------------------------------------------------------------------------
+class TarFile(tarfile.TarFile):
+    """A tar that ends after its two zero blocks, not padded to a 10 KiB record as Python's is
+    (Go's archive/tar, which podman and buildah use, does not pad either; layer sizes then match)."""
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.mode in ("a", "w", "x"):
+                self.fileobj.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+                self.offset += tarfile.BLOCKSIZE * 2
+        finally:
+            if not self._extfileobj:
+                self.fileobj.close()
+
+
 def write_layer_blob(
     layer_dir: str,
     out_path: str,
@@ -133,7 +150,7 @@ def write_layer_blob(
     """Write `layer_dir` as an OCI layer blob at `out_path` (created or truncated)."""
     with open(out_path, "wb", buffering=CHUNK) as raw:
         w = BlobWriter(raw, compression, level)
-        with tarfile.open(
+        with TarFile.open(
             fileobj=w,
             mode="w|",
             format=tarfile.PAX_FORMAT,
