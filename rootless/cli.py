@@ -13,9 +13,9 @@ import os
 import sys
 
 if "run" in sys.argv[1:]:  # fuse-overlay's daemon imports for ~90 ms: start it before click loads
-    from rootless.runtime.storage import early_prestart
+    from rootless.fuse_overlay import prestart
 
-    early_prestart(sys.argv[1:])
+    prestart.early(sys.argv[1:])
 
 import click  # noqa: E402
 

@@ -11,7 +11,6 @@ import platform
 import pwd
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 
 from rootless import __version__, paths
@@ -26,18 +25,6 @@ class Problem:
 
     def line(self) -> str:
         return f"{'ERROR' if self.fatal else 'WARNING'}: {self.what}; fix: {self.fix}"
-
-
-def _version(argv: list[str]) -> str | None:
-    exe = shutil.which(argv[0])
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
 
 
 def _helper(name: str) -> dict:
@@ -179,8 +166,13 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
         problems[-1].fatal = True
 
     # network
-    slirp = _version(["slirp4netns", "--version"])
-    pasta = _version(["pasta", "--version"])
+    from rootless.network.mode import helpers_info
+
+    found = helpers_info()
+    slirp, pasta = (
+        (found[n]["version"] or "unknown") if found[n]["available"] else None
+        for n in ("slirp4netns", "pasta")
+    )
     tun_ok = _dev_usable("/dev/net/tun")
     if slirp is None:
         problems.append(

@@ -238,7 +238,7 @@ def _remove(store, names, force: bool, all_: bool) -> int:
 
 def _full_name(rec, name: str) -> str | None:
     from rootless.image import reference
-    from rootless.image.store import _match_name
+    from rootless.image.store import match_name as _match_name
 
     try:
         ref = reference.parse(name)

@@ -87,14 +87,14 @@ def run(ctx, **kw):
     from rootless.config import select_driver
 
     driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
-    from rootless.runtime import storage
+    from rootless.fuse_overlay import prestart
 
     if driver == "fuse-overlay" and not detach:
         # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
-        # first lines have not started it already: storage.early_prestart)
-        storage.prestart_fuse()
+        # first lines have not started it already: prestart.early)
+        prestart.start()
     else:
-        storage.reap_prestarted()  # a wrong early guess
+        prestart.reap()  # a wrong early guess
     opts = RunOptions(
         image=kw["image"],
         command=list(kw["command"]),
@@ -132,12 +132,11 @@ def run(ctx, **kw):
         click.echo(run_detached(opts))
         return 0
     from rootless.runtime.container import run as run_container
-    from rootless.runtime.storage import reap_prestarted
 
     try:
         rc = run_container(opts)
     finally:
-        reap_prestarted()
+        prestart.reap()
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
     import os
     import sys

@@ -47,7 +47,7 @@ def _tar_add_file(tf: tarfile.TarFile, name: str, path: str) -> None:
 
 
 def _uncompressed_size(path: str) -> int:
-    from rootless.image.layer import open_decompressed
+    from rootless.image.decompress import open_decompressed
 
     n = 0
     with open(path, "rb", buffering=CHUNK) as raw:
@@ -61,7 +61,7 @@ def _uncompressed_size(path: str) -> int:
 
 class _DecompressedFile:
     def __init__(self, path: str):
-        from rootless.image.layer import open_decompressed
+        from rootless.image.decompress import open_decompressed
 
         self.raw = open(path, "rb", buffering=CHUNK)  # noqa: SIM115
         self.s = open_decompressed(self.raw)

@@ -4,7 +4,7 @@
 Both are synchronous (they run trio themselves); call them before any trio.run of your own.
 Layers download concurrently (bounded), each verified while it streams; a blob already stored is
 never downloaded again and a layer already extracted is never extracted again. Each layer is
-extracted by a helper process inside the user namespace (rootless.image.layer) as soon as its
+extracted by a helper process inside the user namespace (rootless.image.layer_helper) as soon as its
 blob is complete, overlapping the other downloads.
 """
 
@@ -21,7 +21,8 @@ from rootless.errors import ImageError, RootlessError
 from rootless.image import distribution as dist
 from rootless.image import reference, registries_conf
 from rootless.image.progress import Progress
-from rootless.image.store import ImageRecord, Store, _helper_error
+from rootless.image.store import ImageRecord, Store
+from rootless.image.store import helper_error as _helper_error
 
 DOWNLOADS = 6
 _SERVER: contextvars.ContextVar = contextvars.ContextVar("rootless_extract_server")
@@ -122,7 +123,7 @@ def start_extract_server():
 
     if threading.active_count() > 1 or os.environ.get("ROOTLESS_EXTRACT_HELPER") == "1":
         return None
-    from rootless.image.layer import ExtractServer
+    from rootless.image.layer_helper import ExtractServer
 
     try:
         return ExtractServer().start()
@@ -342,9 +343,8 @@ def _layer_size(store: Store, diff_id: str) -> int | None:
 
 async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | None:
     """Extract a stored blob as layer `diff_id` (once; concurrent callers wait for the first)."""
-    import trio
-
-    from rootless.image.layer import helper_argv
+    from rootless import process
+    from rootless.image.layer_helper import helper_argv
 
     hexid = diff_id.split(":", 1)[1]
     async with _flock(store, f"layer-{hexid}"):
@@ -360,17 +360,14 @@ async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | N
                 res = await server.extract(store.blob_path(blob_digest), dest, diff_id)
                 rc, err, warn, size = res["rc"], res.get("err"), res.get("warn"), res.get("size")
             else:
-                cp = await trio.run_process(
-                    helper_argv("extract", store.blob_path(blob_digest), dest, diff_id),
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
+                cp = await process.run_async(
+                    helper_argv("extract", store.blob_path(blob_digest), dest, diff_id)
                 )
-                text = cp.stderr.decode(errors="replace")
+                text = cp.stderr
                 rc, err = cp.returncode, _helper_error(text)
                 warn = next((x[9:] for x in text.splitlines() if x.startswith("warning: ")), None)
                 try:
-                    size = int(cp.stdout.decode().split()[-1])
+                    size = int(cp.stdout.split()[-1])
                 except (ValueError, IndexError):
                     size = None
             if warn:

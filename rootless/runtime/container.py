@@ -37,9 +37,9 @@ import time
 from rootless import paths
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
+from rootless.process import exit_code, flush_stdio
 from rootless.runtime import capabilities, process, rootfs, spec, state
 from rootless.runtime.storage import Storage
-from rootless.userns import exit_code, wait_exit_code
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
 
@@ -58,22 +58,6 @@ def _find_image(ref: str):
             f"{ref}: image not known locally; pull it first with `rootless pull {ref}`"
         ) from None
     return ensure_image(ref)
-
-
-def _parse_network(value: str) -> tuple[str, dict]:
-    if value in ("none", "host"):
-        return value, {}
-    try:
-        from rootless import slirp
-    except ImportError:
-        import sys
-
-        print(
-            f"WARNING: --network {value} is not available yet; running with --network none",
-            file=sys.stderr,
-        )
-        return "none", {}
-    return slirp.parse_network(value)
 
 
 def _cgroup_v2() -> bool:
@@ -167,7 +151,9 @@ class Runner:
     # ---- host side -------------------------------------------------------------------------------
     def prepare(self) -> None:
         o = self.opts
-        self.net_mode, self.net_opts = _parse_network(o.network)
+        from rootless.network.mode import parse_network
+
+        self.net_mode, self.net_opts = parse_network(o.network)
         if self.net_mode in ("none", "host") and o.publish:
             raise ContainerError(f"-p cannot be used with --network {self.net_mode}")
         self.prepare_security()
@@ -293,13 +279,11 @@ class Runner:
         return self.spawn_monitor(rec)
 
     def spawn_monitor(self, rec) -> str:
-        from rootless.userns import _flush_stdio
-
         self.detached = True
         if self.cgroup is not None:
             self.cgroup.container_id = rec.id
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        _flush_stdio()
+        flush_stdio()
         pid = os.fork()
         if pid == 0:
             os.close(status_r)
@@ -402,11 +386,14 @@ class Runner:
             o.storage_driver, self.image.layer_dirs, rec.dir, volatile=o.rm and not self.detached
         )
         self.storage.prepare_host()
+        from rootless.network.handle import NetworkHandle
+
+        unstarted = NetworkHandle(self.net_mode)
         etc = {}
         for name, text in (
             ("hostname", hostname + "\n"),
-            ("hosts", _hosts(hostname, rec.name, self.net_mode)),
-            ("resolv.conf", _resolv(self.net_mode)),
+            ("hosts", unstarted.hosts(hostname, (rec.name,))),
+            ("resolv.conf", unstarted.resolv_conf()),
         ):
             path = os.path.join(rec.run_dir, name)
             _write(path, text)
@@ -535,18 +522,19 @@ class Runner:
         return rc
 
     def _start_network(self, rec, pid: int):
-        from rootless import netutil, slirp
+        from rootless.network import mode
+        from rootless.network import ports as netports
 
-        ports = netutil.parse_publish_all(self.opts.publish)
+        ports = netports.parse_publish_all(self.opts.publish)
         if self.opts.publish_all:
             exposed = (self.image.config.get("config") or {}).get("ExposedPorts")
             taken = {(m.container_port, m.protocol) for m in ports}
             ports += [
                 m
-                for m in netutil.publish_all(exposed)
+                for m in netports.publish_all(exposed)
                 if (m.container_port, m.protocol) not in taken
             ]
-        net = slirp.start(
+        net = mode.start(
             self.net_mode,
             f"/proc/{pid}/ns/net",
             f"/proc/{pid}/ns/user",
@@ -622,8 +610,8 @@ class Runner:
             if p.stdio is not None:
                 _Pipes.close(*p.stdio)
             status = None
-            if daemon is not None and getattr(daemon, "pidfd", -1) >= 0:
-                # a prestarted daemon is the monitor's child: watch it through its pidfd
+            if daemon is not None and daemon.pidfd >= 0:
+                # watch the daemon (ours, or the monitor's child) through its pidfd
                 status = _wait_child_and_daemon(pid, daemon)
             while status is None:
                 try:
@@ -671,7 +659,7 @@ class Runner:
             _Pipes.close(p.err_w, p.info_w, p.go_r, p.tty_ctr)
             if p.stdio is not None:
                 _Pipes.close(*p.stdio)
-            rc = wait_exit_code(pid)
+            rc = exit_code(os.waitpid(pid, 0)[1])
         finally:
             os._exit(rc)
 
@@ -684,7 +672,9 @@ class Runner:
             _Pipes.close(p.info_w)
             sc.sethostname(self.hostname)
             if self.net_mode != "host":
-                _loopback_up()
+                from rootless.network.netlink import loopback_up
+
+                loopback_up()
                 _write("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
             rootfs.setup(self.rootfs_cfg)
             self._start_process()
@@ -794,40 +784,6 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return out
         out += chunk
-
-
-def _loopback_up() -> None:
-    import fcntl
-    import struct
-
-    siocgifflags, siocsifflags = 0x8913, 0x8914
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, req))[1]
-        fcntl.ioctl(
-            s, siocsifflags, struct.pack("16sH14x", b"lo", flags | 0x1 | 0x40)
-        )  # UP|RUNNING
-
-
-def _hosts(hostname: str, name: str, mode: str) -> str:
-    lines = [
-        "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4",
-        "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6",
-        f"127.0.1.1\t{hostname} {name}" if hostname != name else f"127.0.1.1\t{hostname}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _resolv(mode: str) -> str:
-    try:
-        with open("/etc/resolv.conf") as f:
-            text = f.read()
-    except OSError:
-        text = ""
-    if mode == "host":
-        return text
-    keep = [ln for ln in text.splitlines() if not ln.startswith("nameserver 127.")]
-    return "\n".join(keep) + "\n"
 
 
 def run(opts: spec.RunOptions) -> int:

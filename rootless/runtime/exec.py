@@ -15,8 +15,8 @@ import socket
 
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
+from rootless.process import exit_code, flush_stdio
 from rootless.runtime import process, spec, state
-from rootless.userns import exit_code, wait_exit_code
 
 _NS = (
     ("user", sc.CLONE_NEWUSER),
@@ -193,13 +193,11 @@ def exec_in(
                 os._exit(0)  # the process is reparented to the container's init
             for s in process.FORWARDED:
                 signal.signal(s, signal.SIG_IGN)
-            code = wait_exit_code(pid)
+            code = exit_code(os.waitpid(pid, 0)[1])
         finally:
             os._exit(code)
 
-    from rootless.userns import _flush_stdio
-
-    _flush_stdio()
+    flush_stdio()
     child = os.fork()
     if child == 0:
         joiner_main()

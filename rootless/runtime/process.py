@@ -8,17 +8,13 @@ is passed to the container's main process.
 """
 
 import errno
-import fcntl
 import os
 import signal
 import stat
-import struct
 import termios
 
+from rootless import syscalls
 from rootless.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND
-
-TIOCSPTLCK = 0x40045431
-TIOCGPTPEER = 0x5441
 
 FORWARDED = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM,
@@ -94,26 +90,19 @@ def execve(args: list[str], env: dict[str, str]) -> None:
 def open_pty_in_container() -> tuple[int, int]:
     """(master, slave) from the container's own devpts (/dev/ptmx -> pts/ptmx)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-    return master, slave
+    return master, syscalls.open_pty_peer(master)
 
 
 def make_controlling(slave: int) -> None:
     os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    syscalls.set_controlling_tty(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
 
 
-def copy_winsize(src: int, dst: int) -> None:
-    try:
-        ws = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(dst, termios.TIOCSWINSZ, ws)
-    except OSError:
-        pass
+copy_winsize = syscalls.copy_winsize
 
 
 class SignalForwarder:
