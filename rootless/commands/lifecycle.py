@@ -314,10 +314,10 @@ def logs(follow, tail, since, until, timestamps, names, containers):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(interactive, tty, env, user, workdir, detach, container, command):
     """Run a process in a running container."""
-    from rootless.runtime.exec import exec_in
+    from rootless.runtime import api
 
-    rec = _manage().get(container)
-    rc = exec_in(
+    rec = api.get(container)
+    rc = api.exec(
         rec,
         list(command),
         interactive=interactive,
@@ -335,16 +335,9 @@ def exec_(interactive, tty, env, user, workdir, detach, container, command):
 
 
 def _start(rec) -> None:
-    from rootless.runtime.container import start_detached
+    from rootless.runtime import api
 
-    manage = _manage()
-    if rec.state == "created" and rec.alive("monitor"):
-        rec = manage.wait_started(rec)  # another `start` is at it: wait for its outcome
-    if rec.state in manage.ACTIVE:
-        return
-    if rec.alive("monitor"):
-        rec = manage.wait_settled(rec)  # the last run's monitor is still cleaning up
-    start_detached(rec)
+    api.start(rec)
 
 
 @click.command()

@@ -126,15 +126,13 @@ def run(ctx, **kw):
         cgroup_manager=kw["cgroup_manager"],
         cgroups=kw["cgroups"],
     )
+    from rootless.runtime import api
+
     if detach:
-        from rootless.runtime.container import run_detached
-
-        click.echo(run_detached(opts))
+        click.echo(api.run_detached(opts))
         return 0
-    from rootless.runtime.container import run as run_container
-
     try:
-        rc = run_container(opts)
+        rc = api.run(opts)
     finally:
         prestart.reap()
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).

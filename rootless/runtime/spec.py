@@ -75,7 +75,7 @@ def parse_entrypoint(value: str) -> list[str]:
     return [value] if value else []
 
 
-def _env_line(line: str, where: str, out: dict[str, str]) -> None:
+def env_line(line: str, where: str, out: dict[str, str]) -> None:
     if "=" in line:
         k, v = line.split("=", 1)
         if not k:
@@ -103,7 +103,7 @@ def read_env_file(path: str) -> dict[str, str]:
             continue
         if "=" not in line and any(c.isspace() for c in line):
             raise ContainerError(f"--env-file {path}:{n}: expected NAME=VALUE, got {raw!r}")
-        _env_line(line, f"--env-file {path}:{n}", out)
+        env_line(line, f"--env-file {path}:{n}", out)
     return out
 
 
@@ -124,11 +124,11 @@ def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
     if opts.tty:
         env["TERM"] = "xterm"
     for item in cfg.get("Env") or []:
-        _env_line(item, "image", env)
+        env_line(item, "image", env)
     for path in opts.env_files:
         env.update(read_env_file(path))
     for item in opts.env:
-        _env_line(item, "-e", env)
+        env_line(item, "-e", env)
     env.setdefault("HOSTNAME", hostname)
     cwd = opts.workdir or cfg.get("WorkingDir") or "/"
     if not cwd.startswith("/"):

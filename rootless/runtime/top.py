@@ -79,7 +79,7 @@ def top(rec, descriptors: list[str]) -> list[list[str]]:
     for c in cols:
         if c not in HEADERS:
             raise ContainerError(f"unknown descriptor {c!r}: use {', '.join(HEADERS)}")
-    init = rec.options.get("pids", {}).get("init")
+    init = rec.pid_of("init")
     if rec.state != "running" or not init or not state.alive(*init):
         raise ContainerError(f"container {rec.name} is not running: start it first")
     try:

@@ -1,87 +1,22 @@
-"""The container's process: exec with podman's exit codes, the pty, stdio and signal forwarding.
+"""The terminal and signals between the user and a container's process.
 
-In the container (exec_container): resolve the user, drop to it with the capability set, load seccomp,
-then execve with a PATH lookup in the container's environment; a failure is reported to the host as
-one line over a pipe with 127 (not found) or 126 (cannot execute). On the host (Console,
-SignalForwarder): raw mode and window-size changes for -t, and every catchable signal rootless gets
-is passed to the container's main process.
+In the container: a pty from the container's own devpts, made the controlling terminal of the
+process (``open_pty_in_container``, ``make_controlling``); its master goes to the monitor. On the
+host: ``relay_pty`` (raw mode and window-size changes for -t) and ``SignalForwarder``, which passes
+every catchable signal rootless gets to the container's main process.
 """
 
 import errno
 import os
 import signal
-import stat
 import termios
 
 from rootless import syscalls
-from rootless.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND
 
 FORWARDED = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM,
     signal.SIGALRM, signal.SIGCONT, signal.SIGPWR if hasattr(signal, "SIGPWR") else signal.SIGTERM,
 )  # fmt: skip
-
-
-class ExecError(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-def reset_signals() -> None:
-    """Default dispositions and an empty mask, as a fresh process expects (Python ignores SIGPIPE)."""
-    for s in range(1, signal.NSIG):
-        if s in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(s, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def find_executable(cmd: str, env: dict[str, str]) -> str:
-    """PATH lookup the way crun does it, in the current (container) root."""
-    if "/" in cmd:
-        try:
-            st = os.stat(cmd)
-        except FileNotFoundError:
-            raise ExecError(
-                EXIT_NOT_FOUND, f"executable file `{cmd}` not found: No such file or directory"
-            ) from None
-        except OSError as e:
-            raise ExecError(EXIT_CANNOT_INVOKE, f"{cmd}: {e.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise ExecError(
-                EXIT_CANNOT_INVOKE, f"open executable: `{cmd}` is a directory: permission denied"
-            )
-        return cmd
-    denied = None
-    for d in env.get("PATH", "").split(":"):
-        p = os.path.join(d or ".", cmd)
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            if os.access(p, os.X_OK):
-                return p
-            denied = p
-    if denied:
-        raise ExecError(EXIT_CANNOT_INVOKE, f"open executable `{denied}`: Permission denied")
-    raise ExecError(
-        EXIT_NOT_FOUND, f"executable file `{cmd}` not found in $PATH: No such file or directory"
-    )
-
-
-def execve(args: list[str], env: dict[str, str]) -> None:
-    path = find_executable(args[0], env)
-    try:
-        os.execve(path, args, env)
-    except FileNotFoundError:  # e.g. a script whose interpreter is missing
-        raise ExecError(EXIT_NOT_FOUND, f"{path}: No such file or directory") from None
-    except OSError as e:
-        raise ExecError(EXIT_CANNOT_INVOKE, f"{path}: {e.strerror}") from None
 
 
 # --- ptys -----------------------------------------------------------------------------------------
@@ -160,7 +95,7 @@ def relay_pty(master: int, stdin_open: bool) -> None:
                     raise
                 if not data:
                     break
-                _write_all(1, data)
+                write_all(1, data)
             if 0 in r:
                 data = os.read(0, 65536)
                 if not data:
@@ -170,13 +105,14 @@ def relay_pty(master: int, stdin_open: bool) -> None:
                     except OSError:
                         pass
                     continue
-                _write_all(master, data)
+                write_all(master, data)
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of data (a reader that went away ends it quietly)."""
     view = memoryview(data)
     while view:
         try:
