@@ -404,6 +404,18 @@ async def run_async(argv: list[str]) -> Completed:
     )
 
 
+def wait_readable(fds: list[int], timeout: float | None = None) -> set[int]:
+    """The fds (pidfds, pipes) that are readable, waiting up to `timeout` for one (None: forever)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+    while True:
+        try:
+            return {fd for fd, _ in poller.poll(None if timeout is None else int(timeout * 1000))}
+        except InterruptedError:
+            continue
+
+
 def wait_gone(pid: int, timeout: float) -> None:
     """Wait until a process that is not ours (its parent reaps it) has ended; SIGKILL it if it is
     still there after `timeout`."""

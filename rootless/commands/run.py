@@ -96,35 +96,11 @@ def run(ctx, **kw):
     else:
         prestart.reap()  # a wrong early guess
     opts = RunOptions(
-        image=kw["image"],
-        command=list(kw["command"]),
-        entrypoint=kw["entrypoint"],
-        env=list(kw["env"]),
-        env_files=list(kw["env_file"]),
-        workdir=kw["workdir"],
-        user=kw["user"],
-        hostname=kw["hostname"],
-        name=kw["name"],
-        volumes=list(kw["volume"]),
-        tmpfs=list(kw["tmpfs"]),
-        mounts=list(kw["mount"]),
-        read_only=kw["read_only"],
-        rm=kw["rm"],
-        interactive=kw["interactive"],
-        tty=kw["tty"],
-        init=kw["init"],
-        cap_add=list(kw["cap_add"]),
-        cap_drop=list(kw["cap_drop"]),
-        security_opts=list(kw["security_opt"]),
-        privileged=kw["privileged"],
+        **{field: kw[flag] for flag, field in _SAME},
+        **{field: list(kw[flag]) for flag, field in _LISTS},
         network=kw["network"] or "slirp4netns",
         storage_driver=driver,
-        publish=list(kw["publish"]),
-        publish_all=kw["publish_all"],
-        rootfs=kw["rootfs"],
         limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
-        cgroup_manager=kw["cgroup_manager"],
-        cgroups=kw["cgroups"],
     )
     from rootless.runtime import api
 
@@ -137,16 +113,20 @@ def run(ctx, **kw):
         prestart.reap()
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
     import os
-    import sys
 
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    from rootless.process import flush_stdio
+
+    flush_stdio()
     os._exit(rc)
 
 
+# click parameter -> RunOptions field
+_SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
+         "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
+         "cgroups")]  # fmt: skip
+_LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
+          ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
+          ("security_opt", "security_opts"), ("publish", "publish")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

@@ -141,14 +141,9 @@ class ExtractServer:
         stream = trio.lowlevel.FdStream(os.dup(self.res_r))
         buf = b""
         async with stream:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    msg = json.loads(line)
+            while data := await stream.receive_some(65536):
+                lines, buf = _lines(buf + data)
+                for msg in map(json.loads, lines):
                     slot = self.waiters.pop(msg["id"], None)
                     if slot:
                         slot[1] = msg
@@ -190,19 +185,20 @@ def _serve(job_r: int, res_w: int, close: tuple[int, ...]) -> int:
         os.close(fd)
     buf = b""
     workers: list = []
-    while True:
-        data = os.read(job_r, 65536)
-        if not data:
-            break
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            req = json.loads(line)
+    while data := os.read(job_r, 65536):
+        lines, buf = _lines(buf + data)
+        for req in map(json.loads, lines):
             workers.append(process.fork(lambda req=req: _worker(req, job_r, res_w)))
         workers = [w for w in workers if w.poll() is None]
     for w in workers:
         w.wait()
     return 0
+
+
+def _lines(buf: bytes) -> tuple[list[bytes], bytes]:
+    """The whole lines in buf, and what follows the last one."""
+    *lines, rest = buf.split(b"\n")
+    return lines, rest
 
 
 def _worker(req: dict, job_r: int, res_w: int) -> int:

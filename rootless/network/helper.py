@@ -7,6 +7,7 @@ says when it is configured) and the read end of an *exit* pipe (EOF ends it; see
 rootless.network.handle for that contract).
 """
 
+import contextlib
 import os
 import select
 import shutil
@@ -61,6 +62,19 @@ def spawn(
     close_quietly(ready_w)
     close_quietly(exit_r)
     return child
+
+
+@contextlib.contextmanager
+def starting(handle, ready_r: int):
+    """While a helper starts: any failure ends it at once (no process is left behind); the ready
+    pipe is closed either way."""
+    try:
+        yield
+    except BaseException:
+        handle.kill()
+        raise
+    finally:
+        close_quietly(ready_r)
 
 
 def wait_ready(fd: int, line: bool, timeout: float = READY_TIMEOUT) -> bytes | None:

@@ -19,7 +19,6 @@ This module is the guard's program too, so it imports only what the guard needs 
 """
 
 import os
-import select
 import signal
 import sys
 
@@ -88,18 +87,13 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     gateway = etc.host_gateway()
     handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,
                            host_ip=None if "--no-map-gw" in user_args else gateway, log_path=log_path)  # fmt: skip
-    try:
+    with helper.starting(handle, ready_r):
         data = helper.wait_ready(ready_r, line=True)
         try:
             handle.helper_pid = int((data or b"").strip())
         except ValueError:
             why = helper.why_not_ready(proc, log_path, _NOISE)
             raise NetworkError(f"pasta failed to start: {why}") from None
-    except BaseException:
-        handle.kill()
-        raise
-    finally:
-        helper.close_quietly(ready_r)
     return handle
 
 
@@ -117,17 +111,11 @@ def _guard(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: pasta.terminate())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    poller = select.poll()
-    poller.register(exit_fd, select.POLLIN | select.POLLHUP)
-    poller.register(pasta.pidfd, select.POLLIN)
     while True:
-        try:
-            fds = {fd for fd, _ in poller.poll()}
-        except InterruptedError:
-            continue
-        if pasta.pidfd in fds:
+        ready = process.wait_readable([exit_fd, pasta.pidfd])
+        if pasta.pidfd in ready:
             return pasta.wait()
-        if exit_fd in fds:
+        if exit_fd in ready:
             pasta.stop(timeout=5)
             return 0
 

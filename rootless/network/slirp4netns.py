@@ -134,18 +134,13 @@ def start(
                            gateway=str(net[2]), dns=str(net[3]), api_socket=api_socket, log_path=log_path)  # fmt: skip
     loopback = options.get("allow_host_loopback")
     handle.host_ip = handle.gateway if loopback else etc.host_address(etc.host_gateway())
-    try:
+    with helper.starting(handle, ready_r):
         if not helper.wait_ready(ready_r, line=False):  # slirp4netns writes "1" once configured
             raise NetworkError(
                 f"slirp4netns failed to start: {helper.why_not_ready(proc, log_path)}"
             )
         for m in ports:
             add_hostfwd(handle, m)
-    except BaseException:
-        handle.kill()
-        raise
-    finally:
-        helper.close_quietly(ready_r)
     return handle
 
 

@@ -6,6 +6,7 @@ raises a RootlessError (one line, podman's exit code); none prints or reads flag
     start(rec)                          exec(rec, argv, ...) -> exit code
     stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
+    parse_signal(value) -> int          ACTIVE (the states in which a container runs)
 
 The work is in rootless.runtime.plan (deciding), rootless.runtime.monitor (running), rootless.
 runtime.exec and rootless.runtime.manage (acting on a container from its record).
@@ -19,8 +20,10 @@ from rootless import paths
 from rootless.runtime import manage, monitor, plan, state
 from rootless.runtime.spec import RunOptions
 
+ACTIVE = manage.ACTIVE  # the states of a container whose processes run
 get = manage.get
 containers = manage.records
+parse_signal = manage.parse_signal
 stop = manage.stop
 kill = manage.kill
 remove = manage.remove

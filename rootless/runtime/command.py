@@ -7,7 +7,7 @@ ExecError with 127 (not found) or 126 (cannot execute), which reaches the host a
 import os
 import stat
 
-from rootless.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, RootlessError
+from rootless.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, ContainerError, RootlessError
 
 
 class ExecError(RootlessError):
@@ -59,3 +59,16 @@ def execve(args: list[str], env: dict[str, str]) -> None:
         raise ExecError(EXIT_NOT_FOUND, f"{path}: No such file or directory") from None
     except OSError as e:
         raise ExecError(EXIT_CANNOT_INVOKE, f"{path}: {e.strerror}") from None
+
+
+def exec_as(argv: list[str], env: dict[str, str], cwd: str, sec, user) -> None:
+    """The last step in the container: the working directory, then the security settings
+    (rootless.runtime.security.become, as `user`), then exec."""
+    from rootless.runtime import security
+
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ContainerError(f"cannot chdir to working directory {cwd}: {e.strerror}") from None
+    security.become(sec, user)
+    execve(argv, env)

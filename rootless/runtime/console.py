@@ -28,6 +28,16 @@ def open_pty_in_container() -> tuple[int, int]:
     return master, syscalls.open_pty_peer(master)
 
 
+def take_pty(uid: int, gid: int, hand_over) -> None:
+    """In the container: a pty from its own devpts, its slave owned by uid:gid and made this
+    process's controlling terminal on stdio; its master handed over (to the host) by hand_over(fd)."""
+    master, slave = open_pty_in_container()
+    os.fchown(slave, uid, gid)
+    hand_over(master)
+    os.close(master)
+    make_controlling(slave)
+
+
 def make_controlling(slave: int) -> None:
     os.setsid()
     syscalls.set_controlling_tty(slave)

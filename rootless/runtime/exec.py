@@ -95,22 +95,11 @@ def _process_main(req: _Request, chan: Channel) -> int:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
     elif req.tty:
-        master, slave = console.open_pty_in_container()
-        os.fchown(slave, u.uid, u.gid)
-        chan.send(Pty(master))
-        os.close(master)
-        console.make_controlling(slave)
+        console.take_pty(u.uid, u.gid, lambda fd: chan.send(Pty(fd)))
     elif not req.interactive:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
-    try:
-        os.chdir(req.cwd)
-    except OSError as ex:
-        raise ContainerError(
-            f"cannot chdir to working directory {req.cwd}: {ex.strerror}"
-        ) from None
-    security.become(req.security, u)
-    command.execve(req.argv, env)
+    command.exec_as(req.argv, env, req.cwd, req.security, u)
     return 0  # not reached
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 
 from rootless import syscalls as sc
-from rootless.errors import EXIT_RUNTIME, ContainerError
-from rootless.runtime import command, console, rootfs, security, spec
+from rootless.errors import EXIT_RUNTIME
+from rootless.runtime import command, console, rootfs, spec
 from rootless.runtime.channel import Go, Pty, close_all
 
 
@@ -24,11 +24,7 @@ def _stdio(chan, stdio, user, opts) -> None:
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)  # dup2 clears O_CLOEXEC on the copy
     if opts.tty:
-        master, slave = console.open_pty_in_container()
-        os.fchown(slave, user.uid, user.gid)
-        chan.send(Pty(master))
-        os.close(master)
-        console.make_controlling(slave)
+        console.take_pty(user.uid, user.gid, lambda fd: chan.send(Pty(fd)))
     elif not opts.interactive and stdio is None:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.dup2(fd, 0)
@@ -54,12 +50,5 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
         return EXIT_RUNTIME  # the monitor failed, and says why
     # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
     sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
-    try:
-        os.chdir(proc.cwd)
-    except OSError as e:
-        raise ContainerError(
-            f"cannot chdir to working directory {proc.cwd}: {e.strerror}"
-        ) from None
-    security.become(plan.security, user)
-    command.execve(proc.args, env)
+    command.exec_as(proc.args, env, proc.cwd, plan.security, user)
     return EXIT_RUNTIME  # not reached

@@ -12,7 +12,6 @@ the storage (and removes it for --rm) and exits with the container's exit code.
 from __future__ import annotations
 
 import os
-import select
 import signal
 from dataclasses import replace
 
@@ -88,16 +87,11 @@ def _wait(holder: process.Child, daemon) -> int:
     """Wait for the holder while watching the fuse daemon (not necessarily our child) through its
     pidfd: if the daemon dies first, the root filesystem is gone and the container is killed."""
     if daemon is not None and daemon.pidfd >= 0 and holder.pidfd >= 0:
-        poller = select.poll()
-        poller.register(holder.pidfd, select.POLLIN)
-        poller.register(daemon.pidfd, select.POLLIN)
+        watched = [holder.pidfd, daemon.pidfd]
         while True:
-            try:
-                ready = {fd for fd, _ in poller.poll()}
-            except InterruptedError:
-                continue
-            if daemon.pidfd in ready:  # first: it may have taken the container down with it
-                poller.unregister(daemon.pidfd)
+            ready = process.wait_readable(watched)
+            if daemon.pidfd in ready and daemon.pidfd in watched:  # first: it may be the cause
+                watched.remove(daemon.pidfd)
                 os.write(2, b"WARNING: the overlay daemon died: stopping the container\n")
                 holder.kill()
             if holder.pidfd in ready:
