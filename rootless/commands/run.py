@@ -87,13 +87,16 @@ def run(ctx, **kw):
     from rootless.config import select_driver
 
     driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
-    from rootless.fuse_overlay import prestart
+    import sys
 
+    prestart = sys.modules.get("rootless.fuse_overlay.prestart")  # imported if started early
     if driver == "fuse-overlay" and not detach:
         # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
         # first lines have not started it already: prestart.early)
+        from rootless.fuse_overlay import prestart
+
         prestart.start()
-    else:
+    elif prestart is not None:
         prestart.reap()  # a wrong early guess
     opts = RunOptions(
         **{field: kw[flag] for flag, field in _SAME},
@@ -110,7 +113,8 @@ def run(ctx, **kw):
     try:
         rc = api.run(opts)
     finally:
-        prestart.reap()
+        if prestart is not None:
+            prestart.reap()
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
     import os
 

@@ -13,12 +13,9 @@ Nothing here imports pyfuse3 or trio.
 import os
 import select
 import signal
-import sys
 import time
 
 from rootless.errors import RootlessError
-
-_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class OverlayError(RootlessError):
@@ -51,14 +48,13 @@ def spawn(
 
     opts = mount_options(lowerdirs, upperdir, workdir, options)
     r, w = os.pipe()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "rootless.fuse_overlay", "-f", "--ready-fd", str(w)]
-    cmd += ["-o", ",".join(opts), mountpoint]
+    cmd = process.python_module(
+        "rootless.fuse_overlay", "-f", "--ready-fd", str(w), "-o", ",".join(opts), mountpoint
+    )
     if die_with_parent:
         pdeathsig = signal.SIGTERM
     try:
-        proc = process.spawn(cmd, pass_fds=(w,), stdin="null", stdout="null", stderr=stderr, env=env,
+        proc = process.spawn(cmd, pass_fds=(w,), stdin="null", stdout="null", stderr=stderr,
                              new_session=new_session, pdeathsig=pdeathsig)  # fmt: skip
     except OSError as e:
         os.close(r)

@@ -25,7 +25,9 @@ _IDMAP = None  # the user's id map, read before becoming root in the namespace (
 
 
 def helper_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rootless.image.layer_helper", *args]
+    from rootless import process
+
+    return process.python_module("rootless.image.layer_helper", *args)
 
 
 def _range_message(e: IdRangeError) -> str:

@@ -51,12 +51,7 @@ class NetworkHandle:
 
     def resolv_conf(self) -> str:
         """The container's /etc/resolv.conf."""
-        if self.dns:
-            return etc.resolv_conf([self.dns])
-        servers = etc.host_nameservers()
-        if self.mode != "host":
-            servers = [s for s in servers if not etc.is_loopback(s)]
-        return etc.resolv_conf(servers)
+        return etc.resolv_conf_for(self.mode, self.dns)
 
     def hosts_entries(self) -> list[tuple[str, str]]:
         """Extra (ip, name) lines for the container's /etc/hosts: host.containers.internal where the

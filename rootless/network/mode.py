@@ -14,10 +14,12 @@ execs; the runtime owns the container's processes, rootless.network owns the hel
 See rootless.network.handle for the exit-fd contract that ties a helper's life to the container's.
 """
 
+from __future__ import annotations
+
 from rootless.errors import NetworkError
-from rootless.network import helper, pasta, slirp4netns
-from rootless.network.handle import NetworkHandle
-from rootless.network.ports import PortMapping, resolve_ports
+
+# The helpers' modules are imported when a mode needs them: `--network none` and `host` import
+# nothing more (they are on the start path of every such container).
 
 MODES = ("slirp4netns", "pasta", "none", "host")
 DEFAULT_MODE = "slirp4netns"
@@ -31,8 +33,12 @@ def parse_network(value: str | None) -> tuple[str, dict]:
         return DEFAULT_MODE, {}
     mode, _, rest = value.partition(":")
     if mode == "slirp4netns":
+        from rootless.network import slirp4netns
+
         return mode, slirp4netns.parse_options(rest)
     if mode == "pasta":
+        from rootless.network import pasta
+
         return mode, pasta.parse_options(rest)
     if mode in ("none", "host"):
         if rest:
@@ -51,12 +57,15 @@ def start(
     userns_path: str,
     runtime_dir: str,
     options: dict,
-    ports: list[PortMapping],
-) -> NetworkHandle:
+    ports: list,
+):
     """Start the network helper for a container whose namespaces are at ``netns_path`` and
     ``userns_path``; return once it is ready and every port is published. On any failure raise a
     one-line NetworkError and leave no process behind. ``runtime_dir`` (the container's, existing)
-    receives the API socket and the helper's log."""
+    receives the API socket and the helper's log. Returns a rootless.network.handle.NetworkHandle."""
+    from rootless.network.handle import NetworkHandle
+    from rootless.network.ports import resolve_ports
+
     if mode in ("none", "host"):
         if ports:
             what = "unreachable" if mode == "none" else "already the host ports"
@@ -65,8 +74,12 @@ def start(
             )
         return NetworkHandle(mode)
     if mode == "pasta":
+        from rootless.network import pasta
+
         return pasta.start(netns_path, userns_path, runtime_dir, options, resolve_ports(ports))
     if mode == "slirp4netns":
+        from rootless.network import slirp4netns
+
         return slirp4netns.start(netns_path, userns_path, runtime_dir, options, ports)
     raise NetworkError(f"unknown network mode {mode!r}: use slirp4netns, pasta, none or host")
 
@@ -74,6 +87,8 @@ def start(
 def helpers_info() -> dict:
     """For ``rootless info``: which network helpers are installed, their paths and versions."""
     import shutil
+
+    from rootless.network import helper
 
     out = {}
     for name, package in HELPERS:

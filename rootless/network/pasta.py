@@ -58,6 +58,7 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     rootless.network.mode.start); `ports` are resolved already."""
     import logging
 
+    from rootless import process
     from rootless.errors import NetworkError
     from rootless.network import etc, helper
     from rootless.network.handle import NetworkHandle
@@ -79,11 +80,8 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
     cmd += ["-P", f"/proc/self/fd/{ready_w}"]
-    guard = [sys.executable, "-m", "rootless.network.pasta", str(exit_r), str(ready_w), *cmd]
-    env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = helper.spawn("pasta", guard, log_path, (ready_r, ready_w), (exit_r, exit_w), env=env)
+    guard = process.python_module("rootless.network.pasta", str(exit_r), str(ready_w), *cmd)
+    proc = helper.spawn("pasta", guard, log_path, (ready_r, ready_w), (exit_r, exit_w))
     gateway = etc.host_gateway()
     handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,
                            host_ip=None if "--no-map-gw" in user_args else gateway, log_path=log_path)  # fmt: skip

@@ -17,17 +17,47 @@ from __future__ import annotations
 import os
 
 from rootless import paths
-from rootless.runtime import manage, monitor, plan, state
+from rootless.runtime import monitor, plan, state
 from rootless.runtime.spec import RunOptions
 
-ACTIVE = manage.ACTIVE  # the states of a container whose processes run
-get = manage.get
-containers = manage.records
-parse_signal = manage.parse_signal
-stop = manage.stop
-kill = manage.kill
-remove = manage.remove
-wait = manage.wait_exit
+ACTIVE = ("running", "stopping")  # the states of a container whose processes run
+
+
+def _manage():
+    from rootless.runtime import manage  # not on `run`'s path: it only acts on existing containers
+
+    return manage
+
+
+def get(name: str) -> state.ContainerRecord:
+    """The container with this name, id or unique id prefix, its state checked (NoSuchContainer)."""
+    return _manage().get(name)
+
+
+def containers() -> list[state.ContainerRecord]:
+    return _manage().records()
+
+
+def parse_signal(value: str | int) -> int:
+    return _manage().parse_signal(value)
+
+
+def stop(rec, timeout: float = 10.0):
+    """SIGTERM, then SIGKILL after `timeout` seconds; the record once the container has settled."""
+    return _manage().stop(rec, timeout)
+
+
+def kill(rec, sig: int) -> None:
+    _manage().kill(rec, sig)
+
+
+def remove(rec, force: bool = False) -> None:
+    _manage().remove(rec, force=force)
+
+
+def wait(rec, timeout: float | None = None):
+    """The record once the container has exited (its exit code recorded)."""
+    return _manage().wait_exit(rec, timeout)
 
 
 def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
@@ -54,9 +84,10 @@ def run_detached(opts: RunOptions) -> str:
 def start(rec: state.ContainerRecord) -> None:
     """Start a created or exited container again on its preserved storage, under a new monitor;
     nothing if it runs already (or another `start` is starting it)."""
+    manage = _manage()
     if rec.state == "created" and rec.alive("monitor"):
         rec = manage.wait_started(rec)  # another `start` is at it: wait for its outcome
-    if rec.state in manage.ACTIVE:
+    if rec.state in ACTIVE:
         return
     if rec.alive("monitor"):
         rec = manage.wait_settled(rec)  # the last run's monitor is still cleaning up
@@ -66,7 +97,7 @@ def start(rec: state.ContainerRecord) -> None:
             raise state.NoSuchContainer(
                 f'no container with name or ID "{rec.name}" found: no such container'
             )
-        if fresh.state in manage.ACTIVE or (fresh.state == "created" and fresh.alive("monitor")):
+        if fresh.state in ACTIVE or (fresh.state == "created" and fresh.alive("monitor")):
             return
         fresh.state = "created"
         fresh.pids = {}

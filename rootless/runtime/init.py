@@ -15,6 +15,7 @@ import os
 
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME
+from rootless.network import netlink
 from rootless.runtime import command, console, rootfs, spec
 from rootless.runtime.channel import Go, Pty, close_all
 
@@ -35,8 +36,6 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     """The init (see the module docstring); returns only on failure."""
     sc.sethostname(launch.hostname)
     if rootfs_cfg.new_netns:
-        from rootless.network import netlink
-
         netlink.loopback_up()
         rootfs.rewrite("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
     rootfs.setup(rootfs_cfg)

@@ -14,7 +14,7 @@ import time
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import state
 
-ACTIVE = ("running", "stopping")
+ACTIVE = ("running", "stopping")  # as rootless.runtime.api.ACTIVE
 
 
 def get(name: str) -> state.ContainerRecord:

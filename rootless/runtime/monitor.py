@@ -48,7 +48,7 @@ class Monitor:
     # ---- before the container's processes exist -------------------------------------------------
     def prepare(self) -> None:
         """The container's files, storage dirs and record, for this start."""
-        from rootless.network.handle import NetworkHandle
+        from rootless.network import etc
 
         o, rec = self.plan.opts, self.rec
         self.launch = launch = plan.launch(self.plan, rec)
@@ -58,11 +58,10 @@ class Monitor:
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )
         self.storage.prepare_host()
-        unstarted = NetworkHandle(self.plan.network)  # rewritten once the helper runs
-        for name, text in (
+        for name, text in (  # hosts and resolv.conf are rewritten once a network helper runs
             ("hostname", launch.hostname + "\n"),
-            ("hosts", unstarted.hosts(launch.hostname, (rec.name,))),
-            ("resolv.conf", unstarted.resolv_conf()),
+            ("hosts", etc.hosts(launch.hostname, None, (rec.name,))),
+            ("resolv.conf", etc.resolv_conf_for(self.plan.network)),
         ):
             rootfs.rewrite(os.path.join(rec.run_dir, name), text)
         proc = launch.process
@@ -225,12 +224,17 @@ def _process_config(proc):
 
 def remove_quietly(rec) -> None:
     """Remove a finished --rm container's files (inside the user namespace where needed)."""
-    from rootless.runtime import manage
+    from rootless.runtime import state
 
     try:
-        manage.remove_storage(rec)
-    except RootlessError:
-        pass
+        state.remove_files(rec)  # setup removed the storage: usually all that is left
+    except OSError:
+        from rootless.runtime import manage
+
+        try:
+            manage.remove_storage(rec)
+        except RootlessError:
+            pass
 
 
 def run_foreground(p: plan.Plan, rec) -> int:

@@ -17,7 +17,8 @@ shared with rootless's own. Today every container gets new ones, and no network 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
@@ -37,21 +38,21 @@ NAMESPACES = {
 }
 
 
-@dataclass(frozen=True)
-class Namespace:
+# Frozen values as NamedTuples (immutable and typed; cheaper to define than frozen dataclasses)
+
+
+class Namespace(NamedTuple):
     type: str  # an OCI namespace type (NAMESPACES)
     path: str | None = None  # None: a new one; else join the namespace at this path
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     id: str  # "" for --rootfs
     config: dict  # the image config (config.Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts)
     layer_dirs: tuple[str, ...]  # bottom layer first
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     opts: spec.RunOptions
     image: Image
     security: security.Security
@@ -66,8 +67,7 @@ class Plan:
         return next((ns for ns in self.namespaces if ns.type == type_), None)
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(NamedTuple):
     """One start of one container (on top of its Plan)."""
 
     hostname: str
@@ -78,10 +78,13 @@ class Launch:
 
 
 def _find_image(ref: str) -> Image:
-    from rootless.image.pull import ensure_image
     from rootless.image.store import Store
 
-    img = Store.open().lookup_image(ref) or ensure_image(ref)
+    img = Store.open().lookup_image(ref)
+    if img is None:
+        from rootless.image.pull import ensure_image  # the HTTP stack: only when pulling
+
+        img = ensure_image(ref)
     return Image(img.id, img.config, tuple(img.layer_dirs))
 
 

@@ -54,7 +54,7 @@ class Mount:
     flags: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class RootfsConfig:
     root: str  # the mounted root filesystem ("" until setup has mounted it)
     etc_files: dict[str, str] = field(default_factory=dict)  # /etc/hostname -> host file

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
@@ -17,8 +17,7 @@ from rootless.runtime import capabilities
 _IGNORED_OPTS = ("label", "apparmor", "mask", "unmask", "proc-opts")
 
 
-@dataclass(frozen=True)
-class Security:
+class Security(NamedTuple):  # frozen
     caps: frozenset[str]  # the capability set (bounding, and effective/permitted for root)
     cap_add: tuple[str, ...]  # --cap-add as given: raised as ambient capabilities for non-root
     seccomp_bpf: bytes | None  # None: unconfined

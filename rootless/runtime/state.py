@@ -21,6 +21,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from rootless import paths
 from rootless.errors import ContainerError
@@ -45,12 +46,11 @@ def runtime_dir(cid: str) -> str:
     return os.path.join(paths.runtime_dir(), cid)
 
 
-@dataclass
-class ProcessConfig:
+class ProcessConfig(NamedTuple):
     """The container's main process as resolved on the host (for exec and inspect)."""
 
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = []
+    env: dict[str, str] = {}  # never mutated: the record is rewritten whole
     cwd: str = "/"
     user: str = ""
 
@@ -97,8 +97,11 @@ class ContainerRecord:
             return  # removed meanwhile: never resurrect a record
         path = os.path.join(self.dir, "config.json")
         tmp = f"{path}.{os.getpid()}.tmp"
+        data = asdict(self)
+        if self.process is not None:
+            data["process"] = self.process._asdict()  # a dict in the file, as before
         with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
+            json.dump(data, f, indent=1)
         os.replace(tmp, path)
 
     def set_state(self, state: str, **kw) -> None:
@@ -157,7 +160,7 @@ def _from_json(data: dict) -> ContainerRecord:
         rec.run = RunOptions(**{"image": rec.image, **run})
     if isinstance(rec.process, dict):
         rec.process = ProcessConfig(
-            **{k: v for k, v in rec.process.items() if k in ProcessConfig.__dataclass_fields__}
+            **{k: v for k, v in rec.process.items() if k in ProcessConfig._fields}
         )
     rec.pids = {_OLD_ROLES.get(role, role): entry for role, entry in (rec.pids or {}).items()}
     rec.mounts = [m for m in rec.mounts or [] if isinstance(m, dict)]
