@@ -248,7 +248,8 @@ def _is_gzip(path: str) -> bool:
 def _extract_all(store: Store, layers: list[dict]) -> list:
     import trio
 
-    from rootless.image.pull import _first, extract_layer
+    from rootless.image.pull import extract_layer
+    from rootless.image.pull import first_error as _first
 
     sizes = [None] * len(layers)
 
@@ -266,7 +267,8 @@ def _extract_all(store: Store, layers: list[dict]) -> list:
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
 
-    from rootless.image.pull import _with_server, start_extract_server
+    from rootless.image.pull import start_extract_server
+    from rootless.image.pull import with_server as _with_server
 
     server = start_extract_server()
     try:

@@ -109,7 +109,7 @@ def pull_image(
     progress = Progress(quiet=quiet)
     server = start_extract_server()
     try:
-        return trio.run(_with_server, server, _pull, store, ref, tls_verify, want, progress)
+        return trio.run(with_server, server, _pull, store, ref, tls_verify, want, progress)
     finally:
         progress.close()
         if server is not None:
@@ -131,7 +131,7 @@ def start_extract_server():
         return None  # the helper path reports the problem if a layer really needs extracting
 
 
-async def _with_server(server, fn, *args):
+async def with_server(server, fn, *args):
     import trio
 
     if server is None:
@@ -145,7 +145,7 @@ async def _with_server(server, fn, *args):
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
-        raise _first(eg) from None
+        raise first_error(eg) from None
 
 
 async def _pull(store: Store, ref_str: str, tls_verify, want, progress: Progress) -> ImageRecord:
@@ -244,7 +244,7 @@ async def _pull_from(
                             _layer, store, client, repo, ldesc, diff_id, dl, ex, progress, done, i
                         )
             except BaseExceptionGroup as eg:
-                raise _first(eg) from None
+                raise first_error(eg) from None
             progress.line("Copying config " + _short(cdigest) + " done")
             store.put_blob_bytes(mdigest, body)
             names = [str(name_ref.defaulted())] if not name_ref.digest else []
@@ -274,7 +274,7 @@ async def _pull_from(
             return store.save_image(rec)
 
 
-def _first(eg: BaseExceptionGroup) -> BaseException:
+def first_error(eg: BaseExceptionGroup) -> BaseException:
     """The exception to report from a nursery's group: a user-facing error first."""
     leaves = []
 
