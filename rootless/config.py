@@ -90,10 +90,7 @@ def fuse_usable() -> bool:
         return False
     import importlib.util
 
-    try:
-        return importlib.util.find_spec("pyfuse3") is not None
-    except (ImportError, ValueError):
-        return False
+    return importlib.util.find_spec("pyfuse3") is not None  # installed? (not imported: ~0.1 s)
 
 
 # --- the kernel overlay probe, cached per boot + kernel -------------------------------------------------
