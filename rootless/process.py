@@ -33,6 +33,7 @@ import os
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from rootless import syscalls
@@ -178,10 +179,22 @@ class Child:
         return self.kill_and_reap()
 
     def communicate(self, timeout: float | None = None) -> bytes:
-        """For a spawned child with stdout=PIPE: its output until EOF, then reap it."""
-        out = self._popen.communicate(timeout=timeout)[0]
-        self.wait()
-        return out or b""
+        """For a spawned child with stdout="pipe": its output until EOF, then reap it. TimeoutError
+        if that takes longer than `timeout` (it is then left running: kill_and_reap it). Waits on the
+        pipe and the pidfd, never in the sleep-and-poll loop of Popen.wait(timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left = lambda: None if deadline is None else max(0.0, deadline - time.monotonic())  # noqa: E731
+        fd, chunks = self._popen.stdout.fileno(), []
+        while True:
+            if not wait_readable([fd], left()):
+                raise TimeoutError(f"process {self.pid} did not finish within {timeout:g}s")
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        self._popen.stdout.close()
+        self.wait(left())
+        return b"".join(chunks)
 
     def close(self) -> None:
         """Close the pidfd (reaping does it too)."""
@@ -377,8 +390,6 @@ def run_many(
     """Run commands at the same time, each (argv, pass_fds) with stdout and stderr captured together;
     for each: (exit code, output), or the exception (OSError, TimeoutError) that stopped it. None is
     left running when this returns."""
-    import subprocess
-
     children: list[Child | BaseException] = []
     out: list[tuple[int, bytes] | BaseException] = []
     try:
@@ -396,8 +407,8 @@ def run_many(
             try:
                 data = child.communicate(timeout)
                 out.append((child.returncode, data))
-            except subprocess.TimeoutExpired:
-                out.append(TimeoutError(f"did not finish within {timeout:g}s"))
+            except TimeoutError as e:
+                out.append(e)
     finally:
         for child in children:
             if isinstance(child, Child) and child.returncode is None:

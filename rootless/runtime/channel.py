@@ -1,8 +1,9 @@
 """Typed messages between rootless's processes, and the channel that carries them.
 
 A Channel is one end of a SOCK_SEQPACKET socketpair: each message is one packet (so several writers
-never interleave), encoded as one JSON object ``{"kind": ..., fields...}`` by ``encode`` and read back
-by ``decode``; a message with an ``fd`` field carries that fd alongside (SCM_RIGHTS). Both ends are
+never interleave), encoded by ``encode`` as its kind and its fields' values separated by NUL bytes
+(the packet is the frame, the fields are ints and text) and read back by ``decode``; a message with
+an ``fd`` field carries that fd alongside (SCM_RIGHTS). Both ends are
 O_CLOEXEC, so a process that execs drops its end by itself: reading EOF means that every process
 holding the other end has exec'd or exited, which is how "the command was exec'd" is seen.
 
@@ -21,7 +22,6 @@ Who sends what (see docs/DEVELOPING.md, "Life of rootless run -d"):
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
@@ -68,25 +68,30 @@ class MountFuse(NamedTuple):
 
 Message = Pid | Pty | Go | Ready | Started | Failed | MountFuse
 KINDS: dict[str, type] = {c.__name__: c for c in (Pid, Pty, Go, Ready, Started, Failed, MountFuse)}
+_INTS = frozenset({"pid", "code", "errno"})  # the int fields; the others are text
 
 
 def encode(msg: Message) -> bytes:
-    data = {k: v for k, v in msg._asdict().items() if k != "fd"}
     if isinstance(msg, Failed):
-        data["message"] = msg.message.replace("\n", " ")[:MAX_MESSAGE]
-    return json.dumps({"kind": type(msg).__name__, **data}).encode()
+        msg = msg._replace(message=msg.message.replace("\n", " ")[:MAX_MESSAGE])
+    values = [str(v).replace("\0", " ") for k, v in zip(msg._fields, msg, strict=True) if k != "fd"]
+    return "\0".join([type(msg).__name__, *values]).encode(errors="replace")
 
 
 def decode(data: bytes, fds: list[int] = ()) -> Message:
     """The message in one packet (ValueError if it is not one), with the fd it carried if any."""
+    kind, *values = data.decode(errors="replace").split("\0")
+    cls = KINDS.get(kind)
+    names = [f for f in cls._fields if f != "fd"] if cls else []
+    if cls is None or len(values) != len(names):
+        raise ValueError(f"not a message: {data[:80]!r}")
     try:
-        obj = json.loads(data)
-        cls = KINDS[obj.pop("kind")]
-        if "fd" in cls._fields:
-            obj["fd"] = fds[0] if fds else -1
-        return cls(**obj)
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
-        raise ValueError(f"not a message: {data[:80]!r} ({e})") from None
+        fields = {n: int(v) if n in _INTS else v for n, v in zip(names, values, strict=True)}
+    except ValueError:
+        raise ValueError(f"not a message: {data[:80]!r}") from None
+    if "fd" in cls._fields:
+        fields["fd"] = fds[0] if fds else -1
+    return cls(**fields)
 
 
 class Channel:

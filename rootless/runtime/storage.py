@@ -66,16 +66,15 @@ class Storage:
         return self._vfs()
 
     def unmount(self) -> None:
-        from rootless.fuse_overlay.prestart import Prestarted
-
-        if isinstance(self.proc, Prestarted):
-            proc, self.proc = self.proc, None
-            proc.stop(self.merged)
-        elif self.proc is not None:
+        if self.proc is not None:  # fuse-overlay: its daemon, started early or by mount()
             from rootless import fuse_overlay
+            from rootless.fuse_overlay.prestart import Prestarted
 
             proc, self.proc = self.proc, None
-            fuse_overlay.stop(proc, self.merged)
+            if isinstance(proc, Prestarted):
+                proc.stop(self.merged)
+            else:
+                fuse_overlay.stop(proc, self.merged)
         else:
             try:
                 sc.umount2(self.merged, sc.MNT_DETACH)
