@@ -80,6 +80,15 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
+def setns_path(path: str, nstype: int = 0) -> None:
+    """Join the namespace at `path` (e.g. /proc/PID/ns/net)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, nstype)
+    finally:
+        os.close(fd)
+
+
 def mount(
     source: str | bytes | None,
     target: str | bytes,

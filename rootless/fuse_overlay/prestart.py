@@ -216,11 +216,7 @@ def main(sock_fd: int) -> int:
         return 0  # the run ended before it needed us
     try:
         for ns, flag in (("user", sc.CLONE_NEWUSER), ("mnt", sc.CLONE_NEWNS)):
-            fd = os.open(f"/proc/{msg.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sc.setns(fd, flag)
-            finally:
-                os.close(fd)
+            sc.setns_path(f"/proc/{msg.pid}/ns/{ns}", flag)
         os.setresgid(0, 0, 0)
         try:
             os.setgroups([])

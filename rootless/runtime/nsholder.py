@@ -33,11 +33,7 @@ def _enter(plan) -> None:
         if ns.path is None:
             new |= flag
             continue
-        fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            sc.setns(fd, flag)
-        finally:
-            os.close(fd)
+        sc.setns_path(ns.path, flag)
     sc.unshare(new)
 
 
