@@ -205,7 +205,7 @@ def warn_single(idmap: IdMap) -> None:
         pass
 
 
-def _child_body(child, flags: int, mine: Channel, theirs: Channel, meanwhile):
+def _child_body(child, flags: int, mine: Channel, theirs: Channel):
     """What the forked child runs: unshare, tell the parent, wait to be released, become root."""
 
     def body() -> int | None:
@@ -216,8 +216,6 @@ def _child_body(child, flags: int, mine: Channel, theirs: Channel, meanwhile):
             theirs.send(Failed(EXIT_RUNTIME, e.strerror or str(e), errno=e.errno or 0))
             return EXIT_RUNTIME
         theirs.send(Ready())
-        if meanwhile is not None:
-            meanwhile()  # while the parent writes the maps
         if not isinstance(theirs.recv(), Go):  # the parent failed (or died) and did not release us
             return EXIT_RUNTIME
         theirs.close()
@@ -254,13 +252,11 @@ def fork_userns(
     extra_unshare_flags: int = 0,
     pdeathsig: int | None = None,
     warn: bool = True,
-    meanwhile: Callable[[], None] | None = None,
 ) -> process.Child:
     """Fork a child that runs `child()` as uid/gid 0 in a new user namespace with `idmap`
     (default: idmap.for_user()) and exits with its result. See the module docstring for the threads
     rule. `pdeathsig`: the signal the child gets when this process dies (rootless.process.fork);
-    `warn=False` leaves out the single-id fallback warning (for probes); `meanwhile()` runs in the
-    child while this process writes its id maps (work that would otherwise wait for them).
+    `warn=False` leaves out the single-id fallback warning (for probes).
 
     Raises IdMapError (one line, see docs/subuid.md) if the namespace cannot be set up; in that case
     no child is left behind.
@@ -280,7 +276,7 @@ def fork_userns(
     mine, theirs = Channel.pair()
     try:
         proc = process.fork(
-            _child_body(child, extra_unshare_flags, mine, theirs, meanwhile),
+            _child_body(child, extra_unshare_flags, mine, theirs),
             pdeathsig=pdeathsig,
             report=_report,
             context="in the user namespace",

@@ -22,7 +22,7 @@ import time
 from rootless import process, userns
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, RootlessError
-from rootless.runtime import plan, rootfs
+from rootless.runtime import console, plan, rootfs, setup
 from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
 from rootless.runtime.storage import Storage
 
@@ -81,18 +81,13 @@ class Monitor:
         monitor, ours = os.getpid(), (mine, self.status)
 
         def body() -> int:
-            from rootless.runtime import setup
-
             return setup.main(
                 self.plan, self.launch, self.storage, theirs, self.stdio, self.rec, monitor, ours
             )
 
         try:
             self.setup = userns.fork_userns(
-                body,
-                extra_unshare_flags=sc.CLONE_NEWNS,
-                pdeathsig=signal.SIGTERM,
-                meanwhile=_load_roles,
+                body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
             )
         finally:
             theirs.close()
@@ -162,8 +157,6 @@ class Monitor:
     # ---- while the container runs ---------------------------------------------------------------
     def foreground(self) -> int:
         """rootless run: signals to the container, the pty to the terminal; setup's exit code."""
-        from rootless.runtime import console  # off the start path: the container starts meanwhile
-
         o = self.plan.opts
         winch = (
             (lambda: self.master is not None and sc.copy_winsize(0, self.master)) if o.tty else None
@@ -221,12 +214,6 @@ class Monitor:
             self.cgroup.cleanup()
         if self.plan.opts.rm:
             remove_quietly(self.rec)
-
-
-def _load_roles() -> None:
-    """The code of the container's processes, imported by the setup process while it waits for its
-    id maps (the monitor is writing them meanwhile): not on the start path of the monitor."""
-    from rootless.runtime import setup  # noqa: F401 - and through it nsholder, init, command, ...
 
 
 def _process_config(proc):
