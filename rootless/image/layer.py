@@ -32,12 +32,20 @@ def _meta(ti: tarfile.TarInfo) -> Meta:
     return Meta(ti.name, ti.mode, ti.uid, ti.gid, int(ti.mtime), xattrs)
 
 
-class _Extraction:
-    """Archive entries onto a TreeWriter."""
+class Extraction:
+    """Tar entries written below a directory fd by the safe tree writer: ``entry(tf, ti)`` for each
+    member of an open tarfile, then ``finish()`` (directory times), and ``close()`` in any case.
+    Used for layers here and for `build`'s ADD of local archives."""
 
     def __init__(self, root_fd: int):
         self.w = TreeWriter(root_fd)
         self.devices_skipped = 0
+
+    def finish(self) -> None:
+        self.w.finish()
+
+    def close(self) -> None:
+        self.w.tree.close()
 
     def entry(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
         parts = split(ti.name)
@@ -82,7 +90,7 @@ def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
     with open(blob_path, "rb", buffering=CHUNK) as raw:
         stream = Pipelined(raw)
         root_fd = os.open(dest, DIR_FLAGS)
-        ex = _Extraction(root_fd)
+        ex = Extraction(root_fd)
         try:
             try:
                 with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tf:
@@ -93,9 +101,9 @@ def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
             except (zlib.error, EOFError) as e:
                 raise LayerError(f"the layer cannot be decompressed: {e}") from None
             stream.drain()
-            ex.w.finish()
+            ex.finish()
         finally:
-            ex.w.tree.close()
+            ex.close()
             os.close(root_fd)
             stream.close()
     got = "sha256:" + stream.h.hexdigest()

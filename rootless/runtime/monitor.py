@@ -53,7 +53,7 @@ class Monitor:
         o, rec = self.plan.opts, self.rec
         self.launch = launch = plan.launch(self.plan, rec)
         os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
-        volatile = o.rm and not self.detached
+        volatile = o.volatile or (o.rm and not self.detached)
         self.storage = Storage(
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )

@@ -110,9 +110,10 @@ def _cgroup(opts: spec.RunOptions):
     return cgroups.plan(limits, manager, "")
 
 
-def prepare(opts: spec.RunOptions, image_id: str | None = None) -> Plan:
-    """Check `opts` and decide everything about the container (see the module docstring); the image
-    is looked up by `image_id` when given (a container started again), else pulled if missing."""
+def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | None = None) -> Plan:
+    """Check `opts` and decide everything about the container (see the module docstring). The image:
+    `image` as given (layer dirs and a config, e.g. a build's), else looked up by `image_id` (a
+    container started again), else by opts.image, pulled if missing."""
     from rootless.network.mode import parse_network
 
     mode, net_opts = parse_network(opts.network)
@@ -126,7 +127,7 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None) -> Plan:
         raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
     cgroup = _cgroup(opts)
     types = ["user", "mount", "pid", "uts", "ipc", "cgroup"] + ["network"] * (mode != "host")
-    return Plan(opts=opts, image=_image(opts, image_id), security=sec, network=mode,
+    return Plan(opts=opts, image=image or _image(opts, image_id), security=sec, network=mode,
                 network_options=net_opts, mounts=tuple(mounts),
                 namespaces=tuple(Namespace(t) for t in types), cgroup=cgroup,
                 init=TINI if opts.init else None)  # fmt: skip

@@ -48,6 +48,9 @@ class RunOptions:
     limits: dict[str, str] = field(default_factory=dict)  # rootless.cgroups.Limits.from_cli kwargs
     cgroup_manager: str | None = None  # None: auto (systemd, else cgroupfs, else none)
     cgroups: str = "enabled"  # "disabled": run without a cgroup, and without limits
+    # mount the kernel overlay `volatile` (no syncs to the upper dir) though the upper dir is kept:
+    # for a container whose upper dir becomes a layer (a build step); --rm implies it in the foreground
+    volatile: bool = False
 
 
 @dataclass
