@@ -13,9 +13,9 @@ import os
 import sys
 
 if "run" in sys.argv[1:]:  # fuse-overlay's daemon imports for ~90 ms: start it before click loads
-    from rootless.runtime.storage import early_prestart
+    from rootless.fuse_overlay import prestart
 
-    early_prestart(sys.argv[1:])
+    prestart.early(sys.argv[1:])
 
 import click  # noqa: E402
 
@@ -24,45 +24,34 @@ from rootless.errors import EXIT_RUNTIME, RootlessError
 
 # verb -> (module, attribute, one-line help). The help is here so that `rootless --help` does not
 # import every command module.
+_IMG, _CTR = "rootless.commands.images", "rootless.commands.lifecycle"
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("rootless.commands.info", "info", "Display rootless system information"),
-    "unshare": (
-        "rootless.commands.unshare",
-        "unshare",
-        "Run a command in a user namespace as container root",
-    ),
-    "pull": ("rootless.commands.images", "pull", "Pull an image from a registry"),
+    "unshare": ("rootless.commands.unshare", "unshare", "Run a command in a user namespace as container root"),
+    "pull": (_IMG, "pull", "Pull an image from a registry"),
+    "images": (_IMG, "images", "List images in local storage"),
+    "rmi": (_IMG, "rmi", "Remove one or more images"),
+    "tag": (_IMG, "tag", "Add a name to a local image"),
+    "load": (_IMG, "load", "Load an image from a docker-archive or oci-archive"),
+    "save": (_IMG, "save", "Save an image to a docker-archive or oci-archive"),
+    "image": (_IMG, "image", "Manage images"),
+    "login": (_IMG, "login", "Log in to a registry"),
+    "logout": (_IMG, "logout", "Log out of a registry"),
     "push": ("rootless.commands.push", "push", "Push an image to a registry"),
-    "images": ("rootless.commands.images", "images", "List images in local storage"),
-    "rmi": ("rootless.commands.images", "rmi", "Remove one or more images"),
-    "tag": ("rootless.commands.images", "tag", "Add a name to a local image"),
-    "load": (
-        "rootless.commands.images",
-        "load",
-        "Load an image from a docker-archive or oci-archive",
-    ),
-    "save": (
-        "rootless.commands.images",
-        "save",
-        "Save an image to a docker-archive or oci-archive",
-    ),
-    "image": ("rootless.commands.images", "image", "Manage images"),
-    "login": ("rootless.commands.images", "login", "Log in to a registry"),
-    "logout": ("rootless.commands.images", "logout", "Log out of a registry"),
     "inspect": ("rootless.commands.inspect", "inspect", "Display details of an image or container"),
     "run": ("rootless.commands.run", "run", "Run a command in a new container"),
-    "exec": ("rootless.commands.lifecycle", "exec_", "Run a process in a running container"),
-    "ps": ("rootless.commands.lifecycle", "ps", "List containers"),
-    "logs": ("rootless.commands.lifecycle", "logs", "Fetch the logs of a container"),
-    "start": ("rootless.commands.lifecycle", "start", "Start one or more stopped containers"),
-    "stop": ("rootless.commands.lifecycle", "stop", "Stop one or more containers"),
-    "restart": ("rootless.commands.lifecycle", "restart", "Restart one or more containers"),
-    "kill": ("rootless.commands.lifecycle", "kill", "Send a signal to one or more containers"),
-    "rm": ("rootless.commands.lifecycle", "rm", "Remove one or more containers"),
-    "wait": ("rootless.commands.lifecycle", "wait", "Wait for containers to exit"),
-    "port": ("rootless.commands.lifecycle", "port", "List published ports of a container"),
-    "top": ("rootless.commands.lifecycle", "top", "Display the processes of a container"),
-    "container": ("rootless.commands.lifecycle", "container", "Manage containers"),
+    "exec": (_CTR, "exec_", "Run a process in a running container"),
+    "ps": ("rootless.commands.ps", "ps", "List containers"),
+    "logs": ("rootless.commands.logs", "logs", "Fetch the logs of a container"),
+    "start": (_CTR, "start", "Start one or more stopped containers"),
+    "stop": (_CTR, "stop", "Stop one or more containers"),
+    "restart": (_CTR, "restart", "Restart one or more containers"),
+    "kill": (_CTR, "kill", "Send a signal to one or more containers"),
+    "rm": (_CTR, "rm", "Remove one or more containers"),
+    "wait": (_CTR, "wait", "Wait for containers to exit"),
+    "port": ("rootless.commands.ps", "port", "List published ports of a container"),
+    "top": ("rootless.commands.ps", "top", "Display the processes of a container"),
+    "container": (_CTR, "container", "Manage containers"),
     "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
     "build": ("rootless.commands.build", "build", "Build an image from a Containerfile"),
     "commit": ("rootless.commands.commit", "commit", "Create an image from a container's changes"),
@@ -70,38 +59,23 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("rootless.commands.history", "diff", "Show a container's or image's changes"),
     "import": ("rootless.commands.commit", "import_", "Create an image from a tarball"),
     "export": ("rootless.commands.commit", "export", "Export a container's filesystem as a tar"),
-}
+}  # fmt: skip
 
 log = logging.getLogger("rootless")
-
-
-def _module_exists(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx):
-        return sorted(v for v, (mod, _, _) in COMMANDS.items() if _module_exists(mod))
+        return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
         entry = COMMANDS.get(name)
         if entry is None:
             return None
         mod, attr, _ = entry
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                return None
-            raise
-        return getattr(module, attr)
+        return getattr(importlib.import_module(mod), attr)
 
     def format_commands(self, ctx, formatter):
         rows = [(v, COMMANDS[v][2]) for v in self.list_commands(ctx)]

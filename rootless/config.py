@@ -90,10 +90,7 @@ def fuse_usable() -> bool:
         return False
     import importlib.util
 
-    try:
-        return importlib.util.find_spec("pyfuse3") is not None
-    except (ImportError, ValueError):
-        return False
+    return importlib.util.find_spec("pyfuse3") is not None  # installed? (not imported: ~0.1 s)
 
 
 # --- the kernel overlay probe, cached per boot + kernel -------------------------------------------------
@@ -156,14 +153,10 @@ def probe_kernel_overlay() -> tuple[bool, str]:
             syscalls.mount("overlay", f"{base}/m", "overlay", 0, opts)
             return 0
 
-        quiet = userns._warned_single
-        userns._warned_single = True  # the run itself warns about a one-id mapping, not the probe
-        try:
-            rc = userns.run_in_userns(child)
+        try:  # the run itself warns about a one-id mapping, not the probe
+            rc = userns.run_in_userns(child, warn=False)
         except Exception as e:  # noqa: BLE001 - a probe reports, it does not fail
             return False, f"user namespace: {e}"
-        finally:
-            userns._warned_single = quiet
         return (
             rc == 0,
             "" if rc == 0 else "mount -t overlay with userxattr failed in a user namespace",

@@ -35,3 +35,11 @@ class StoreError(RootlessError):
 
 class ContainerError(RootlessError):
     """A container could not be created, started or found."""
+
+
+class NetworkError(RootlessError):
+    """A network mode, published port or network helper is unusable."""
+
+
+class LayerError(ImageError):
+    """A layer that cannot be stored (hostile or broken); the message is one line for the user."""

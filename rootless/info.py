@@ -11,7 +11,6 @@ import platform
 import pwd
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 
 from rootless import __version__, paths
@@ -26,18 +25,6 @@ class Problem:
 
     def line(self) -> str:
         return f"{'ERROR' if self.fatal else 'WARNING'}: {self.what}; fix: {self.fix}"
-
-
-def _version(argv: list[str]) -> str | None:
-    exe = shutil.which(argv[0])
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
 
 
 def _helper(name: str) -> dict:
@@ -96,66 +83,61 @@ def _cgroups(uid: int) -> dict:
     }
 
 
-def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    problems: list[Problem] = []
-    uname = platform.uname()
-
-    # user namespaces: created for real, since a chroot, a CI job's container or an LSM can refuse
-    # them while every sysctl says yes
+def _userns(uid: int, problems: list[Problem]) -> bool:
+    """Created for real (rootless.userns_diag.probe), since a chroot, a CI job's container or an LSM
+    can refuse user namespaces while every sysctl says yes."""
     from rootless import userns_diag
 
     failed = userns_diag.probe()
-    userns_ok = failed is None
     if failed is not None:
         what, fix = userns_diag.diagnose(failed[0], stage=failed[1])
         problems.append(Problem(f"{what}, so nothing can run", fix, fatal=True))
+    return failed is None
 
-    # subordinate ids
-    idmaps: dict = {"uidmap": [], "gidmap": []}
+
+def _idmaps(problems: list[Problem]) -> dict:
+    """The subordinate id mapping containers get."""
+    from rootless import idmap as idmod
+
+    def rows(ranges):
+        return [{"container_id": r.container, "host_id": r.host, "size": r.size} for r in ranges]
+
     try:
-        from rootless import idmap as idmod
-
         m = idmod.for_user()
-        idmaps = {
-            "uidmap": [
-                {"container_id": r.container, "host_id": r.host, "size": r.size}
-                for r in m.uid_ranges
-            ],
-            "gidmap": [
-                {"container_id": r.container, "host_id": r.host, "size": r.size}
-                for r in m.gid_ranges
-            ],
-        }
-        if m.fallback_reason:
-            what, _, fix = m.fallback_reason.partition("; fix: ")
-            problems.append(Problem(what, fix or "see docs/subuid.md"))
     except RootlessError as e:  # a broken /etc/subuid: report it, do not crash
         problems.append(Problem(f"id mapping: {e}", "see docs/subuid.md", fatal=False))
+        return {"uidmap": [], "gidmap": []}
+    if m.fallback_reason:
+        what, _, fix = m.fallback_reason.partition("; fix: ")
+        problems.append(Problem(what, fix or "see docs/subuid.md"))
+    return {"uidmap": rows(m.uid_ranges), "gidmap": rows(m.gid_ranges)}
 
+
+def _helpers(uid: int, problems: list[Problem]) -> dict:
     helpers = {n: _helper(n) for n in ("newuidmap", "newgidmap")}
-    if uid != 0:
-        for n, h in helpers.items():
-            if h["path"] is None:
-                problems.append(
-                    Problem(
-                        f"{n} is missing: only a one-id mapping is possible",
-                        "sudo apt-get install uidmap",
-                    )
+    if uid == 0:
+        return helpers
+    for n, h in helpers.items():
+        if h["path"] is None:
+            problems.append(
+                Problem(
+                    f"{n} is missing: only a one-id mapping is possible",
+                    "sudo apt-get install uidmap",
                 )
-            elif not h["usable"]:
-                problems.append(
-                    Problem(
-                        f"{h['path']} is neither setuid root nor has file capabilities",
-                        f"sudo chmod u+s {h['path']}",
-                    )
+            )
+        elif not h["usable"]:
+            problems.append(
+                Problem(
+                    f"{h['path']} is neither setuid root nor has file capabilities",
+                    f"sudo chmod u+s {h['path']}",
                 )
+            )
+    return helpers
 
-    # storage
+
+def _storage(probe: bool, userns_ok: bool, problems: list[Problem]) -> dict:
+    from rootless import config
+
     fuse_ok = _dev_usable("/dev/fuse")
     if not fuse_ok:
         problems.append(
@@ -164,9 +146,6 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
                 "sudo apt-get install fuse3 && sudo chmod 0666 /dev/fuse",
             )
         )
-    fusermount = shutil.which("fusermount3")
-    from rootless import config
-
     ovl_ok, ovl_why = (
         config.kernel_overlay_usable(use_cache=False)
         if probe and userns_ok
@@ -174,10 +153,23 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
     )
     if not fuse_ok and not ovl_ok:
         problems[-1].fatal = True
+    return {
+        "fuse": {"devFuseUsable": fuse_ok, "fusermount3": shutil.which("fusermount3")},
+        "kernelOverlayInUserns": {
+            "usable": ovl_ok,
+            **({"why": ovl_why} if ovl_why and not ovl_ok else {}),
+        },
+    }
 
-    # network
-    slirp = _version(["slirp4netns", "--version"])
-    pasta = _version(["pasta", "--version"])
+
+def _network(problems: list[Problem]) -> dict:
+    from rootless.network.mode import helpers_info
+
+    found = helpers_info()
+    slirp, pasta = (
+        (found[n]["version"] or "unknown") if found[n]["available"] else None
+        for n in ("slirp4netns", "pasta")
+    )
     tun_ok = _dev_usable("/dev/net/tun")
     if slirp is None:
         problems.append(
@@ -198,37 +190,63 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
                 "sudo chmod 0666 /dev/net/tun",
             )
         )
+    return {"slirp4netns": slirp, "pasta": pasta, "devNetTunUsable": tun_ok}
 
-    cg = _cgroups(uid)
-    if not cg["limitsAvailable"]:
-        if not cg["version"].startswith("v2"):
-            why, fix = (
-                f"cgroups are {cg['version']}: --memory, --cpus and --pids-limit cannot be enforced",
-                "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2); runs without limits still work",
-            )
-        elif not cg["systemdUserManager"]:
-            why, fix = (
-                "no systemd user manager is reachable: resource limits cannot be delegated",
-                f"sudo loginctl enable-linger {user}",
-            )
-        else:
-            why, fix = (
-                f"controllers delegated to {user}: {' '.join(cg['delegatedControllers']) or 'none'}; "
-                "limits need cpu, memory and pids",
-                "add a user@.service drop-in with Delegate=cpu cpuset io memory pids (see docs/cgroups.md)",
-            )
-        problems.append(Problem(why, fix))
+
+def _limits_problem(cg: dict, user: str) -> Problem | None:
+    if cg["limitsAvailable"]:
+        return None
+    if not cg["version"].startswith("v2"):
+        return Problem(
+            f"cgroups are {cg['version']}: --memory, --cpus and --pids-limit cannot be enforced",
+            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2); runs without limits still work",
+        )
+    if not cg["systemdUserManager"]:
+        return Problem(
+            "no systemd user manager is reachable: resource limits cannot be delegated",
+            f"sudo loginctl enable-linger {user}",
+        )
+    return Problem(
+        f"controllers delegated to {user}: {' '.join(cg['delegatedControllers']) or 'none'}; "
+        "limits need cpu, memory and pids",
+        "add a user@.service drop-in with Delegate=cpu cpuset io memory pids (see docs/cgroups.md)",
+    )
+
+
+def _driver(storage_driver: str | None, problems: list[Problem]) -> tuple[str | None, str]:
+    """What `rootless run` would pick, and why (the storage probe has refreshed the cache)."""
+    from rootless import config
 
     if storage_driver is None:  # the global --storage-driver flag, when called from the CLI
         import click
 
         ctx = click.get_current_context(silent=True)
         storage_driver = ((ctx.find_root().obj if ctx else None) or {}).get("storage_driver")
-    try:  # what `rootless run` would pick, and why (the probe above has refreshed the cache)
-        driver, driver_why = config.select_driver(storage_driver)
+    try:
+        return config.select_driver(storage_driver)
     except RootlessError as e:
-        driver, driver_why = None, str(e)
         problems.append(Problem(str(e), "fix the setting (see docs/storage.md)", fatal=True))
+        return None, str(e)
+
+
+def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    problems: list[Problem] = []
+    uname = platform.uname()
+    userns_ok = _userns(uid, problems)
+    idmaps = _idmaps(problems)
+    helpers = _helpers(uid, problems)
+    storage = _storage(probe, userns_ok, problems)
+    network = _network(problems)
+    cg = _cgroups(uid)
+    limits = _limits_problem(cg, user)
+    if limits is not None:
+        problems.append(limits)
+    driver, driver_why = _driver(storage_driver, problems)
     return {
         "version": __version__,
         "host": {
@@ -240,12 +258,8 @@ def gather(*, probe: bool = True, storage_driver: str | None = None) -> dict:
             "rootless": uid != 0,
             "userNamespaces": userns_ok,
             "idmapHelpers": helpers,
-            "fuse": {"devFuseUsable": fuse_ok, "fusermount3": fusermount},
-            "kernelOverlayInUserns": {
-                "usable": ovl_ok,
-                **({"why": ovl_why} if ovl_why and not ovl_ok else {}),
-            },
-            "network": {"slirp4netns": slirp, "pasta": pasta, "devNetTunUsable": tun_ok},
+            **storage,
+            "network": network,
             "cgroups": cg,
         },
         "store": {

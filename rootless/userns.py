@@ -1,9 +1,11 @@
 """Creating user namespaces: the one place rootless enters a new user namespace and writes its maps.
 
-How: `fork_userns(child)` forks. The child unshares CLONE_NEWUSER (plus any extra namespace flags,
-so those namespaces are owned by the new user namespace), tells the parent over a pipe, and waits on
-a second pipe. The parent writes the maps, then releases the child, which becomes uid/gid 0 in the
-namespace, runs `child()` and `os._exit`s with its result. The maps are written by:
+How: `fork_userns(child)` forks (rootless.process.fork). The child unshares CLONE_NEWUSER (plus any
+extra namespace flags, so those namespaces are owned by the new user namespace), tells the parent
+(a `Ready` message on a rootless.runtime.channel Channel, or `Failed` with the errno), and waits for
+`Go`. The parent writes the maps, then releases the child, which becomes uid/gid 0 in the
+namespace, runs `child()` and exits with its result (an exception: one `Error:` line on stderr and
+its exit code, 125 for a bug). The maps are written by:
   * newuidmap/newgidmap (setuid helpers from the uidmap package) for a user with subordinate ids,
     with the `fd:N` form (an fd of /proc/PID) when the helper supports it, else the PID form; the
     child is ours and unreaped while they run, so its PID cannot be reused meanwhile either way;
@@ -30,83 +32,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-import select
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 from collections.abc import Callable
 
-from rootless import syscalls
-from rootless.errors import IdMapError, RootlessError
+from rootless import process, syscalls
+from rootless.errors import EXIT_RUNTIME, IdMapError, RootlessError
 from rootless.idmap import DOCS, IdMap, for_user
+from rootless.runtime.channel import Channel, Failed, Go, Ready, close_all
 
 READY_TIMEOUT = 30.0  # seconds the parent waits for the child to unshare
 _warned_single = False
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell (and podman) reports it: the exit code, or 128+N for signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-def wait_exit_code(pid: int) -> int:
-    """Reap pid and return its exit_code(); retried if a signal handler interrupts the wait."""
-    while True:
-        try:
-            return exit_code(os.waitpid(pid, 0)[1])
-        except InterruptedError:
-            continue
-
-
-class UsernsChild:
-    """A forked child running inside its own user namespace. Its owner must wait() (or use `with`)."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def _set(self, status: int) -> int:
-        self.returncode = exit_code(status)
-        return self.returncode
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self._set(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        """The exit code: the child's status, or 128+N if signal N killed it (as a shell reports it)."""
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self._set(status)
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def __enter__(self) -> UsernsChild:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.returncode is None:
-            if exc[0] is not None:
-                self.kill()
-            self.wait()
-
-    def __repr__(self) -> str:
-        return f"UsernsChild(pid={self.pid}, returncode={self.returncode})"
 
 
 # helpers --------------------------------------------------------------------------------------
@@ -179,7 +117,7 @@ def _condense(text: str, limit: int = 300) -> str:
 
 
 def _helper_error(path: str, e: BaseException) -> IdMapError:
-    if isinstance(e, subprocess.TimeoutExpired):
+    if isinstance(e, TimeoutError):
         return IdMapError(
             f"{path} did not finish in {READY_TIMEOUT:.0f}s; check the system (see {DOCS})"
         )
@@ -192,49 +130,28 @@ def _run_helpers(pid: int, idmap: IdMap, helpers: list[tuple[str, str]]) -> None
     """Run newuidmap and newgidmap for `pid` at the same time (they write different files of the same
     process, and each is a setuid exec of a few ms); errors are reported in that order."""
     procfd = -1
-    procs: list[subprocess.Popen | BaseException] = []
     try:
         if any(helper_supports_fd(path) for path, _ in helpers):
             procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        commands = []
         for path, name in helpers:
             ranges = idmap.uid_ranges if "uid" in name else idmap.gid_ranges
             args = [str(x) for r in ranges for x in (r.container, r.host, r.size)]
             use_fd = procfd >= 0 and helper_supports_fd(path)
-            try:
-                procs.append(
-                    subprocess.Popen(
-                        [path, f"fd:{procfd}" if use_fd else str(pid), *args],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        pass_fds=(procfd,) if use_fd else (),
-                    )
-                )
-            except OSError as e:
-                procs.append(e)
-        outs: list[bytes | BaseException] = []
-        for proc in procs:
-            if isinstance(proc, BaseException):
-                outs.append(proc)
-                continue
-            try:
-                outs.append(proc.communicate(timeout=READY_TIMEOUT)[0])
-            except subprocess.TimeoutExpired as e:
-                outs.append(e)
+            target = f"fd:{procfd}" if use_fd else str(pid)
+            commands.append(([path, target, *args], (procfd,) if use_fd else ()))
+        results = process.run_many(commands, READY_TIMEOUT)  # none is left running
     finally:
-        for proc in procs:  # on any error, no helper is left running
-            if isinstance(proc, subprocess.Popen) and proc.returncode is None:
-                proc.kill()
-                proc.wait()
         if procfd >= 0:
             os.close(procfd)
-    for (path, name), proc, out in zip(helpers, procs, outs, strict=True):
-        if isinstance(out, BaseException):
-            raise _helper_error(path, out) from None
-        if proc.returncode != 0:
+    for (path, name), result in zip(helpers, results, strict=True):
+        if isinstance(result, BaseException):
+            raise _helper_error(path, result) from None
+        rc, out = result
+        if rc != 0:
             kind = "uid" if "uid" in name else "gid"
             file = idmap.subuid_path if kind == "uid" else idmap.subgid_path
-            text = _condense(out.decode(errors="replace")) or f"exit status {proc.returncode}"
+            text = _condense(out.decode(errors="replace")) or f"exit status {rc}"
             raise IdMapError(
                 f"{name} failed: {text}; the ranges rootless read from {file} for {idmap.user or idmap.uid} must be "
                 f"ones {name} allows (it reads /etc/sub{kind}; check with `getsubids "
@@ -288,84 +205,33 @@ def warn_single(idmap: IdMap) -> None:
         pass
 
 
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except ChildProcessError:
-            return
+def _child_body(child, flags: int, mine: Channel, theirs: Channel):
+    """What the forked child runs: unshare, tell the parent, wait to be released, become root."""
 
-
-def _flush_stdio() -> None:
-    for s in (sys.stdout, sys.stderr):
-        try:
-            s.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
-def _exit_code(value: object) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value & 0xFF
-    return 1  # sys.exit("message") convention
-
-
-def _child_main(
-    child: Callable[[], int | None], flags: int, ready_w: int, go_r: int, closing: tuple[int, ...]
-) -> None:
-    """The forked child. Never returns."""
-    rc = 125
-    try:
-        for fd in closing:
-            os.close(fd)
+    def body() -> int | None:
+        mine.close()
         try:
             syscalls.unshare(syscalls.CLONE_NEWUSER | flags)
         except OSError as e:
-            os.write(ready_w, b"E%d" % e.errno)
-            os._exit(125)
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
-        if os.read(go_r, 2) != b"go":  # the parent failed (or died) and did not release us
-            os._exit(125)
-        os.close(go_r)
+            theirs.send(Failed(EXIT_RUNTIME, e.strerror or str(e), errno=e.errno or 0))
+            return EXIT_RUNTIME
+        theirs.send(Ready())
+        if not isinstance(theirs.recv(), Go):  # the parent failed (or died) and did not release us
+            return EXIT_RUNTIME
+        theirs.close()
         os.setresgid(0, 0, 0)
         try:
             os.setgroups([])
         except PermissionError:
             pass  # setgroups is denied in the single-id fallback
         os.setresuid(0, 0, 0)
-        rc = _exit_code(child())
-    except SystemExit as e:
-        rc = _exit_code(e.code)
-        if isinstance(e.code, str):
-            _say(e.code)
-    except KeyboardInterrupt:
-        rc = 130
-    except RootlessError as e:
-        _say(f"Error: {e}")
-        rc = e.exit_code
-    except BaseException as e:  # noqa: B036 - the child must never unwind into the parent's code
-        _say(f"Error: in the user namespace: {type(e).__name__}: {e}")
-        rc = 125
-    finally:
-        _flush_stdio()
-        os._exit(rc)
+        return child()
+
+    return body
 
 
-def _say(line: str) -> None:
-    try:
-        os.write(2, (line.replace("\n", " ") + "\n").encode(errors="replace"))
-    except OSError:
-        pass
+def _report(code: int, message: str) -> None:
+    process.say(f"Error: {message}")
 
 
 def _unshare_error(err: int) -> IdMapError:
@@ -379,9 +245,13 @@ def fork_userns(
     *,
     idmap: IdMap | None = None,
     extra_unshare_flags: int = 0,
-) -> UsernsChild:
+    pdeathsig: int | None = None,
+    warn: bool = True,
+) -> process.Child:
     """Fork a child that runs `child()` as uid/gid 0 in a new user namespace with `idmap`
-    (default: idmap.for_user()). See the module docstring for the threads rule.
+    (default: idmap.for_user()) and exits with its result. See the module docstring for the threads
+    rule. `pdeathsig`: the signal the child gets when this process dies (rootless.process.fork);
+    `warn=False` leaves out the single-id fallback warning (for probes).
 
     Raises IdMapError (one line, see docs/subuid.md) if the namespace cannot be set up; in that case
     no child is left behind.
@@ -396,47 +266,48 @@ def fork_userns(
             threading.active_count(),
         )
     plan = _plan(idmap)  # raises before forking for a missing or unusable helper
-    if plan[0] == "single":
+    if plan[0] == "single" and warn:
         warn_single(idmap)
-    _flush_stdio()
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    mine, theirs = Channel.pair()
     try:
-        pid = os.fork()
+        proc = process.fork(
+            _child_body(child, extra_unshare_flags, mine, theirs),
+            pdeathsig=pdeathsig,
+            report=_report,
+            context="in the user namespace",
+        )
     except BaseException:
-        for fd in (ready_r, ready_w, go_r, go_w):
-            os.close(fd)
+        close_all(mine, theirs)
         raise
-    if pid == 0:
-        _child_main(child, extra_unshare_flags, ready_w, go_r, (ready_r, go_w))
-    os.close(ready_w)
-    os.close(go_r)
+    theirs.close()
+    if plan[0] == "helpers":
+        import subprocess  # noqa: F401 - for the helpers (rootless.process.spawn), while the child unshares
     try:
-        poller = select.poll()
-        poller.register(ready_r, select.POLLIN)
-        if not poller.poll(int(READY_TIMEOUT * 1000)):
+        try:
+            msg = mine.recv(timeout=READY_TIMEOUT)
+        except TimeoutError:
             raise IdMapError(
                 f"the user namespace child did not start within {READY_TIMEOUT:.0f}s (see {DOCS})"
-            )
-        msg = os.read(ready_r, 64)
-        if msg.startswith(b"E") and msg[1:].isdigit():
-            raise _unshare_error(int(msg[1:]))
-        if msg != b"ok":
+            ) from None
+        if isinstance(msg, Failed):
+            raise _unshare_error(msg.errno)
+        if not isinstance(msg, Ready):
             raise IdMapError(f"the user namespace child died before it was set up (see {DOCS})")
-        _write_maps(pid, idmap, plan)
-        os.write(go_w, b"go")
+        _write_maps(proc.pid, idmap, plan)
+        mine.send(Go())
     except BaseException:
-        _kill_and_reap(pid)
+        proc.kill_and_reap()
         raise
     finally:
-        os.close(ready_r)
-        os.close(go_w)
-    return UsernsChild(pid)
+        mine.close()
+    return proc
 
 
-def run_in_userns(fn: Callable[..., int | None], *args, idmap: IdMap | None = None) -> int:
+def run_in_userns(
+    fn: Callable[..., int | None], *args, idmap: IdMap | None = None, warn: bool = True
+) -> int:
     """Run fn(*args) in a forked child inside a new user namespace; return its exit code."""
-    return fork_userns(lambda: fn(*args), idmap=idmap).wait()
+    return fork_userns(lambda: fn(*args), idmap=idmap, warn=warn).wait()
 
 
 def exec_in_userns(
@@ -456,10 +327,10 @@ def exec_in_userns(
         try:
             os.execvpe(argv[0], argv, environ)
         except FileNotFoundError:
-            _say(f"Error: {argv[0]}: command not found")
+            process.say(f"Error: {argv[0]}: command not found")
             return 127
         except OSError as e:
-            _say(f"Error: {argv[0]}: {e.strerror}")
+            process.say(f"Error: {argv[0]}: {e.strerror}")
             return 126
         return 126  # not reached
 
@@ -481,5 +352,4 @@ def exec_in_userns(
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         if proc.returncode is None:
-            proc.kill()
-            proc.wait()
+            proc.kill_and_reap()

@@ -342,6 +342,27 @@ def test_port_and_inspect(rl, tmp_path):
     rl("rm", "srv", check=True)
 
 
+def test_a_record_written_before_typed_fields_still_works(rl):
+    """Stores from earlier versions keep working: a record kept its run options, process, pids and
+    the rest in one untyped `options` dict, and the namespace holder's role was `nsmon`."""
+    cid = run_d(rl, "--name", "old", "-e", "V=1", *NONE, rl.img, "sleep", "300")
+    rl("stop", "-t", "0", "old", check=True)
+    before = json.loads(rl("inspect", "old", check=True).stdout)[0]
+    path = os.path.join(cdir(rl, cid), "config.json")
+    with open(path) as f:
+        rec = json.load(f)
+    keys = ("run", "hostname", "network", "process", "pids", "net", "mounts", "cgroup", "limits")
+    rec["options"] = {k: rec.pop(k) for k in keys}
+    pids = rec["options"]["pids"]
+    pids["nsmon"] = pids.pop("nsholder")
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    assert json.loads(rl("inspect", "old", check=True).stdout)[0] == before
+    rl("start", "old", check=True)
+    assert rl("exec", "old", "sh", "-c", "echo $V", check=True).stdout == "1\n"
+    rl("rm", "-f", "old", check=True)
+
+
 # --- many at once ---------------------------------------------------------------------------------------
 
 
@@ -418,8 +439,8 @@ def test_sigkill_monitor(rl, tmp_path):
     )  # fmt: skip
     poll(lambda: rl("logs", cid).stdout == "ready\n")
     rec = config(rl, cid)
-    assert {"monitor", "setup", "daemon", "nsmon", "init", "net"} <= set(rec["options"]["pids"])
-    os.kill(rec["options"]["pids"]["monitor"][0], 9)
+    assert {"monitor", "setup", "daemon", "nsholder", "init", "net"} <= set(rec["pids"])
+    os.kill(rec["pids"]["monitor"][0], 9)
     poll(lambda: json.loads(rl("ps", "-a", "--format", "json").stdout)[0]["State"] == "exited")
     data = json.loads(rl("ps", "-a", "--format", "json", check=True).stdout)[0]
     assert data["ExitCode"] == -1  # unknown: nobody saw it exit
@@ -431,7 +452,7 @@ def test_sigkill_monitor(rl, tmp_path):
 
 def test_sigkill_setup_takes_the_overlay_daemon_with_it(rl):
     cid, rec = _start_writer(rl, driver=("--storage-driver", "fuse-overlay"))
-    pids = rec["options"]["pids"]
+    pids = rec["pids"]
     os.kill(pids["setup"][0], 9)
     # PDEATHSIG: the daemon, the container and (having recorded the exit) the monitor all go
     poll(lambda: all(_start_time(pids[r][0]) != pids[r][1] for r in pids), timeout=20)
@@ -465,7 +486,7 @@ def test_sigkill_foreground_rootless(rl):
 
 def test_sigkill_overlay_daemon(rl):
     cid, rec = _start_writer(rl, driver=("--storage-driver", "fuse-overlay"))
-    daemon = rec["options"]["pids"]["daemon"][0]
+    daemon = rec["pids"]["daemon"][0]
     os.kill(daemon, 9)
     # the root filesystem is gone: the container is stopped and its monitor records that
     poll(lambda: json.loads(rl("ps", "-a", "--format", "json").stdout)[0]["State"] == "exited")
@@ -479,7 +500,7 @@ def test_sigkill_everything_rm_cleans_up(rl):
     """The worst case: monitor, setup and daemon all SIGKILLed at once; rm still removes it all."""
     cid, rec = _start_writer(rl, driver=("--storage-driver", "fuse-overlay"))
     for role in ("monitor", "setup", "daemon"):
-        os.kill(rec["options"]["pids"][role][0], 9)
+        os.kill(rec["pids"][role][0], 9)
     poll(lambda: json.loads(rl("ps", "-a", "--format", "json").stdout)[0]["State"] == "exited")
     rl("rm", "-f", cid, check=True)
     assert_clean(rl, [rec])
@@ -586,7 +607,7 @@ def assert_clean(rl, recs):
     def procs_gone():
         live = []
         for rec in recs:
-            for role, (pid, start) in rec["options"].get("pids", {}).items():
+            for role, (pid, start) in rec.get("pids", {}).items():
                 if pid and _start_time(pid) == start:
                     live.append((role, pid))
         return live

@@ -7,9 +7,11 @@ import socket
 
 import pytest
 
-from rootless import netutil, slirp
-from rootless.errors import RootlessError
-from rootless.netutil import NetworkError, PortMapping, parse_publish
+from rootless import slirp
+from rootless.errors import NetworkError, RootlessError
+from rootless.network import etc
+from rootless.network import ports as netports
+from rootless.network.ports import PortMapping, parse_publish
 
 
 @pytest.mark.parametrize(
@@ -58,14 +60,14 @@ def test_parse_publish_rejects(spec, words):
 
 def test_publish_twice_is_refused():
     with pytest.raises(NetworkError, match="published twice"):
-        netutil.parse_publish_all(["8080:80", "127.0.0.1:8080:81"])
+        netports.parse_publish_all(["8080:80", "127.0.0.1:8080:81"])
     # same host port, different protocols or distinct addresses: fine
-    assert len(netutil.parse_publish_all(["8080:80", "8080:80/udp"])) == 2
-    assert len(netutil.parse_publish_all(["127.0.0.1:8080:80", "127.0.0.2:8080:80"])) == 2
+    assert len(netports.parse_publish_all(["8080:80", "8080:80/udp"])) == 2
+    assert len(netports.parse_publish_all(["127.0.0.1:8080:80", "127.0.0.2:8080:80"])) == 2
 
 
 def test_publish_all_from_exposed_ports():
-    got = netutil.publish_all({"80/tcp": {}, "53/udp": {}, "9000-9001": {}, "132/sctp": {}})
+    got = netports.publish_all({"80/tcp": {}, "53/udp": {}, "9000-9001": {}, "132/sctp": {}})
     assert got == [
         PortMapping("", 0, 53, "udp"),
         PortMapping("", 0, 80, "tcp"),
@@ -75,7 +77,7 @@ def test_publish_all_from_exposed_ports():
 
 
 def test_resolve_ports_picks_free_ports_and_refuses_taken_ones():
-    ports = netutil.resolve_ports(parse_publish("127.0.0.1::80") + parse_publish("127.0.0.1::81"))
+    ports = netports.resolve_ports(parse_publish("127.0.0.1::80") + parse_publish("127.0.0.1::81"))
     assert all(p.host_port > 0 for p in ports)
     assert ports[0].host_port != ports[1].host_port
     with socket.socket() as s:
@@ -83,18 +85,20 @@ def test_resolve_ports_picks_free_ports_and_refuses_taken_ones():
         s.listen(1)
         port = s.getsockname()[1]
         with pytest.raises(NetworkError, match=f"127.0.0.1:{port}/tcp is already in use"):
-            netutil.resolve_ports(parse_publish(f"127.0.0.1:{port}:80"))
+            netports.resolve_ports(parse_publish(f"127.0.0.1:{port}:80"))
         with pytest.raises(NetworkError, match="already in use"):
-            netutil.resolve_ports(parse_publish(f"{port}:80"))  # 0.0.0.0 overlaps 127.0.0.1
+            netports.resolve_ports(parse_publish(f"{port}:80"))  # 0.0.0.0 overlaps 127.0.0.1
         # the same number over UDP is free
-        assert netutil.resolve_ports(parse_publish(f"127.0.0.1:{port}:80/udp"))[0].host_port == port
+        assert (
+            netports.resolve_ports(parse_publish(f"127.0.0.1:{port}:80/udp"))[0].host_port == port
+        )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         u.bind(("127.0.0.1", 0))
         port = u.getsockname()[1]
         with pytest.raises(NetworkError, match="udp is already in use"):
-            netutil.resolve_ports(parse_publish(f"127.0.0.1:{port}:53/udp"))
+            netports.resolve_ports(parse_publish(f"127.0.0.1:{port}:53/udp"))
     with pytest.raises(NetworkError, match="not on this host"):
-        netutil.resolve_ports(parse_publish("192.0.2.254:8080:80"))
+        netports.resolve_ports(parse_publish("192.0.2.254:8080:80"))
 
 
 @pytest.mark.parametrize(
@@ -146,22 +150,20 @@ def test_parse_network_rejects(value, words):
 
 
 def test_hosts_content():
-    text = netutil.hosts_content(
-        "web", "10.0.2.100", ("mycontainer",), [("10.0.2.2", netutil.HOST_ALIAS)]
-    )
+    text = etc.hosts("web", "10.0.2.100", ("mycontainer",), [("10.0.2.2", etc.HOST_ALIAS)])
     lines = text.splitlines()
     assert lines[0].startswith("127.0.0.1\tlocalhost")
     assert "10.0.2.100\tweb mycontainer" in lines
     assert "10.0.2.2\thost.containers.internal" in lines
-    assert "127.0.1.1\tbox" in netutil.hosts_content("box").splitlines()
+    assert "127.0.1.1\tbox" in etc.hosts("box").splitlines()
 
 
 def test_resolv_conf_content(tmp_path):
-    text = netutil.resolv_conf_content(["10.0.2.3"], ["example.org"], ["ndots:2"])
+    text = etc.resolv_conf(["10.0.2.3"], ["example.org"], ["ndots:2"])
     assert text == "search example.org\nnameserver 10.0.2.3\noptions ndots:2\n"
     f = tmp_path / "resolv.conf"
     f.write_text("# c\nnameserver 127.0.0.53\nnameserver 192.0.2.53 ; x\nsearch a b\n")
-    assert netutil.host_nameservers(str(f)) == ["127.0.0.53", "192.0.2.53"]
+    assert etc.host_nameservers(str(f)) == ["127.0.0.53", "192.0.2.53"]
 
 
 def test_handles_without_helper():
@@ -169,7 +171,7 @@ def test_handles_without_helper():
     assert none.pid is None and none.hosts_entries() == []
     none.stop()
     host = slirp.start("host", "", "", "", {}, [])
-    assert host.resolv_conf() == netutil.resolv_conf_content(netutil.host_nameservers())
+    assert host.resolv_conf() == etc.resolv_conf(etc.host_nameservers())
     with pytest.raises(NetworkError, match="-p cannot be used with --network none"):
         slirp.start("none", "", "", "", {}, parse_publish("8080:80"))
     with pytest.raises(NetworkError, match="unknown network mode"):

@@ -19,8 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from support.wait import poll
 
-from rootless import netutil, slirp
-from rootless.netutil import NetworkError, parse_publish
+from rootless import slirp
+from rootless.errors import NetworkError
+from rootless.network import etc
+from rootless.network import ports as netports
+from rootless.network.ports import parse_publish
 
 BUSYBOX = "/bin/busybox"
 MODES = ["slirp4netns", "pasta"]
@@ -162,7 +165,7 @@ def test_published_tcp_port_serves_the_containers_httpd(mode, sandbox, www):
     finally:
         assert_stopped(net)
     # the port is free again
-    netutil.resolve_ports(parse_publish(f"127.0.0.1:{port}:80"))
+    netports.resolve_ports(parse_publish(f"127.0.0.1:{port}:80"))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -185,7 +188,7 @@ def test_random_host_port_and_range(mode, sandbox, www):
 
 def _free(port):
     try:
-        netutil.resolve_ports(parse_publish(f"127.0.0.1:{port}:1"))
+        netports.resolve_ports(parse_publish(f"127.0.0.1:{port}:1"))
         return True
     except NetworkError:
         return False
@@ -229,7 +232,7 @@ UDP_CASES = [
 def test_udp_forwarding(mode, opts, ip, sandbox):
     box = sandbox()
     if ip == "HOSTADDR":
-        ip = slirp._host_address(netutil.host_gateway())
+        ip = slirp.host_address(etc.host_gateway())
         assert ip, "this test needs a host with a default route"
     port = free_port(socket.SOCK_DGRAM)
     ports = parse_publish(f"{ip}:{port}:53/udp")
@@ -246,15 +249,15 @@ def test_none_has_only_lo_up_and_no_route_out(sandbox):
     out = box.python(
         """
         import json, socket
-        from rootless import netutil
-        netutil.setup_loopback()
-        state = netutil.verify_netns()
+        from rootless.network import netlink
+        netlink.loopback_up()
+        state = netlink.verify_netns()
         try:
             socket.create_connection(("10.0.2.2", 80), timeout=2)
             reach = "connected"
         except OSError as e:
             reach = e.strerror
-        print(json.dumps({"state": state, "default": netutil.has_default_route(), "reach": reach}))
+        print(json.dumps({"state": state, "default": netlink.has_default_route(), "reach": reach}))
         """
     )
     got = json.loads(out.stdout)
@@ -274,9 +277,9 @@ def test_slirp4netns_configures_the_container_as_podman(sandbox):
         out = box.python(
             """
             import json
-            from rootless import netutil
-            netutil.setup_loopback()
-            print(json.dumps(netutil.verify_netns("tap0", "10.0.2.100/24", "10.0.2.2")))
+            from rootless.network import netlink
+            netlink.loopback_up()
+            print(json.dumps(netlink.verify_netns("tap0", "10.0.2.100/24", "10.0.2.2")))
             """
         )
         state = json.loads(out.stdout)
@@ -307,8 +310,8 @@ def test_slirp4netns_options_mtu_and_cidr(sandbox):
         out = box.python(
             """
             import json
-            from rootless import netutil
-            print(json.dumps(netutil.verify_netns("tap0", "10.9.8.100/24", "10.9.8.2")))
+            from rootless.network import netlink
+            print(json.dumps(netlink.verify_netns("tap0", "10.9.8.100/24", "10.9.8.2")))
             """
         )
         assert json.loads(out.stdout)["links"]["tap0"]["mtu"] == 1500
@@ -368,7 +371,7 @@ def test_pasta_reaches_the_host_loopback_through_its_gateway(sandbox, host_serve
         assert name == "host.containers.internal"
         r = wget(box, f"http://{ip}:{host_server}/")
         assert r.returncode == 0 and r.stdout == "hello from the host\n"
-        assert net.resolv_conf() == netutil.resolv_conf_content(["169.254.1.1"])
+        assert net.resolv_conf() == etc.resolv_conf(["169.254.1.1"])
     finally:
         assert_stopped(net)
     box2 = sandbox()
@@ -475,7 +478,7 @@ def test_helper_dying_at_startup_is_one_line_and_leaves_nothing(mode, sandbox, t
 OWNER = """
 import os, signal, sys, time
 from rootless import slirp
-from rootless.netutil import parse_publish
+from rootless.network.ports import parse_publish
 mode, netns, userns, rt, port, holder = sys.argv[1:]
 net = slirp.start(mode, netns, userns, rt, {}, parse_publish(f"127.0.0.1:{port}:80"))
 print(net.pid, net.helper_pid, flush=True)

@@ -215,3 +215,31 @@ def test_early_started_daemon_is_used_or_reaped(rl):
     rl("rm", "-f", cid.strip(), check=True)
     _poll(lambda: _daemons(rl) == [])
     assert _mounts(rl) == []
+
+
+def test_helper_interpreters_never_import_a_rootless_from_the_working_directory(rl, tmp_path):
+    """The interpreters rootless starts (the fuse daemon early or not, pasta's guard) import this
+    very rootless, even when the working directory holds another package named rootless."""
+    import subprocess
+
+    decoy = tmp_path / "cwd"
+    (decoy / "rootless").mkdir(parents=True)
+    (decoy / "rootless" / "__init__.py").write_text("raise SystemExit('the decoy was imported')\n")
+
+    def run(*args):
+        cp = subprocess.run(
+            [*rl.argv0, *args], env=rl.env, cwd=decoy, capture_output=True, text=True, timeout=120
+        )
+        assert cp.returncode == 0 and "decoy" not in cp.stderr, cp.stderr
+        return cp.stdout
+
+    assert run(*FUSE, "run", "--rm", "--network", "none", rl.img, "echo", "ok") == "ok\n"
+    assert (
+        run(
+            "--storage-driver", "overlay", "run", "--rm", "--network", "pasta", rl.img, "echo", "ok"
+        )
+        == "ok\n"
+    )
+    cid = run(*FUSE, "run", "-d", "--network", "none", rl.img, "sleep", "60").strip()
+    assert rl("exec", cid, "echo", "ok", check=True).stdout == "ok\n"
+    rl("rm", "-f", cid, check=True)

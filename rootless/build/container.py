@@ -11,6 +11,7 @@ other). export writes the container's merged filesystem as a tar.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 
 from rootless.build import cache, changes, commit, instructions, ns, step
 from rootless.errors import RootlessError
@@ -20,8 +21,8 @@ def _runtime_config(img, rec) -> dict:
     cfg = commit.base_config(img)
     cfg.pop("created", None)
     inner = cfg.setdefault("config", {})
-    run = rec.options.get("run") or {}
-    proc = rec.options.get("process") or {}
+    run = asdict(rec.run) if rec.run is not None else {}
+    proc = rec.process._asdict() if rec.process is not None else {}
     env = dict(instructions.env_dict(inner))
     for k, v in (proc.get("env") or {}).items():
         if k != "HOSTNAME":

@@ -187,7 +187,7 @@ def _extract(layer: _Layer, path: str, parts: list[str]) -> None:
 
     dest = layer.path(parts)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    ex = imglayer._Extractor(root_fd)
+    ex = imglayer.Extraction(root_fd)
     try:
         with tarfile.open(path, "r:*") as tf:
             for ti in tf:
@@ -198,7 +198,7 @@ def _extract(layer: _Layer, path: str, parts: list[str]) -> None:
     except imglayer.LayerError as e:
         raise RootlessError(f"ADD: {e}") from None
     finally:
-        ex.tree.close()
+        ex.close()
         os.close(root_fd)
     if layer.owner is not None:
         for dirpath, dirnames, filenames in os.walk(dest):

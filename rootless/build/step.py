@@ -5,7 +5,9 @@ restructured runtime is re-pointed in one place:
 
   * run_step(): run a RUN instruction's command in a container of an image in the store, with the
     same user namespace, mounts, seccomp, capabilities and network as `rootless run`
-    (rootless.runtime.container.Runner with spec.RunOptions), keeping its upper dir (no --rm);
+    (rootless.runtime.api.create + monitor.run_foreground, RunOptions with volatile=True: the
+    kernel overlay is mounted without syncs, as podman mounts build containers), keeping its
+    upper dir (no --rm);
   * take_upper(): move that upper dir out as a new layer tree (dropping the mount points the
     runtime itself created), then remove the container (rootless.runtime.manage);
   * container_layers(): a container's record, image layers and upper dir (runtime.state records);
@@ -64,10 +66,8 @@ def storage_driver(flag: str | None) -> str:
 def run_step(step: StepRun):
     """Run the command; returns (exit code, container record). The caller must take_upper() or
     remove() the container, whatever the exit code."""
-    from rootless import paths
-    from rootless.runtime import container, spec
+    from rootless.runtime import api, monitor, spec
 
-    os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
     opts = spec.RunOptions(
         image=step.image_id,
         command=list(step.argv),
@@ -84,39 +84,20 @@ def run_step(step: StepRun):
         network=step.network,
         storage_driver=step.driver or storage_driver(None),
         rm=False,
+        # the upper dir becomes a layer and is never mounted as an upper again, so the volatile
+        # mount's incompat marker is harmless; dpkg's fsync per file otherwise makes an apt-get
+        # install 1.5x slower than podman's
+        volatile=True,
     )
-    runner = container.Runner(opts)
     for s in (sys.stdout, sys.stderr):
         s.flush()
-    saved = container.Storage
-    container.Storage = _volatile_storage_class()
+    p, rec = api.create(opts)
     try:
-        rc = runner.run()
+        rc = monitor.run_foreground(p, rec)
     except BaseException:
-        if runner.rec is not None:
-            remove(runner.rec)
+        remove(rec)
         raise
-    finally:
-        container.Storage = saved
-    return rc, runner.rec
-
-
-def _volatile_storage_class():
-    from rootless.runtime.storage import Storage
-
-    class VolatileStorage(Storage):
-        """The runtime's storage, with the kernel overlay mounted `volatile` (no fsync reaches the
-        disk) as podman mounts every container root, build containers included. The runtime only
-        does so for a foreground --rm run; a build step must keep its upper dir (no --rm), and
-        dpkg's fsync per file otherwise makes an apt-get install 1.5x slower than podman's.
-        The upper dir is moved into the store as a layer, never mounted as an upper again, so the
-        volatile mount's incompat marker (in the work dir) is harmless. Runtime need: a
-        RunOptions field for this (docs/build.md)."""
-
-        def __init__(self, driver, layer_dirs, cdir, volatile=False):
-            super().__init__(driver, layer_dirs, cdir, volatile=True)
-
-    return VolatileStorage
+    return rc, rec
 
 
 def upper_dir(rec) -> str:
@@ -233,7 +214,7 @@ def is_running(rec) -> bool:
 
 
 def _container_pids(rec) -> list[int]:
-    init = (rec.options.get("pids") or {}).get("init")
+    init = rec.pid_of("init")
     if not init:
         return []
     try:

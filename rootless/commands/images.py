@@ -10,6 +10,7 @@ import sys
 import click
 
 from rootless.commands.push import _access, _registry_options, push
+from rootless.commands.template import render_template
 from rootless.errors import ImageError
 
 
@@ -109,43 +110,6 @@ def _image_json(rec) -> dict:
         "Digest": rec.digest,
         "Containers": 0,
     }
-
-
-def render_template(fmt: str, obj) -> str:
-    """A small subset of Go templates: {{.A.B}}, {{json .A}}, {{.}} and literal text; \\t, \\n."""
-    import re
-
-    fmt = fmt.removeprefix("table ").replace("\\t", "\t").replace("\\n", "\n")
-
-    def value(expr: str):
-        expr = expr.strip()
-        as_json = False
-        if expr.startswith("json "):
-            as_json, expr = True, expr[5:].strip()
-        cur = obj
-        if expr != ".":
-            for part in expr.lstrip(".").split("."):
-                if isinstance(cur, dict):
-                    if part in cur:
-                        cur = cur[part]
-                    else:
-                        low = {k.lower(): k for k in cur}
-                        if part.lower() not in low:
-                            raise ImageError(f"template: no field {part!r} (in {expr!r})")
-                        cur = cur[low[part.lower()]]
-                else:
-                    raise ImageError(f"template: cannot take {part!r} of a {type(cur).__name__}")
-        if as_json:
-            return json.dumps(cur)
-        if isinstance(cur, list):
-            return "[" + " ".join(str(x) for x in cur) + "]"
-        if isinstance(cur, dict):
-            return "map[" + " ".join(f"{k}:{v}" for k, v in cur.items()) + "]"
-        if cur is None:
-            return "<no value>"
-        return str(cur)
-
-    return re.sub(r"\{\{(.*?)\}\}", lambda m: value(m.group(1)), fmt)
 
 
 @click.command(name="images")
@@ -248,7 +212,7 @@ def _remove(store, names, force: bool, all_: bool) -> int:
 
 def _full_name(rec, name: str) -> str | None:
     from rootless.image import reference
-    from rootless.image.store import _match_name
+    from rootless.image.store import match_name as _match_name
 
     try:
         ref = reference.parse(name)

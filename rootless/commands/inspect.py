@@ -1,13 +1,11 @@
-"""`inspect`: JSON details of images (here) and containers (through a hook the runtime provides).
+"""`inspect`: JSON details of images (here) and containers (rootless.runtime.inspect).
 
-Container hook: if a module `rootless.runtime.inspect` exists with
-`inspect_container(name: str) -> dict | None`, names that are containers are shown through it
-(`--type container|image|all`, default all: containers win, as in podman).
+Names that are containers are shown as containers (`--type container|image|all`, default all:
+containers win, as in podman).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import click
@@ -17,8 +15,6 @@ from rootless.errors import RootlessError
 
 def image_inspect_data(rec) -> dict:
     """podman-style `inspect` JSON for an ImageRecord."""
-    from rootless.commands.images import _created_ts  # noqa: F401  (keep one timestamp parser)
-
     cfg = rec.config
     inner = cfg.get("config") or {}
     return {
@@ -63,25 +59,15 @@ def _parent(image_id: str) -> str:
     return parent(image_id) or ""
 
 
-def _container_hook():
-    try:
-        mod = importlib.import_module("rootless.runtime.inspect")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("rootless.runtime"):
-            return None
-        raise
-    return getattr(mod, "inspect_container", None)
-
-
 def inspect_cmd_impl(names, fmt, type_) -> None:
-    from rootless.commands.images import render_template
+    from rootless.commands.template import render_template
     from rootless.image.store import Store
+    from rootless.runtime.inspect import inspect_container
 
     store = None
-    hook = _container_hook() if type_ in ("container", "all") else None
     out, missing = [], []
     for name in names:
-        data = hook(name) if hook else None
+        data = inspect_container(name) if type_ in ("container", "all") else None
         if data is None and type_ in ("image", "all"):
             store = store or Store.open()
             rec = store.lookup_image(name)

@@ -87,69 +87,50 @@ def run(ctx, **kw):
     from rootless.config import select_driver
 
     driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
-    from rootless.runtime import storage
-
-    if driver == "fuse-overlay" and not detach:
-        # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
-        # first lines have not started it already: storage.early_prestart)
-        storage.prestart_fuse()
-    else:
-        storage.reap_prestarted()  # a wrong early guess
-    opts = RunOptions(
-        image=kw["image"],
-        command=list(kw["command"]),
-        entrypoint=kw["entrypoint"],
-        env=list(kw["env"]),
-        env_files=list(kw["env_file"]),
-        workdir=kw["workdir"],
-        user=kw["user"],
-        hostname=kw["hostname"],
-        name=kw["name"],
-        volumes=list(kw["volume"]),
-        tmpfs=list(kw["tmpfs"]),
-        mounts=list(kw["mount"]),
-        read_only=kw["read_only"],
-        rm=kw["rm"],
-        interactive=kw["interactive"],
-        tty=kw["tty"],
-        init=kw["init"],
-        cap_add=list(kw["cap_add"]),
-        cap_drop=list(kw["cap_drop"]),
-        security_opts=list(kw["security_opt"]),
-        privileged=kw["privileged"],
-        network=kw["network"] or "slirp4netns",
-        storage_driver=driver,
-        publish=list(kw["publish"]),
-        publish_all=kw["publish_all"],
-        rootfs=kw["rootfs"],
-        limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
-        cgroup_manager=kw["cgroup_manager"],
-        cgroups=kw["cgroups"],
-    )
-    if detach:
-        from rootless.runtime.container import run_detached
-
-        click.echo(run_detached(opts))
-        return 0
-    from rootless.runtime.container import run as run_container
-    from rootless.runtime.storage import reap_prestarted
-
-    try:
-        rc = run_container(opts)
-    finally:
-        reap_prestarted()
-    # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
-    import os
     import sys
 
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    prestart = sys.modules.get("rootless.fuse_overlay.prestart")  # imported if started early
+    if driver == "fuse-overlay" and not detach:
+        # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
+        # first lines have not started it already: prestart.early)
+        from rootless.fuse_overlay import prestart
+
+        prestart.start()
+    elif prestart is not None:
+        prestart.reap()  # a wrong early guess
+    opts = RunOptions(
+        **{field: kw[flag] for flag, field in _SAME},
+        **{field: list(kw[flag]) for flag, field in _LISTS},
+        network=kw["network"] or "slirp4netns",
+        storage_driver=driver,
+        limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
+    )
+    from rootless.runtime import api
+
+    if detach:
+        click.echo(api.run_detached(opts))
+        return 0
+    try:
+        rc = api.run(opts)
+    finally:
+        if prestart is not None:
+            prestart.reap()
+    # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
+    import os
+
+    from rootless.process import flush_stdio
+
+    flush_stdio()
     os._exit(rc)
 
 
+# click parameter -> RunOptions field
+_SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
+         "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
+         "cgroups")]  # fmt: skip
+_LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
+          ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
+          ("security_opt", "security_opts"), ("publish", "publish")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

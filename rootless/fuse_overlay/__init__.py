@@ -5,20 +5,17 @@ them), ``copyup`` (atomic copy-up through the work dir), ``inodes`` (inode table
 pyfuse3 operations), ``mount`` (options and main loop), ``__main__`` (fuse-overlayfs command line).
 
 This module is the API the runtime uses: ``spawn()`` starts the daemon in the caller's namespaces
-and returns once the mount is live; ``stop()`` unmounts it and reaps the daemon. Nothing here
-imports pyfuse3 or trio.
+and returns once the mount is live; ``stop()`` unmounts it and reaps the daemon. ``prestart`` is the
+daemon started early for a foreground `rootless run`, mounted by the container's setup process.
+Nothing here imports pyfuse3 or trio.
 """
 
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 
 from rootless.errors import RootlessError
-
-_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class OverlayError(RootlessError):
@@ -36,44 +33,29 @@ def spawn(
     stderr=None,
     die_with_parent: bool = False,
     new_session: bool = True,
-    preexec_fn=None,
-) -> subprocess.Popen:
-    """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live.
+    pdeathsig: int | None = None,
+):
+    """Start the overlay daemon on ``mountpoint`` (lowerdirs top first) and wait until it is live;
+    return its rootless.process.Child.
 
     The daemon runs in its own session, so a terminal's Ctrl-C does not unmount a running
     container's root; ``stop()`` ends it. With ``die_with_parent`` it also gets SIGTERM (and
     unmounts) when the calling *thread* exits (PR_SET_PDEATHSIG): only use it from a thread
     that lives as long as the mount. A runtime that ties the daemon to its own lifetime passes
-    ``new_session=False`` and a ``preexec_fn`` (e.g. one that sets PR_SET_PDEATHSIG).
+    ``new_session=False`` and ``pdeathsig`` (e.g. SIGKILL).
     """
+    from rootless import process
+
     opts = mount_options(lowerdirs, upperdir, workdir, options)
     r, w = os.pipe()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
-    extra = ["--parent-pid", str(os.getpid())] if die_with_parent else []
-    cmd = [
-        sys.executable,
-        "-m",
-        "rootless.fuse_overlay",
-        "-f",
-        "--ready-fd",
-        str(w),
-        *extra,
-        "-o",
-        ",".join(opts),
-        mountpoint,
-    ]
+    cmd = process.python_module(
+        "rootless.fuse_overlay", "-f", "--ready-fd", str(w), "-o", ",".join(opts), mountpoint
+    )
+    if die_with_parent:
+        pdeathsig = signal.SIGTERM
     try:
-        proc = subprocess.Popen(
-            cmd,
-            pass_fds=(w,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-            start_new_session=new_session,
-            preexec_fn=preexec_fn,
-        )
+        proc = process.spawn(cmd, pass_fds=(w,), stdin="null", stdout="null", stderr=stderr,
+                             new_session=new_session, pdeathsig=pdeathsig)  # fmt: skip
     except OSError as e:
         os.close(r)
         os.close(w)
@@ -86,7 +68,7 @@ def spawn(
     if status == "ok":
         return proc
     if status is None:
-        _kill(proc)
+        proc.kill_and_reap()
         raise OverlayError(f"the overlay daemon did not mount {mountpoint} within {timeout:.0f}s")
     proc.wait()
     msg = (
@@ -125,11 +107,6 @@ def _read_status(fd: int, timeout: float) -> str | None:
             return buf.decode(errors="replace").strip()
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    proc.kill()
-    proc.wait()
-
-
 def is_mounted(mountpoint: str) -> bool:
     target = os.path.realpath(mountpoint)
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
@@ -141,14 +118,11 @@ def is_mounted(mountpoint: str) -> bool:
     return False
 
 
-def stop(proc: subprocess.Popen, mountpoint: str, timeout: float = 10.0) -> None:
-    """Unmount ``mountpoint`` (lazily if busy) and reap the daemon. Safe to call twice."""
+def stop(proc, mountpoint: str, timeout: float = 10.0) -> None:
+    """Unmount ``mountpoint`` (lazily if busy) and reap the daemon (a Child from spawn()). Safe to
+    call twice."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
+        proc.stop(timeout)
     if is_mounted(mountpoint):
         _force_unmount(mountpoint)
 
@@ -162,9 +136,9 @@ def _force_unmount(mountpoint: str) -> None:
             return
         except OSError:
             pass
-    subprocess.run(
-        ["fusermount3", "-u", "-z", mountpoint],
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from rootless import process
+
+    try:
+        process.run(["fusermount3", "-u", "-z", mountpoint], capture=False)
+    except OSError:
+        pass

@@ -18,7 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-d", "--debug", action="store_true", help="debug logging (implies -f)")
     ap.add_argument("-o", action="append", default=[], metavar="OPTIONS")
     ap.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("mountpoint")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -32,33 +31,33 @@ def main(argv: list[str] | None = None) -> int:
             os.write(args.ready_fd, f"error: {e}\n".encode())
         print(f"rootless-overlay: {e}", file=sys.stderr)
         return 2
-    if args.parent_pid is not None:  # spawn(die_with_parent=True): unmount when it goes away
-        import signal
-
-        from rootless import syscalls
-
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != args.parent_pid:
-            return 1
     if args.f or args.debug:
         return run(cfg, args.ready_fd)
+    return _background(cfg)
+
+
+def _background(cfg) -> int:
+    """fuse-overlayfs without -f: serve from a detached child; return once the mount is live."""
+    from rootless import process
+
     r, w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(w)
-        with os.fdopen(r, "rb") as f:
-            status = f.read().decode().strip()
-        if status == "ok":
-            return 0
-        print(f"rootless-overlay: {status or 'daemon exited before mounting'}", file=sys.stderr)
-        return 1
-    os.close(r)
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os._exit(run(cfg, w))
+
+    def daemon() -> int:
+        os.close(r)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        return run(cfg, w)
+
+    process.fork(daemon, pdeathsig=None)  # not reaped: it outlives us, as fuse-overlayfs's does
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        status = f.read().decode().strip()
+    if status == "ok":
+        return 0
+    print(f"rootless-overlay: {status or 'daemon exited before mounting'}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

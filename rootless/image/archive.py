@@ -52,7 +52,7 @@ def _tar_add_file(tf: tarfile.TarFile, name: str, path: str) -> None:
 
 
 def _uncompressed_size(path: str) -> int:
-    from rootless.image.layer import open_decompressed
+    from rootless.image.decompress import open_decompressed
 
     n = 0
     with open(path, "rb", buffering=CHUNK) as raw:
@@ -66,7 +66,7 @@ def _uncompressed_size(path: str) -> int:
 
 class _DecompressedFile:
     def __init__(self, path: str):
-        from rootless.image.layer import open_decompressed
+        from rootless.image.decompress import open_decompressed
 
         self.raw = open(path, "rb", buffering=CHUNK)  # noqa: SIM115
         self.s = open_decompressed(self.raw)
@@ -342,7 +342,8 @@ def _is_gzip(path: str) -> bool:
 def _extract_all(store: Store, layers: list[dict]) -> list:
     import trio
 
-    from rootless.image.pull import _first, extract_layer
+    from rootless.image.pull import extract_layer
+    from rootless.image.pull import first_error as _first
 
     sizes = [None] * len(layers)
 
@@ -360,7 +361,8 @@ def _extract_all(store: Store, layers: list[dict]) -> list:
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
 
-    from rootless.image.pull import _with_server, start_extract_server
+    from rootless.image.pull import start_extract_server
+    from rootless.image.pull import with_server as _with_server
 
     server = start_extract_server()
     try:

@@ -287,7 +287,7 @@ def recompress(
     level: int | None = None,
 ) -> LayerBlob:
     """Write the blob at `src_path` again with `compression`; the tar's digest must be `diff_id`."""
-    from rootless.image.layer import open_decompressed
+    from rootless.image.decompress import open_decompressed
 
     with (
         open(src_path, "rb", buffering=CHUNK) as raw_in,

@@ -4,7 +4,7 @@
 Both are synchronous (they run trio themselves); call them before any trio.run of your own.
 Layers download concurrently (bounded), each verified while it streams; a blob already stored is
 never downloaded again and a layer already extracted is never extracted again. Each layer is
-extracted by a helper process inside the user namespace (rootless.image.layer) as soon as its
+extracted by a helper process inside the user namespace (rootless.image.layer_helper) as soon as its
 blob is complete, overlapping the other downloads.
 """
 
@@ -22,7 +22,7 @@ from rootless.image import distribution as dist
 from rootless.image import manifest as mf
 from rootless.image import reference, registries_conf
 from rootless.image.progress import Progress
-from rootless.image.store import ImageRecord, Store, _helper_error, store_write_error
+from rootless.image.store import ImageRecord, Store, helper_error, store_write_error
 
 DOWNLOADS = 6
 _SERVER: contextvars.ContextVar = contextvars.ContextVar("rootless_extract_server")
@@ -112,7 +112,7 @@ def pull_image(
     progress = Progress(quiet=quiet)
     server = start_extract_server()
     try:
-        return trio.run(_with_server, server, _pull, store, ref, tls_verify, want, progress, access)
+        return trio.run(with_server, server, _pull, store, ref, tls_verify, want, progress, access)
     except OSError as e:
         raise store_write_error(store.root, e) or e from None
     finally:
@@ -147,7 +147,7 @@ def start_extract_server():
 
     if threading.active_count() > 1 or os.environ.get("ROOTLESS_EXTRACT_HELPER") == "1":
         return None
-    from rootless.image.layer import ExtractServer
+    from rootless.image.layer_helper import ExtractServer
 
     try:
         return ExtractServer().start()
@@ -155,7 +155,7 @@ def start_extract_server():
         return None  # the helper path reports the problem if a layer really needs extracting
 
 
-async def _with_server(server, fn, *args):
+async def with_server(server, fn, *args):
     import trio
 
     if server is None:
@@ -169,7 +169,7 @@ async def _with_server(server, fn, *args):
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as eg:
-        raise _first(eg) from None
+        raise first_error(eg) from None
 
 
 async def _pull(
@@ -263,7 +263,7 @@ async def _pull_from(
                             _layer, store, client, repo, ldesc, diff_id, dl, ex, progress, done, i
                         )
             except BaseExceptionGroup as eg:
-                raise _first(eg) from None
+                raise first_error(eg) from None
             progress.line("Copying config " + _short(cdigest) + " done")
             store.put_blob_bytes(mdigest, body)
             names = [str(name_ref.defaulted())] if not name_ref.digest else []
@@ -293,7 +293,7 @@ async def _pull_from(
             return store.save_image(rec)
 
 
-def _first(eg: BaseExceptionGroup) -> BaseException:
+def first_error(eg: BaseExceptionGroup) -> BaseException:
     """The exception to report from a nursery's group: a user-facing error first."""
     leaves = []
 
@@ -362,9 +362,8 @@ def _layer_size(store: Store, diff_id: str) -> int | None:
 
 async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | None:
     """Extract a stored blob as layer `diff_id` (once; concurrent callers wait for the first)."""
-    import trio
-
-    from rootless.image.layer import helper_argv
+    from rootless import process
+    from rootless.image.layer_helper import helper_argv
 
     hexid = diff_id.split(":", 1)[1]
     async with _flock(store, f"layer-{hexid}"):
@@ -380,17 +379,14 @@ async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | N
                 res = await server.extract(store.blob_path(blob_digest), dest, diff_id)
                 rc, err, warn, size = res["rc"], res.get("err"), res.get("warn"), res.get("size")
             else:
-                cp = await trio.run_process(
-                    helper_argv("extract", store.blob_path(blob_digest), dest, diff_id),
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
+                cp = await process.run_async(
+                    helper_argv("extract", store.blob_path(blob_digest), dest, diff_id)
                 )
-                text = cp.stderr.decode(errors="replace")
-                rc, err = cp.returncode, _helper_error(text)
+                text = cp.stderr
+                rc, err = cp.returncode, helper_error(text)
                 warn = next((x[9:] for x in text.splitlines() if x.startswith("warning: ")), None)
                 try:
-                    size = int(cp.stdout.decode().split()[-1])
+                    size = int(cp.stdout.split()[-1])
                 except (ValueError, IndexError):
                     size = None
             if warn:

@@ -47,9 +47,6 @@ class Reference:
             path = "library/" + path
         return Reference(domain, path, self.tag, self.digest)
 
-    def with_tag(self, tag: str | None) -> Reference:
-        return Reference(self.domain, self.path, tag, self.digest)
-
     def defaulted(self) -> Reference:
         """The tag `latest` when neither tag nor digest is given."""
         if self.tag is None and self.digest is None:
@@ -155,14 +152,6 @@ def parse(ref: str) -> Reference:
             f"invalid reference {original!r}: the name is longer than {NAME_TOTAL_MAX} characters"
         )
     return Reference(domain, path, tag, digest)
-
-
-def parse_normalized(ref: str) -> Reference:
-    """Parse and qualify as docker does (docker.io/library/...); for tag/rmi names, not for pulls."""
-    r = parse(ref)
-    if r.is_short:
-        r = r.with_domain(DOCKER_IO)
-    return r
 
 
 def is_image_id(s: str) -> bool:

@@ -14,7 +14,7 @@ Every write is atomic: files are written to a temporary name and renamed (record
 layers are extracted into tmp/<rand>/diff and the whole tmp/<rand> is renamed to layers/<hex>. A
 process killed at any moment leaves the old state or the new one; stale tmp entries are removed
 by the next pull (`cleanup_tmp`). Trees owned by subordinate ids are removed inside the user
-namespace through the layer helper (rootless.image.layer).
+namespace through the layer helper (rootless.image.layer_helper).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import fcntl
 import glob
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -282,11 +281,12 @@ class Store:
                 rest.append(t)
         if not rest:
             return
-        from rootless.image.layer import helper_argv
+        from rootless import process
+        from rootless.image.layer_helper import helper_argv
 
-        cp = subprocess.run(helper_argv("rm", *rest), capture_output=True, text=True)
+        cp = process.run(helper_argv("rm", *rest))
         if cp.returncode != 0:
-            msg = _helper_error(cp.stderr) or f"removing {rest[0]} failed"
+            msg = helper_error(cp.stderr) or f"removing {rest[0]} failed"
             raise StoreError(msg)
 
     # --- records ---------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ class Store:
             # localhost/NAME, e.g. a loaded or tagged image, when an alias points elsewhere)
             alias = _alias(ref) if ref.is_short else None
             for cand in (alias, ref):
-                hit = _match_name(images, cand) if cand is not None else None
+                hit = match_name(images, cand) if cand is not None else None
                 if hit:
                     return hit
         if reference.looks_like_id_prefix(s.removeprefix("sha256:")):
@@ -472,7 +472,7 @@ def _split_name(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _match_name(images: list[ImageRecord], ref: reference.Reference) -> ImageRecord | None:
+def match_name(images: list[ImageRecord], ref: reference.Reference) -> ImageRecord | None:
     if ref.digest:
         for rec in images:
             if rec.digest == ref.digest or any(
@@ -537,7 +537,7 @@ def store_write_error(root: str, e: OSError) -> StoreError | None:
     )
 
 
-def _helper_error(stderr: str) -> str:
+def helper_error(stderr: str) -> str:
     for line in stderr.splitlines():
         if line.startswith("error: "):
             return line[len("error: ") :]

@@ -4,34 +4,29 @@ The CLI (host user) forks a joiner that enters the container's cgroup, then join
 namespaces at once with setns(pidfd, ...) (the pidfd pins the very process whose start time the
 record holds, so a recycled pid is never joined), and forks the process, which is then in the
 container's pid namespace. That process takes the container's user (or -u), environment (plus -e),
-working directory (or -w), capabilities, seccomp filter and no_new_privs exactly as the container's
-init did (container.become), and execs. The joiner waits for it and exits with its status; the CLI
-relays the pty for -t and forwards signals. Exec failures come back as one line with 126/127.
+working directory (or -w), and the security settings the container was created with
+(rootless.runtime.security: capabilities, seccomp filter, no_new_privs), and execs. The joiner tells
+the CLI the process's host pid (a ``Pid`` message), waits for it and exits with its status; the CLI
+relays the pty for -t and forwards signals. Exec failures come back as one ``Failed`` line with
+126/127.
 """
+
+from __future__ import annotations
 
 import os
 import signal
-import socket
 
+from rootless import process
 from rootless import syscalls as sc
-from rootless.errors import EXIT_RUNTIME, ContainerError, RootlessError
-from rootless.runtime import process, spec, state
-from rootless.userns import exit_code, wait_exit_code
-
-_NS = (
-    ("user", sc.CLONE_NEWUSER),
-    ("mnt", sc.CLONE_NEWNS),
-    ("uts", sc.CLONE_NEWUTS),
-    ("ipc", sc.CLONE_NEWIPC),
-    ("net", sc.CLONE_NEWNET),
-    ("cgroup", sc.CLONE_NEWCGROUP),
-    ("pid", sc.CLONE_NEWPID),
-)
+from rootless.errors import ContainerError, RootlessError
+from rootless.runtime import command, console, plan, security, spec, state
+from rootless.runtime.channel import Channel, Failed, Pid, Pty, close_all
 
 
 def _ns_flags(pid: int) -> int:
+    """The namespaces of `pid` that are not ours: the ones to join."""
     flags = 0
-    for name, flag in _NS:
+    for name, flag in plan.NAMESPACES.values():
         try:
             theirs = os.stat(f"/proc/{pid}/ns/{name}").st_ino
         except OSError as e:
@@ -70,26 +65,75 @@ def join_cgroup(path: str, unit: str | None) -> None:
         raise ContainerError(f"systemd did not move the process into {path}")
 
 
-def exec_in(
-    rec,
-    argv: list[str],
-    *,
-    interactive: bool = False,
-    tty: bool = False,
-    env: list[str] = (),
-    user: str | None = None,
-    workdir: str | None = None,
-    detach: bool = False,
-) -> int:
-    from rootless.runtime.container import Runner, _Pipes, _read_all, _report, options_of
+class _Request:
+    """What to run and how, resolved on the host from the record and the exec flags."""
 
-    if rec.state != "running":
-        raise ContainerError(f"container {rec.name} is not running: start it first")
-    init = rec.options.get("pids", {}).get("init")
-    if not init:
-        raise ContainerError(f"container {rec.name} is not running: start it first")
-    if not argv:
-        raise ContainerError("exec needs a command to run")
+    def __init__(self, rec, argv, *, interactive, tty, env, user, workdir, detach):
+        saved = rec.process or state.ProcessConfig()
+        self.argv, self.interactive, self.tty, self.detach = argv, interactive, tty, detach
+        self.env = dict(saved.env)
+        if tty:
+            self.env.setdefault("TERM", "xterm")
+        for item in env:
+            spec.env_line(item, "-e", self.env)
+        self.user = user if user is not None else saved.user
+        self.cwd = workdir or saved.cwd or "/"
+        if not self.cwd.startswith("/"):
+            raise ContainerError(f"--workdir {self.cwd!r}: must be an absolute path")
+        self.security = security.of_options(plan.options_of(rec))
+        self.cgroup = (rec.cgroup or {}).get("path")
+        self.unit = (rec.cgroup or {}).get("unit")
+
+
+def _process_main(req: _Request, chan: Channel) -> int:
+    """In the container: stdio or a pty, the working directory, the security settings, exec."""
+    u = spec.resolve_user(req.user)
+    env = dict(req.env)
+    env.setdefault("HOME", u.home)
+    if req.detach:
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+    elif req.tty:
+        console.take_pty(u.uid, u.gid, lambda fd: chan.send(Pty(fd)))
+    elif not req.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+    command.exec_as(req.argv, env, req.cwd, req.security, u)
+    return 0  # not reached
+
+
+def _joiner_main(req: _Request, pidfd: int, flags: int, chan: Channel, cli_end: Channel) -> int:
+    """In the host pid namespace: the cgroup, then the container's namespaces; fork the process."""
+    cli_end.close()
+    if req.cgroup:
+        try:
+            join_cgroup(req.cgroup, req.unit)
+        except (OSError, RootlessError) as ex:
+            raise ContainerError(f"cannot join the container's cgroup: {ex}") from None
+    try:
+        sc.setns(pidfd, flags)
+    except OSError as ex:
+        raise ContainerError(f"cannot join the container's namespaces: {ex}") from None
+    os.close(pidfd)
+    child = process.fork(
+        lambda: _process_main(req, chan),
+        pdeathsig=None if req.detach else signal.SIGKILL,  # -d: the process lives on without us
+        report=chan.fail,
+        context="exec in the container",
+        bug="internal error in exec",
+    )
+    chan.send(Pid("process", child.pid))
+    chan.close()
+    if req.detach:
+        return 0  # the process is reparented to the container's init
+    for s in console.FORWARDED:
+        signal.signal(s, signal.SIG_IGN)
+    return child.wait()
+
+
+def _init_pidfd(rec, init: tuple[int, int | None]) -> int:
+    """A pidfd of the container's init, checked to be the very process the record names."""
     try:
         pidfd = os.pidfd_open(init[0])
     except OSError:
@@ -97,147 +141,57 @@ def exec_in(
     if not state.alive(*init):
         os.close(pidfd)
         raise ContainerError(f"container {rec.name} is not running: start it first")
-    sec = Runner(options_of(rec))
-    sec.prepare_security()
-    saved = rec.options.get("process") or {}
-    envd = dict(saved.get("env") or {})
-    if tty:
-        envd.setdefault("TERM", "xterm")
-    for item in env:
-        spec._env_line(item, "-e", envd)
-    proc_user = user if user is not None else saved.get("user", "")
-    cwd = workdir or saved.get("cwd") or "/"
-    if not cwd.startswith("/"):
-        raise ContainerError(f"--workdir {cwd!r}: must be an absolute path")
-    flags = _ns_flags(init[0])
-    cgroup = (rec.options.get("cgroup") or {}).get("path")
-    unit = (rec.options.get("cgroup") or {}).get("unit")
-    cap_add = list((rec.options.get("run") or {}).get("cap_add") or [])
+    return pidfd
 
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    info_r, info_w = os.pipe2(os.O_CLOEXEC)
-    tty_host = tty_ctr = None
-    if tty:
-        tty_host, tty_ctr = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
-    def process_main() -> None:  # in the container: never returns
-        code = EXIT_RUNTIME
-        try:
-            if not detach:  # -d: the joiner exits at once and the process lives on
-                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            u = spec.resolve_user(proc_user)
-            e = dict(envd)
-            e.setdefault("HOME", u.home)
-            if detach:
-                null = os.open("/dev/null", os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-            elif tty:
-                master, slave = process.open_pty_in_container()
-                os.fchown(slave, u.uid, u.gid)
-                socket.send_fds(tty_ctr, [b"m"], [master])
-                os.close(master)
-                process.make_controlling(slave)
-            elif not interactive:
-                null = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(null, 0)
-            _Pipes.close(tty_ctr)
-            try:
-                os.chdir(cwd)
-            except OSError as ex:
-                raise ContainerError(
-                    f"cannot chdir to working directory {cwd}: {ex.strerror}"
-                ) from None
-            from rootless.runtime.container import become
+def exec_in(rec, argv: list[str], *, interactive: bool = False, tty: bool = False,
+            env: list[str] = (), user: str | None = None, workdir: str | None = None,
+            detach: bool = False) -> int:  # fmt: skip
+    """Run argv in the running container `rec`; its exit code (0 at once with detach)."""
+    init = rec.pid_of("init")
+    if rec.state != "running" or not init:
+        raise ContainerError(f"container {rec.name} is not running: start it first")
+    if not argv:
+        raise ContainerError("exec needs a command to run")
+    pidfd = _init_pidfd(rec, init)
+    try:
+        req = _Request(rec, argv, interactive=interactive, tty=tty, env=env, user=user,
+                       workdir=workdir, detach=detach)  # fmt: skip
+        flags = _ns_flags(init[0])
+    except BaseException:
+        os.close(pidfd)
+        raise
+    mine, theirs = Channel.pair()
+    try:
+        joiner = process.fork(lambda: _joiner_main(req, pidfd, flags, theirs, mine), pdeathsig=None,
+                              report=theirs.fail, context="exec in the container")  # fmt: skip
+    finally:
+        close_all(pidfd, theirs)
+    target, master, failed = joiner.pid, None, None
+    with mine:
+        while (msg := mine.recv()) is not None:  # EOF: the process exec'd (or failed to)
+            if isinstance(msg, Pid):
+                target = msg.pid
+            elif isinstance(msg, Pty):
+                master = msg.fd
+            elif isinstance(msg, Failed) and failed is None:
+                failed = msg
+    return _attach(joiner, target, master, failed, interactive, detach)
 
-            become(sec, u, cap_add)
-            process.execve(argv, e)
-        except process.ExecError as ex:
-            code = ex.code
-            _report(err_w, ex.code, str(ex))
-        except RootlessError as ex:
-            code = ex.exit_code
-            _report(err_w, code, str(ex))
-        except OSError as ex:
-            _report(err_w, EXIT_RUNTIME, f"exec in the container: {ex}")
-        except BaseException as ex:  # noqa: B036
-            _report(err_w, EXIT_RUNTIME, f"internal error in exec: {type(ex).__name__}: {ex}")
-        os._exit(code)
 
-    def joiner_main() -> None:  # host pid namespace, then the container's others: never returns
-        code = EXIT_RUNTIME
-        try:
-            os.close(info_r)
-            os.close(err_r)
-            _Pipes.close(tty_host)
-            if cgroup:
-                try:
-                    join_cgroup(cgroup, unit)
-                except (OSError, RootlessError) as ex:
-                    _report(err_w, EXIT_RUNTIME, f"cannot join the container's cgroup: {ex}")
-                    os._exit(EXIT_RUNTIME)
-            try:
-                sc.setns(pidfd, flags)
-            except OSError as ex:
-                _report(err_w, EXIT_RUNTIME, f"cannot join the container's namespaces: {ex}")
-                os._exit(EXIT_RUNTIME)
-            os.close(pidfd)
-            pid = os.fork()
-            if pid == 0:
-                process_main()
-            os.write(info_w, f"{pid}\n".encode())
-            os.close(info_w)
-            os.close(err_w)
-            _Pipes.close(tty_ctr)
-            if detach:
-                os._exit(0)  # the process is reparented to the container's init
-            for s in process.FORWARDED:
-                signal.signal(s, signal.SIG_IGN)
-            code = wait_exit_code(pid)
-        finally:
-            os._exit(code)
-
-    from rootless.userns import _flush_stdio
-
-    _flush_stdio()
-    child = os.fork()
-    if child == 0:
-        joiner_main()
-    os.close(pidfd)
-    _Pipes.close(info_w, err_w, tty_ctr)
-    master = None
-    raw = _read_all(info_r)
-    os.close(info_r)
-    target = int(raw) if raw.strip().isdigit() else child
-    if tty and raw.strip():
-        try:
-            _m, fds, _f, _a = socket.recv_fds(tty_host, 16, 1)
-            master = fds[0] if fds else None
-        except OSError:
-            master = None
+def _attach(joiner, target: int, master, failed, interactive: bool, detach: bool) -> int:
     fwd = None
     if not detach:
-        fwd = process.SignalForwarder(
-            target,
-            on_winch=(lambda: process.copy_winsize(0, master)) if master is not None else None,
-        ).install()
+        winch = (lambda: sc.copy_winsize(0, master)) if master is not None else None
+        fwd = console.SignalForwarder(target, on_winch=winch).install()
     try:
-        if master is not None:
-            process.relay_pty(master, interactive)
-            os.close(master)
-        err = _read_all(err_r)
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
-                break
-            except InterruptedError:
-                continue
+        if master is not None and failed is None:
+            console.relay_pty(master, interactive)
+        rc = joiner.wait()
     finally:
         if fwd is not None:
             fwd.uninstall()
-        _Pipes.close(err_r, tty_host)
-    rc = exit_code(status)
-    if err:
-        code, _, msg = err.decode(errors="replace").partition(" ")
-        raise RootlessError(msg, exit_code=int(code) if code.isdigit() else EXIT_RUNTIME)
+        close_all(master)
+    if failed is not None:
+        raise RootlessError(failed.message, exit_code=failed.code)
     return rc

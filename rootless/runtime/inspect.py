@@ -53,7 +53,7 @@ def status_text(rec) -> str:
 
 
 def ports(rec) -> list[dict]:
-    net = rec.options.get("net") or {}
+    net = rec.net or {}
     out = []
     for host_ip, host_port, ctr_port, proto in net.get("ports") or []:
         out.append(
@@ -90,61 +90,91 @@ LIMIT_DEFAULTS = {  # podman's HostConfig names for the resource limits; 0 or ""
 
 def resource_limits(rec) -> dict:
     """The container's limits as inspect's HostConfig (and `ps --format`) names them."""
-    return {**LIMIT_DEFAULTS, **(rec.options.get("limits") or {})}
+    return {**LIMIT_DEFAULTS, **(rec.limits or {})}
+
+
+def _mounts(rec) -> list[dict]:
+    return [
+        {
+            "Type": m.get("kind", "bind"),
+            "Source": m.get("source", ""),
+            "Destination": m.get("target", ""),
+            "Driver": "",
+            "Mode": "",
+            "Options": [x for x in (m.get("options") or "").split(",") if x],
+            "RW": not m.get("readonly", False),
+            "Propagation": "rprivate" if m.get("kind") == "bind" else "",
+        }
+        for m in rec.mounts
+    ]
+
+
+def _state(rec) -> dict:
+    running = rec.state in ("running", "stopping")
+    monitor = rec.pid_of("monitor")
+    return {
+        "OciVersion": "1.0.2",
+        "Status": rec.state,
+        "Running": running,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": rec.pid if running else 0,
+        "ConmonPid": monitor[0] if running and monitor else 0,
+        "ExitCode": -1 if rec.exit_code is None and rec.state == "exited" else (rec.exit_code or 0),
+        "Error": "",
+        "StartedAt": iso(rec.started),
+        "FinishedAt": iso(rec.finished),
+    }
+
+
+def _config(rec, run) -> dict:
+    proc = rec.process
+    return {
+        "Hostname": rec.hostname,
+        "User": proc.user if proc else "",
+        "Env": [f"{k}={v}" for k, v in (proc.env if proc else {}).items()],
+        "Cmd": rec.command,
+        "Image": rec.image,
+        "WorkingDir": proc.cwd if proc else "/",
+        "Entrypoint": (run.entrypoint if run else None) or "",
+        "StopSignal": "SIGTERM",
+        "Tty": bool(run and run.tty),
+        "OpenStdin": bool(run and run.interactive),
+        "CreateCommand": None,
+    }
+
+
+def _host_config(rec, run) -> dict:
+    return {
+        "NetworkMode": (run.network if run else "") or rec.network,
+        "AutoRemove": rec.rm,
+        "Privileged": bool(run and run.privileged),
+        "ReadonlyRootfs": bool(run and run.read_only),
+        "CapAdd": list(run.cap_add) if run else [],
+        "CapDrop": list(run.cap_drop) if run else [],
+        "SecurityOpt": list(run.security_opts) if run else [],
+        "Init": bool(run and run.init),
+        **resource_limits(rec),
+    }
 
 
 def inspect_data(rec) -> dict:
-    o = rec.options
-    run = o.get("run") or {}
-    proc = o.get("process") or {}
-    pids = o.get("pids") or {}
+    run = rec.run
     running = rec.state in ("running", "stopping")
-    net = o.get("net") or {}
+    net = rec.net or {}
     port_map: dict = {}
     for p in ports(rec):
         port_map.setdefault(f"{p['container_port']}/{p['protocol']}", []).append(
             {"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}
         )
-    mounts = []
-    for m in o.get("mounts") or []:
-        if not isinstance(m, dict):
-            continue
-        mounts.append(
-            {
-                "Type": m.get("kind", "bind"),
-                "Source": m.get("source", ""),
-                "Destination": m.get("target", ""),
-                "Driver": "",
-                "Mode": "",
-                "Options": [x for x in (m.get("options") or "").split(",") if x],
-                "RW": not m.get("readonly", False),
-                "Propagation": "rprivate" if m.get("kind") == "bind" else "",
-            }
-        )
-    limits = resource_limits(rec)
-    env = [f"{k}={v}" for k, v in (proc.get("env") or {}).items()]
     return {
         "Id": rec.id,
         "Created": iso(rec.created),
         "Path": (rec.command or [""])[0],
         "Args": rec.command[1:],
-        "State": {
-            "OciVersion": "1.0.2",
-            "Status": rec.state,
-            "Running": running,
-            "Paused": False,
-            "Restarting": False,
-            "OOMKilled": False,
-            "Dead": False,
-            "Pid": rec.pid if running else 0,
-            "ConmonPid": (pids.get("monitor") or [0])[0] if running else 0,
-            "ExitCode": -1
-            if rec.exit_code is None and rec.state == "exited"
-            else (rec.exit_code or 0),
-            "Error": "",
-            "StartedAt": iso(rec.started),
-            "FinishedAt": iso(rec.finished),
-        },
+        "State": _state(rec),
         "Image": rec.image_id,
         "ImageName": rec.image,
         "Rootfs": "",
@@ -155,37 +185,15 @@ def inspect_data(rec) -> dict:
         "Driver": rec.storage_driver,
         "MountLabel": "",
         "ProcessLabel": "",
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": o.get("hostname", ""),
-            "User": proc.get("user", ""),
-            "Env": env,
-            "Cmd": rec.command,
-            "Image": rec.image,
-            "WorkingDir": proc.get("cwd", "/"),
-            "Entrypoint": run.get("entrypoint") or "",
-            "StopSignal": "SIGTERM",
-            "Tty": bool(run.get("tty")),
-            "OpenStdin": bool(run.get("interactive")),
-            "CreateCommand": None,
-        },
+        "Mounts": _mounts(rec),
+        "Config": _config(rec, run),
         "NetworkSettings": {
             "IPAddress": net.get("address") or "",
             "Gateway": net.get("gateway") or "",
             "Ports": port_map,
             "SandboxKey": f"/proc/{rec.pid}/ns/net" if running and rec.pid else "",
         },
-        "HostConfig": {
-            "NetworkMode": run.get("network") or o.get("network", ""),
-            "AutoRemove": rec.rm,
-            "Privileged": bool(run.get("privileged")),
-            "ReadonlyRootfs": bool(run.get("read_only")),
-            "CapAdd": run.get("cap_add") or [],
-            "CapDrop": run.get("cap_drop") or [],
-            "SecurityOpt": run.get("security_opts") or [],
-            "Init": bool(run.get("init")),
-            **limits,
-        },
+        "HostConfig": _host_config(rec, run),
     }
 
 

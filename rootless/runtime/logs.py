@@ -10,6 +10,8 @@ import os
 import select
 import time
 
+from rootless.runtime.console import write_all
+
 _MAX_PARTIAL = 16 * 1024  # longer lines are written as P pieces
 
 
@@ -71,28 +73,18 @@ class LogWriter:
             buf = buf[_MAX_PARTIAL:]
         self.partial[stream] = buf
         if out:
-            _write_all(self.fd, b"".join(out))
+            write_all(self.fd, b"".join(out))
 
     def flush(self) -> None:
         ts = timestamp().encode()
         for stream, buf in self.partial.items():
             if buf:
-                _write_all(self.fd, b"%s %s P %s\n" % (ts, stream.encode(), buf))
+                write_all(self.fd, b"%s %s P %s\n" % (ts, stream.encode(), buf))
         self.partial.clear()
 
     def close(self) -> None:
         self.flush()
         os.close(self.fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except InterruptedError:
-            continue
-        view = view[n:]
 
 
 def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: int) -> None:
@@ -177,3 +169,27 @@ def entries(path: str, offset: int = 0, final: bool = True):
         if final:
             for stream, (ts, acc, _first) in pending.items():  # a last line with no newline
                 yield ts, stream, acc, pos
+
+
+def follow(rec, offset: int, emit, pause: float = 0.1):
+    """Pass the entries a running container adds to its log from `offset` to emit(ts, stream,
+    content), flushing stdout and stderr as they come, until the container has exited and its
+    monitor has finished; return its final record."""
+    import sys
+
+    from rootless.runtime import manage
+
+    while True:
+        fresh = manage.get(rec.id)
+        done = fresh.state not in manage.ACTIVE and not fresh.alive("monitor")
+        got = False
+        for ts, stream, content, off in entries(rec.log_path, offset, final=done):
+            emit(ts, stream, content)
+            offset = off
+            got = True
+        for s in (sys.stdout, sys.stderr):
+            s.flush()
+        if done:
+            return fresh
+        if not got:
+            time.sleep(pause)

@@ -14,8 +14,7 @@ import time
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import state
 
-ACTIVE = ("running", "stopping")
-ROLES = ("init", "nsmon", "daemon", "setup", "net", "net_helper", "monitor")
+ACTIVE = ("running", "stopping")  # as rootless.runtime.api.ACTIVE
 
 
 def get(name: str) -> state.ContainerRecord:
@@ -47,7 +46,7 @@ def parse_signal(value: str | int) -> int:
 def kill(rec, sig: int) -> None:
     if not is_running(rec):
         raise ContainerError(f"can only kill running containers: {rec.name} is {rec.state}")
-    init = rec.options.get("pids", {}).get("init")
+    init = rec.pid_of("init")
     if not init or not state.signal_pid(init[0], init[1], sig):
         raise ContainerError(f"container {rec.name} is not running")
 
@@ -107,8 +106,7 @@ def stop(rec, timeout: float = 10.0, sig: int = signal.SIGTERM):
     """SIGTERM (or sig), then SIGKILL after `timeout` seconds; return the record once settled."""
     if not is_running(rec):
         return rec
-    pids = rec.options.get("pids", {})
-    init = pids.get("init")
+    init = rec.pid_of("init")
     if init and state.signal_pid(init[0], init[1], sig):
         if not _poll(lambda: not state.alive(*init), timeout):
             state.signal_pid(init[0], init[1], signal.SIGKILL)
@@ -116,8 +114,7 @@ def stop(rec, timeout: float = 10.0, sig: int = signal.SIGTERM):
 
 
 def _kill_all(rec) -> None:
-    pids = rec.options.get("pids", {})
-    live = [pids[r] for r in ROLES if pids.get(r) and state.alive(*pids[r])]
+    live = [rec.pid_of(r) for r in state.ROLES if rec.pid_of(r) and state.alive(*rec.pid_of(r))]
     for pid, start in live:
         state.signal_pid(pid, start, signal.SIGKILL)
     if not _poll(lambda: not any(state.alive(p, s) for p, s in live), 10.0):
@@ -128,12 +125,12 @@ def _kill_all(rec) -> None:
 def teardown(rec) -> None:
     """Remove a container and everything it owns, whatever state its processes are in."""
     if rec.alive("monitor") and is_running(rec):
-        init = rec.options.get("pids", {}).get("init")
+        init = rec.pid_of("init")
         if init:
             state.signal_pid(init[0], init[1], signal.SIGKILL)
         wait_settled(rec, 10.0)  # the monitor records the exit and unmounts
     _kill_all(rec)
-    cg = rec.options.get("cgroup") or {}
+    cg = rec.cgroup or {}
     if cg.get("path") or cg.get("unit"):
         try:
             from rootless import cgroups

@@ -56,9 +56,9 @@ class Mount:
 
 @dataclass
 class RootfsConfig:
-    root: str  # the mounted root filesystem
+    root: str  # the mounted root filesystem ("" until setup has mounted it)
     etc_files: dict[str, str] = field(default_factory=dict)  # /etc/hostname -> host file
-    mounts: list[Mount] = field(default_factory=list)
+    mounts: tuple[Mount, ...] = ()
     read_only: bool = False
     privileged: bool = False
     init: str | None = None  # host path of the init binary to bind at INIT_PATH
@@ -343,14 +343,15 @@ def setup(cfg: RootfsConfig) -> None:
             continue  # e.g. resolv.conf -> ../run/systemd/...: podman leaves such images alone too
         _ensure_target(t, False)
         sc.mount(hostfile, t, None, sc.MS_BIND)
+    mounts = list(cfg.mounts)
     if cfg.read_only:
         for p in ("/tmp", "/var/tmp", "/run"):
-            if not any(m.target == p for m in cfg.mounts):
-                cfg.mounts.append(Mount("tmpfs", p, "tmpfs", options="mode=1777" if "tmp" in p else "mode=755",
-                                        flags=sc.MS_NOSUID | sc.MS_NODEV))  # fmt: skip
+            if not any(m.target == p for m in mounts):
+                mounts.append(Mount("tmpfs", p, "tmpfs", options="mode=1777" if "tmp" in p else "mode=755",
+                                    flags=sc.MS_NOSUID | sc.MS_NODEV))  # fmt: skip
     if cfg.init:
-        cfg.mounts.append(Mount("bind", INIT_PATH, cfg.init, readonly=True))
-    for m in sorted(cfg.mounts, key=lambda m: m.target.count("/")):
+        mounts.append(Mount("bind", INIT_PATH, cfg.init, readonly=True))
+    for m in sorted(mounts, key=lambda m: m.target.count("/")):
         t = secure_join(root, m.target)
         if m.kind == "bind":
             _ensure_target(t, os.path.isdir(m.source))
@@ -395,3 +396,12 @@ def mask_paths() -> None:
             continue
         sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
         remount(p, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+def rewrite(path: str, text: str) -> None:
+    """Rewrite a file in place (same inode), so that a bind mount of it shows the new text."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

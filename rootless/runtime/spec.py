@@ -48,6 +48,9 @@ class RunOptions:
     limits: dict[str, str] = field(default_factory=dict)  # rootless.cgroups.Limits.from_cli kwargs
     cgroup_manager: str | None = None  # None: auto (systemd, else cgroupfs, else none)
     cgroups: str = "enabled"  # "disabled": run without a cgroup, and without limits
+    # mount the kernel overlay `volatile` (no syncs to the upper dir) though the upper dir is kept:
+    # for a container whose upper dir becomes a layer (a build step); --rm implies it in the foreground
+    volatile: bool = False
 
 
 @dataclass
@@ -75,7 +78,7 @@ def parse_entrypoint(value: str) -> list[str]:
     return [value] if value else []
 
 
-def _env_line(line: str, where: str, out: dict[str, str]) -> None:
+def env_line(line: str, where: str, out: dict[str, str]) -> None:
     if "=" in line:
         k, v = line.split("=", 1)
         if not k:
@@ -103,7 +106,7 @@ def read_env_file(path: str) -> dict[str, str]:
             continue
         if "=" not in line and any(c.isspace() for c in line):
             raise ContainerError(f"--env-file {path}:{n}: expected NAME=VALUE, got {raw!r}")
-        _env_line(line, f"--env-file {path}:{n}", out)
+        env_line(line, f"--env-file {path}:{n}", out)
     return out
 
 
@@ -124,11 +127,11 @@ def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
     if opts.tty:
         env["TERM"] = "xterm"
     for item in cfg.get("Env") or []:
-        _env_line(item, "image", env)
+        env_line(item, "image", env)
     for path in opts.env_files:
         env.update(read_env_file(path))
     for item in opts.env:
-        _env_line(item, "-e", env)
+        env_line(item, "-e", env)
     env.setdefault("HOSTNAME", hostname)
     cwd = opts.workdir or cfg.get("WorkingDir") or "/"
     if not cwd.startswith("/"):

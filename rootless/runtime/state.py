@@ -21,9 +21,11 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from rootless import paths
 from rootless.errors import ContainerError
+from rootless.runtime.spec import RunOptions
 
 STATES = ("created", "running", "stopping", "exited")
 
@@ -44,6 +46,15 @@ def runtime_dir(cid: str) -> str:
     return os.path.join(paths.runtime_dir(), cid)
 
 
+class ProcessConfig(NamedTuple):
+    """The container's main process as resolved on the host (for exec and inspect)."""
+
+    args: list[str] = []
+    env: dict[str, str] = {}  # never mutated: the record is rewritten whole
+    cwd: str = "/"
+    user: str = ""
+
+
 @dataclass
 class ContainerRecord:
     id: str
@@ -59,7 +70,15 @@ class ContainerRecord:
     finished: float | None = None
     storage_driver: str = "overlay"
     rm: bool = False
-    options: dict = field(default_factory=dict)  # resolved run options, for start/inspect
+    run: RunOptions | None = None  # the options it was created with (host paths absolute)
+    hostname: str = ""
+    network: str = ""  # the --network value
+    process: ProcessConfig | None = None
+    pids: dict[str, list] = field(default_factory=dict)  # role -> [host pid, start time]
+    net: dict | None = None  # rootless.network.handle.NetworkHandle.to_dict()
+    mounts: list[dict] = field(default_factory=list)  # rootfs.Mount fields
+    cgroup: dict | None = None  # rootless.cgroups.CgroupPlan.state()
+    limits: dict | None = None  # the limits as inspect's HostConfig names them
 
     @property
     def dir(self) -> str:
@@ -69,17 +88,20 @@ class ContainerRecord:
     def run_dir(self) -> str:
         return runtime_dir(self.id)
 
-    def save(self) -> None:
-        with lock():
-            self._save_locked()
-
-    def _save_locked(self) -> None:
+    def save(self, *, locked: bool = False) -> None:
+        """Write the record (atomically); `locked`: the caller holds lock() already."""
+        if not locked:
+            with lock():
+                return self.save(locked=True)
         if not os.path.isdir(self.dir):
             return  # removed meanwhile: never resurrect a record
         path = os.path.join(self.dir, "config.json")
         tmp = f"{path}.{os.getpid()}.tmp"
+        data = asdict(self)
+        if self.process is not None:
+            data["process"] = self.process._asdict()  # a dict in the file, as before
         with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
+            json.dump(data, f, indent=1)
         os.replace(tmp, path)
 
     def set_state(self, state: str, **kw) -> None:
@@ -92,17 +114,57 @@ class ContainerRecord:
     def log_path(self) -> str:
         return os.path.join(self.dir, "ctr.log")
 
-    def pids(self) -> dict:
-        """The processes this container is made of: role -> [pid, start time] (see set_pid)."""
-        return self.options.setdefault("pids", {})
-
     def set_pid(self, role: str, pid: int) -> None:
+        """Record one of the container's processes (see ROLES) with its start time."""
         st = proc_start_time(pid) if pid else None
-        self.pids()[role] = [pid, st]
+        self.pids[role] = [pid, st]
+
+    def pid_of(self, role: str) -> tuple[int, int | None] | None:
+        entry = self.pids.get(role)
+        return (entry[0], entry[1]) if entry else None
 
     def alive(self, role: str) -> bool:
-        entry = self.pids().get(role)
+        entry = self.pids.get(role)
         return bool(entry) and alive(entry[0], entry[1])
+
+
+# The processes a container is made of, as its record names them (docs/DEVELOPING.md):
+ROLES = ("init", "nsholder", "daemon", "setup", "net", "net_helper", "monitor")
+_OLD_ROLES = {"nsmon": "nsholder"}  # records written before the namespace holder got its name
+
+
+def _from_json(data: dict) -> ContainerRecord:
+    """A record from its JSON, including those written before the record had typed fields (all
+    but the basics were then in an `options` dict)."""
+    data = dict(data)
+    old = data.pop("options", None)
+    if isinstance(old, dict):
+        for key in (
+            "run",
+            "hostname",
+            "network",
+            "process",
+            "pids",
+            "net",
+            "mounts",
+            "cgroup",
+            "limits",
+        ):
+            if key in old and key not in data:
+                data[key] = old[key]
+    known = ContainerRecord.__dataclass_fields__
+    rec = ContainerRecord(**{k: v for k, v in data.items() if k in known})
+    if isinstance(rec.run, dict):
+        fields = RunOptions.__dataclass_fields__
+        run = {k: v for k, v in rec.run.items() if k in fields}
+        rec.run = RunOptions(**{"image": rec.image, **run})
+    if isinstance(rec.process, dict):
+        rec.process = ProcessConfig(
+            **{k: v for k, v in rec.process.items() if k in ProcessConfig._fields}
+        )
+    rec.pids = {_OLD_ROLES.get(role, role): entry for role, entry in (rec.pids or {}).items()}
+    rec.mounts = [m for m in rec.mounts or [] if isinstance(m, dict)]
+    return rec
 
 
 @contextlib.contextmanager
@@ -166,7 +228,7 @@ def refresh(rec: "ContainerRecord") -> "ContainerRecord":
     """Correct a record's state from the process table (see the module docstring)."""
     if rec.state not in ("running", "created", "stopping"):
         return rec
-    pids = rec.options.get("pids", {})
+    pids = rec.pids
     init = pids.get("init")
     if init and alive(*init):
         if rec.state != "running" and rec.state != "stopping":
@@ -190,7 +252,7 @@ def refresh(rec: "ContainerRecord") -> "ContainerRecord":
             fresh.exit_code = None
             fresh.pid = 0
             fresh.finished = fresh.finished or time.time()
-            fresh._save_locked()
+            fresh.save(locked=True)
         return fresh
 
 
@@ -229,8 +291,7 @@ def _load(cid: str) -> ContainerRecord | None:
             data = json.load(f)
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None
-    known = ContainerRecord.__dataclass_fields__
-    return ContainerRecord(**{k: v for k, v in data.items() if k in known})
+    return _from_json(data)
 
 
 def load(cid: str) -> ContainerRecord | None:
@@ -275,7 +336,7 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
         rec = ContainerRecord(
             id=cid, name=name, image=image, image_id=image_id, created=time.time(), **kw
         )
-        rec._save_locked()
+        rec.save(locked=True)
     return rec
 
 

@@ -7,16 +7,15 @@ of the caller, who reaps it through unmount(). The daemon is started here (the f
 line of rootless.fuse_overlay) with PR_SET_PDEATHSIG=SIGKILL, so it dies with its owner even when the
 owner is SIGKILLed and cannot unmount.
 
-A foreground `run` starts the fuse daemon earlier instead (prestart_fuse / early_prestart, class
-Prestarted): its interpreter imports pyfuse3 while the run sets up, and setup mounts /dev/fuse itself
-and hands it the fd. The driver choice itself is rootless.config.select_driver.
+A foreground `run` starts the fuse daemon earlier instead (rootless.fuse_overlay.prestart): its
+interpreter imports pyfuse3 while the run sets up, and setup mounts /dev/fuse itself and hands it the
+fd. The driver choice itself is rootless.config.select_driver.
 """
 
 import errno
 import os
 import signal
 import stat
-import sys
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
@@ -55,8 +54,10 @@ class Storage:
         if self.driver == "overlay":
             return self._mount_overlay()
         if self.driver == "fuse-overlay":
+            from rootless.fuse_overlay import prestart
+
             lowers = list(reversed(self.layers))
-            pre = _prestarted if _prestarted is not None and _prestarted.usable() else None
+            pre = prestart.claim()
             if pre is not None:
                 self.proc = pre.mount(lowers, self.upper, self.work, self.merged)
             else:
@@ -65,14 +66,15 @@ class Storage:
         return self._vfs()
 
     def unmount(self) -> None:
-        if isinstance(self.proc, Prestarted):
-            proc, self.proc = self.proc, None
-            proc.stop(self.merged)
-        elif self.proc is not None:
+        if self.proc is not None:  # fuse-overlay: its daemon, started early or by mount()
             from rootless import fuse_overlay
+            from rootless.fuse_overlay.prestart import Prestarted
 
             proc, self.proc = self.proc, None
-            fuse_overlay.stop(proc, self.merged)
+            if isinstance(proc, Prestarted):
+                proc.stop(self.merged)
+            else:
+                fuse_overlay.stop(proc, self.merged)
         else:
             try:
                 sc.umount2(self.merged, sc.MNT_DETACH)
@@ -138,271 +140,14 @@ class Storage:
                 remove_tree(d)
 
 
-def _fuse_opts(lowers: list[str], upper: str, work: str) -> list[str]:
-    from rootless.fuse_overlay import mount_options
-
-    # allow_other: container users other than root; only processes in this userns qualify
-    return mount_options(lowers, upper, work, ["allow_other"])
-
-
-# --- fuse-overlay started early: its interpreter imports pyfuse3 and trio while the run sets up ------
-_prestarted = None
-
-
-class Prestarted:
-    """A fuse-overlay daemon started by the monitor before the user namespace exists.
-
-    Its interpreter imports pyfuse3 and trio (most of its start-up) in parallel with the monitor's
-    work, then waits on a socket. Setup (root in the user namespace, own mount namespace) opens
-    /dev/fuse, mounts the root itself (`fd=N`, as fusermount3 does for libfuse) and sends the
-    daemon that fd, its own pid and the overlay options, then goes on at once: the container's
-    first lookups wait in the kernel until the daemon serves them, so the daemon's import overlaps
-    the namespaces, the rootfs mounts and the network helper's start. The daemon, still
-    single-threaded, joins setup's user and mount namespaces (setns), becomes root there as setup
-    is, and serves /dev/fd/N. The monitor is its parent and reaps it (reap()); setup watches it
-    through a pidfd (the container is stopped if it dies) and ends it (stop()). PDEATHSIG (SIGKILL)
-    ties it to the monitor; it has its own session and stays in the host pid namespace, so the
-    container can neither see nor signal it.
-    """
-
-    def __init__(self, popen, sock: int):
-        self.popen = popen
-        self.pid = popen.pid
-        self.owner = os.getpid()
-        self.sock = sock
-        self.returncode = None
-        self.pidfd = -1
-        self.claimed = False
-
-    def usable(self) -> bool:
-        """In setup: only the monitor that started the daemon (our parent) can hand it over."""
-        return not self.claimed and self.sock >= 0 and os.getppid() == self.owner
-
-    def mount(self, lowers: list[str], upper: str, work: str, mountpoint: str):
-        """In setup: mount the root on a fresh /dev/fuse fd and hand the fd to the daemon."""
-        import json
-        import socket
-
-        self.claimed = True
-        try:
-            self.pidfd = os.pidfd_open(self.pid)
-        except OSError as e:
-            raise ContainerError(f"the overlay daemon is gone ({e.strerror})") from None
-        try:
-            fuse = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
-        except OSError as e:
-            raise ContainerError(
-                f"cannot open /dev/fuse ({e.strerror}): use --storage-driver overlay or vfs"
-            ) from None
-        try:
-            data = f"fd={fuse},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other"
-            try:
-                sc.mount(
-                    "rootless-overlay", mountpoint, "fuse.overlay", sc.MS_NOSUID | sc.MS_NODEV, data
-                )
-            except OSError as e:
-                raise ContainerError(f"cannot mount fuse-overlay: {e.strerror}") from None
-            opts = ",".join(_fuse_opts(lowers, upper, work))
-            msg = json.dumps({"pid": os.getpid(), "options": opts}).encode()
-            try:
-                with socket.socket(fileno=self.sock) as sk:
-                    self.sock = -1
-                    socket.send_fds(sk, [msg], [fuse])
-            except OSError as e:
-                sc.umount2(mountpoint, sc.MNT_DETACH)
-                raise ContainerError(f"cannot reach the overlay daemon: {e.strerror}") from None
-        finally:
-            os.close(fuse)  # the daemon holds the connection now: if it dies, the fs is gone
-        return self
-
-    def exited(self) -> bool:
-        import select
-
-        return bool(select.select([self.pidfd], [], [], 0)[0]) if self.pidfd >= 0 else True
-
-    def stop(self, mountpoint: str, timeout: float = 10.0) -> None:
-        """In setup, once every container process is gone: detach the mount, end the daemon and
-        wait until it has exited (the monitor reaps it). SIGKILL, not a graceful SIGTERM: the
-        daemon caches no writes (no writeback cache; every write reached the upper dir before the
-        writer's syscall returned), the mount is already detached, and its interpreter's orderly
-        exit would cost ~20 ms on every `run --rm`."""
-        import select
-
-        try:
-            sc.umount2(mountpoint, sc.MNT_DETACH)
-        except OSError:
-            pass
-        if self.pidfd >= 0:
-            if not self.exited():
-                os.kill(self.pid, signal.SIGKILL)
-                select.select([self.pidfd], [], [], timeout)
-            os.close(self.pidfd)
-            self.pidfd = -1
-
-    def reap(self) -> None:
-        """In the monitor, once setup is gone: make sure the daemon has ended, and reap it."""
-        if self.sock >= 0:
-            os.close(self.sock)
-            self.sock = -1
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait()
-
-
-def prestart_fuse() -> None:
-    """Start the fuse-overlay daemon's interpreter now (monitor, before the user namespace)."""
-    global _prestarted
-    import socket
-    import subprocess
-
-    if _prestarted is not None:
-        return  # early_prestart() did it
-
-    from rootless import paths
-
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    # -S (no site: ~5 ms less) with the venv's site-packages passed on explicitly
-    sitedirs = [p for p in sys.path if p.endswith("-packages")]
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (pkg_root, *sitedirs, env.get("PYTHONPATH")) if p
-    )
-    parent = os.getpid()
-
-    def child_setup():
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    # the command line says what it is (ps, leak checks): the overlay daemon for this store
-    cmd = [sys.executable, "-S", "-m", "rootless.runtime.storage", "rootless.fuse_overlay"]
-    cmd += [str(theirs.fileno()), paths.data_home()]
-    try:
-        popen = subprocess.Popen(
-            cmd,
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=child_setup,
-            start_new_session=True,
-        )
-    except OSError:
-        mine.close()
-        return  # Storage.mount() starts it the ordinary way and reports the error
-    finally:
-        theirs.close()
-    _prestarted = Prestarted(popen, mine.detach())
-
-
-def early_prestart(argv: list[str]) -> None:
-    """From the CLI's first lines, before click is imported: if this is a foreground
-    `rootless [GLOBAL OPTIONS] run` whose driver will be fuse-overlay, start the daemon now, ~30 ms
-    sooner than `run` could. A wrong guess only costs a daemon that reap_prestarted() kills."""
-    flag = None
-    args = iter(argv)
-    verb = None
-    for a in args:
-        if a in ("--storage-driver", "--log-level"):
-            v = next(args, None)
-            if a == "--storage-driver":
-                flag = v
-        elif a.startswith("--storage-driver="):
-            flag = a.partition("=")[2]
-        elif not a.startswith("-"):
-            verb = a
-            break
-    if verb != "run":
-        return
-    for a in args:  # run's own options, up to the image
-        if a in ("-d", "--detach", "--detach=true") or (
-            a.startswith("-") and not a.startswith("--") and "d" in a[1:] and a[1:].isalpha()
-        ):
-            return
-        if not a.startswith("-"):
-            break
-    try:
-        from rootless.config import select_driver
-
-        if select_driver(flag)[0] != "fuse-overlay":
-            return
-    except Exception:  # noqa: BLE001 - `run` reports a bad setting itself
-        return
-    import atexit
-
-    prestart_fuse()
-    atexit.register(reap_prestarted)  # --help, usage errors: nothing is left behind
-
-
-def reap_prestarted() -> None:
-    global _prestarted
-    pre, _prestarted = _prestarted, None
-    if pre is not None and pre.owner == os.getpid():
-        pre.reap()
-
-
-def _daemon_main(sock_fd: int) -> int:
-    """The prestarted daemon: import, wait for setup's message, join its namespaces and serve."""
-    import json
-    import socket
-
-    import pyfuse3  # noqa: F401 - the point: import the heavy modules before we are needed
-    import trio  # noqa: F401
-
-    from rootless.fuse_overlay import (
-        mount,
-        ops,  # noqa: F401
-    )
-
-    with socket.socket(fileno=sock_fd) as sk:
-        data, fds, _flags, _addr = socket.recv_fds(sk, 1 << 16, 1)
-    if not data or not fds:
-        return 0  # the run ended before it needed us
-    fuse = fds[0]
-    try:
-        msg = json.loads(data)
-        for ns, flag in (("user", sc.CLONE_NEWUSER), ("mnt", sc.CLONE_NEWNS)):
-            fd = os.open(f"/proc/{int(msg['pid'])}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sc.setns(fd, flag)
-            finally:
-                os.close(fd)
-        os.setresgid(0, 0, 0)
-        try:
-            os.setgroups([])
-        except PermissionError:
-            pass
-        os.setresuid(0, 0, 0)
-        # "/" stands in for the mount point: it is mounted already, and we are the one to serve it
-        cfg = mount.parse_options([msg["options"]], "/")
-    except (OSError, ValueError, KeyError, TypeError, mount.OptionError) as e:
-        print(f"rootless-overlay: joining the container: {e}", file=sys.stderr)
-        return 1
-    cfg.mountpoint = f"/dev/fd/{fuse}"  # libfuse serves an fd that its caller mounted
-    return mount.run(cfg, None)
-
-
 def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0):
     """Start the fuse-overlay daemon in the foreground with PDEATHSIG; return once the mount is live."""
-    import signal
+    from rootless import fuse_overlay
 
-    try:
-        from rootless import fuse_overlay
-    except ImportError:
-        raise ContainerError(
-            "the fuse-overlay storage driver is not available: use --storage-driver overlay or vfs"
-        ) from None
-    parent = os.getpid()
-
-    def pdeathsig():
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
+    # allow_other: container users other than root; only processes in this userns qualify
     return fuse_overlay.spawn(
         lowers, upper, work, mountpoint, options=["allow_other"], timeout=timeout,
-        new_session=False, preexec_fn=pdeathsig,
+        new_session=False, pdeathsig=signal.SIGKILL,
     )  # fmt: skip
 
 
@@ -512,7 +257,3 @@ def _set_meta(src: str, dst: str, st: os.stat_result) -> None:
         os.chmod(dst, stat.S_IMODE(st.st_mode))
         _copy_xattrs(src, dst)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-if __name__ == "__main__":  # the prestarted fuse-overlay daemon (prestart_fuse)
-    sys.exit(_daemon_main(int(sys.argv[2])))

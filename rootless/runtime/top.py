@@ -37,29 +37,31 @@ def _to_container(uid: int, umap) -> int:
 def _read_in_userns(pid: int, path: str) -> bytes:
     """A file of the container's root. The fuse overlay (allow_other) serves only processes in the
     container's user namespace, so a forked child joins it and reads through /proc/PID/root."""
+    from rootless import process
     from rootless import syscalls as sc
 
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
         return b""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(r)
-            sc.setns(pidfd, sc.CLONE_NEWUSER)
-            with open(f"/proc/{pid}/root{path}", "rb") as f:
-                os.write(w, f.read(1 << 20))
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.close(pidfd)
+    r, w = os.pipe2(os.O_CLOEXEC)
+
+    def reader() -> None:
+        os.close(r)
+        sc.setns(pidfd, sc.CLONE_NEWUSER)
+        with open(f"/proc/{pid}/root{path}", "rb") as f:
+            os.write(w, f.read(1 << 20))
+
+    try:
+        child = process.fork(reader)
+    finally:
+        os.close(w)
+        os.close(pidfd)
     chunks = []
     while chunk := os.read(r, 65536):
         chunks.append(chunk)
     os.close(r)
-    os.waitpid(child, 0)
+    child.wait()
     return b"".join(chunks)
 
 
@@ -77,7 +79,7 @@ def top(rec, descriptors: list[str]) -> list[list[str]]:
     for c in cols:
         if c not in HEADERS:
             raise ContainerError(f"unknown descriptor {c!r}: use {', '.join(HEADERS)}")
-    init = rec.options.get("pids", {}).get("init")
+    init = rec.pid_of("init")
     if rec.state != "running" or not init or not state.alive(*init):
         raise ContainerError(f"container {rec.name} is not running: start it first")
     try:

@@ -1,6 +1,4 @@
-"""``--network pasta``: the pasta helper (Debian package passt, 2023-03 on Debian 12) and its guard.
-
-Owns the pasta command line and the guard process that ties pasta's life to the exit fd.
+"""``--network pasta[:ARGS]``: the pasta helper (Debian package passt, 2023-03 on Debian 12) and its guard.
 
 pasta vs slirp4netns: pasta copies the host's address, routes and MTU into the container (so the
 container sees the host's IP on an interface named like the host's), and it splices published ports
@@ -13,21 +11,24 @@ container's resolv.conf points there (this also works when the host uses a 127.0
 
 Lifetime: pasta has no exit fd, and this version only quits by itself when a *bind-mounted* netns file
 is deleted, which an unprivileged process without a persistent netns cannot use. So pasta runs in the
-foreground (``-f``) as the child of a small guard (``python -m rootless.pasta``) that holds the read
-end of the exit fd: on EOF it terminates pasta and exits; pasta has PR_SET_PDEATHSIG=SIGKILL, so it
-also dies if the guard is killed. Readiness: pasta's ``--pid`` file is the write end of a pipe; pasta
-writes its pid there once it is configured and listening, and EOF without a pid means it failed.
+foreground (``-f``) as the child of a small guard (``python -m rootless.network.pasta``) that holds
+the read end of the exit fd: on EOF it terminates pasta and exits; pasta has PR_SET_PDEATHSIG=SIGKILL,
+so it also dies if the guard is killed. Readiness: pasta's ``--pid`` file is the write end of a pipe;
+pasta writes its pid there once it is configured and listening, and EOF without a pid means it failed.
+This module is the guard's program too, so it imports only what the guard needs at module level.
 """
 
-import logging
 import os
-import select
 import signal
-import subprocess
 import sys
 
 DNS_FORWARD = "169.254.1.1"
 _NOISE = ("Failed to send", "to syslog")
+
+
+def parse_options(text: str) -> dict:
+    """The arguments after ``pasta:`` (comma-separated), passed to pasta as they are."""
+    return {"args": [a for a in text.split(",") if a]} if text else {}
 
 
 def _forward_args(ports, user_args: list[str]) -> list[str]:
@@ -53,114 +54,67 @@ def _forward_args(ports, user_args: list[str]) -> list[str]:
 
 
 def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, ports):
-    """Start pasta (through its guard) for the namespaces at the given paths; see rootless.slirp.start."""
-    import shutil
+    """Start pasta (through its guard) for the namespaces at the given paths (see
+    rootless.network.mode.start); `ports` are resolved already."""
+    import logging
 
-    from rootless.netutil import NetworkError, close_quietly, host_gateway, is_loopback
-    from rootless.slirp import (
-        NetworkHandle,
-        _kill_and_reap,
-        _tail,
-        missing_binary,
-        spawn_helper,
-        wait_ready,
-    )
+    from rootless import process
+    from rootless.errors import NetworkError
+    from rootless.network import etc, helper
+    from rootless.network.handle import NetworkHandle
 
-    binary = shutil.which("pasta")
-    if not binary:
-        raise missing_binary("pasta", "passt")
+    binary = helper.find("pasta", "passt")
     user_args = list(options.get("args", ()))
-    if any(m.protocol == "udp" and (not m.host_ip or is_loopback(m.host_ip)) for m in ports):
+    if any(m.protocol == "udp" and (not m.host_ip or etc.is_loopback(m.host_ip)) for m in ports):
         logging.getLogger("rootless").warning(
             "pasta (2023-03) loses UDP replies to clients on the host's loopback; "
             "clients on the host's other addresses work"
         )
-    cmd = [binary, "-f", "--config-net"]
-    cmd += _forward_args(ports, user_args)
+    cmd = [binary, "-f", "--config-net", *_forward_args(ports, user_args)]
     dns_forward = None
     if "--dns-forward" not in user_args:
         dns_forward = DNS_FORWARD
         cmd += ["--dns-forward", DNS_FORWARD]
-    cmd += user_args
-    cmd += ["--netns", netns_path, "--userns", userns_path]
+    cmd += [*user_args, "--netns", netns_path, "--userns", userns_path]
     log_path = os.path.join(runtime_dir, "pasta.log")
-
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
     cmd += ["-P", f"/proc/self/fd/{ready_w}"]
-    guard = [sys.executable, "-m", "rootless.pasta", str(exit_r), str(ready_w), *cmd]
-    env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = spawn_helper("pasta", guard, log_path, (ready_r, ready_w), (exit_r, exit_w), env=env)
-    gateway = host_gateway()
-    no_map_gw = "--no-map-gw" in user_args
+    guard = process.python_module("rootless.network.pasta", str(exit_r), str(ready_w), *cmd)
+    proc = helper.spawn("pasta", guard, log_path, (ready_r, ready_w), (exit_r, exit_w))
+    gateway = etc.host_gateway()
     handle = NetworkHandle("pasta", proc=proc, exit_fd=exit_w, ports=ports, gateway=gateway, dns=dns_forward,
-                           host_ip=None if no_map_gw else gateway, log_path=log_path)  # fmt: skip
-    try:
-        data = wait_ready(ready_r, line=True)
+                           host_ip=None if "--no-map-gw" in user_args else gateway, log_path=log_path)  # fmt: skip
+    with helper.starting(handle, ready_r):
+        data = helper.wait_ready(ready_r, line=True)
         try:
             handle.helper_pid = int((data or b"").strip())
         except ValueError:
-            if proc.poll() is None:
-                why = "it did not become ready in time"
-            else:
-                why = _tail(log_path, _NOISE) or f"exit status {proc.returncode}"
+            why = helper.why_not_ready(proc, log_path, _NOISE)
             raise NetworkError(f"pasta failed to start: {why}") from None
-    except BaseException:
-        handle.release()
-        _kill_and_reap(proc)
-        handle.proc = None
-        raise
-    finally:
-        close_quietly(ready_r)
     return handle
 
 
 def _guard(argv: list[str]) -> int:
     """The guard: ``EXIT_FD READY_FD PASTA_ARGV...``. Runs pasta; ends it when EXIT_FD reads EOF."""
-    from rootless import syscalls
+    from rootless import process
 
     exit_fd, ready_fd, cmd = int(argv[0]), int(argv[1]), argv[2:]
-    me = os.getpid()
-
-    def child_setup():
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != me:  # the guard died before prctl took effect
-            os._exit(1)
-
     try:
-        pasta = subprocess.Popen(cmd, pass_fds=(ready_fd,), preexec_fn=child_setup)
+        pasta = process.spawn(cmd, pass_fds=(ready_fd,), pdeathsig=signal.SIGKILL)
     except OSError as e:
         print(f"cannot run {cmd[0]}: {e.strerror}", file=sys.stderr)
         return 127
     os.close(ready_fd)
-
-    def forward(signum, frame):
-        pasta.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGTERM, lambda *_: pasta.terminate())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    pidfd = os.pidfd_open(pasta.pid)
-    poller = select.poll()
-    poller.register(exit_fd, select.POLLIN | select.POLLHUP)
-    poller.register(pidfd, select.POLLIN)
     while True:
-        try:
-            events = poller.poll()
-        except InterruptedError:
-            continue
-        fds = {fd for fd, _ in events}
-        if pidfd in fds:
+        ready = process.wait_readable([exit_fd, pasta.pidfd])
+        if pasta.pidfd in ready:
             return pasta.wait()
-        if exit_fd in fds:
-            pasta.terminate()
-            try:
-                pasta.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pasta.kill()
-                pasta.wait()
+        if exit_fd in ready:
+            pasta.stop(timeout=5)
             return 0
 
 

@@ -1,0 +1,118 @@
+"""The container entry points of the library: what the CLI's verbs call, and what an API server (or
+`build`'s RUN steps) will call. Each takes options or a container record and returns a value or
+raises a RootlessError (one line, podman's exit code); none prints or reads flags.
+
+    create(opts) -> (plan, record)      run(opts) -> exit code       run_detached(opts) -> id
+    start(rec)                          exec(rec, argv, ...) -> exit code
+    stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force)
+    wait(rec) -> record                 get(name) -> record          containers() -> [record]
+    parse_signal(value) -> int          ACTIVE (the states in which a container runs)
+
+The work is in rootless.runtime.plan (deciding), rootless.runtime.monitor (running), rootless.
+runtime.exec and rootless.runtime.manage (acting on a container from its record).
+"""
+
+from __future__ import annotations
+
+import os
+
+from rootless import paths
+from rootless.runtime import monitor, plan, state
+from rootless.runtime.spec import RunOptions
+
+ACTIVE = ("running", "stopping")  # the states of a container whose processes run
+
+
+def _manage():
+    from rootless.runtime import manage  # not on `run`'s path: it only acts on existing containers
+
+    return manage
+
+
+def get(name: str) -> state.ContainerRecord:
+    """The container with this name, id or unique id prefix, its state checked (NoSuchContainer)."""
+    return _manage().get(name)
+
+
+def containers() -> list[state.ContainerRecord]:
+    return _manage().records()
+
+
+def parse_signal(value: str | int) -> int:
+    return _manage().parse_signal(value)
+
+
+def stop(rec, timeout: float = 10.0):
+    """SIGTERM, then SIGKILL after `timeout` seconds; the record once the container has settled."""
+    return _manage().stop(rec, timeout)
+
+
+def kill(rec, sig: int) -> None:
+    _manage().kill(rec, sig)
+
+
+def remove(rec, force: bool = False) -> None:
+    _manage().remove(rec, force=force)
+
+
+def wait(rec, timeout: float | None = None):
+    """The record once the container has exited (its exit code recorded)."""
+    return _manage().wait_exit(rec, timeout)
+
+
+def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
+    """Decide everything (plan.prepare: every option is checked) and make the container's record,
+    in state "created". Nothing runs yet."""
+    os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
+    p = plan.prepare(opts)
+    rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
+                       storage_driver=opts.storage_driver, run=plan.saved_options(opts))  # fmt: skip
+    return p, rec
+
+
+def run(opts: RunOptions) -> int:
+    """`rootless run`: create the container and run it in this process (its monitor); the
+    container's exit code."""
+    return monitor.run_foreground(*create(opts))
+
+
+def run_detached(opts: RunOptions) -> str:
+    """`run -d`: the container's id, once its command runs under a detached monitor."""
+    return monitor.spawn(*create(opts))
+
+
+def start(rec: state.ContainerRecord) -> None:
+    """Start a created or exited container again on its preserved storage, under a new monitor;
+    nothing if it runs already (or another `start` is starting it)."""
+    manage = _manage()
+    if rec.state == "created" and rec.alive("monitor"):
+        rec = manage.wait_started(rec)  # another `start` is at it: wait for its outcome
+    if rec.state in ACTIVE:
+        return
+    if rec.alive("monitor"):
+        rec = manage.wait_settled(rec)  # the last run's monitor is still cleaning up
+    with state.lock():  # two `start`s at once must not run the container twice on one upper dir
+        fresh = state.load(rec.id)
+        if fresh is None:
+            raise state.NoSuchContainer(
+                f'no container with name or ID "{rec.name}" found: no such container'
+            )
+        if fresh.state in ACTIVE or (fresh.state == "created" and fresh.alive("monitor")):
+            return
+        fresh.state = "created"
+        fresh.pids = {}
+        fresh.set_pid("monitor", os.getpid())  # until the monitor takes over
+        fresh.save(locked=True)
+    try:
+        p = plan.prepare(plan.options_of(fresh), fresh.image_id or None)
+    except BaseException:
+        fresh.set_state("exited")
+        raise
+    monitor.spawn(p, fresh)
+
+
+def exec(rec: state.ContainerRecord, argv: list[str], **kw) -> int:  # noqa: A001 - podman's verb
+    """`rootless exec`: run argv in the running container (see rootless.runtime.exec.exec_in)."""
+    from rootless.runtime.exec import exec_in
+
+    return exec_in(rec, argv, **kw)

@@ -1,0 +1,53 @@
+"""The container's init: PID 1 of the container's pid namespace, until it execs the command.
+
+In order: the hostname, ``lo`` up (with its own network namespace), the root filesystem
+(rootless.runtime.rootfs: mounts, pivot_root, masked paths), stdio or a pty from the container's
+own devpts (its master goes to the monitor, a ``Pty`` message), then it waits for the monitor's
+``Go`` when the monitor has work to do first (the network helper, the cgroup), creates its cgroup
+namespace (rooted at the cgroup it was placed in), takes the container's user, capabilities and
+seccomp filter (rootless.runtime.security) and execs the command. A failure is one ``Failed``
+message with its exit code (126/127 for a command that cannot run); exec'ing closes the channel.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rootless import syscalls as sc
+from rootless.errors import EXIT_RUNTIME
+from rootless.network import netlink
+from rootless.runtime import command, console, rootfs, spec
+from rootless.runtime.channel import Go, Pty, close_all
+
+
+def _stdio(chan, stdio, user, opts) -> None:
+    if stdio is not None and not opts.tty:
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)  # dup2 clears O_CLOEXEC on the copy
+    if opts.tty:
+        console.take_pty(user.uid, user.gid, lambda fd: chan.send(Pty(fd)))
+    elif not opts.interactive and stdio is None:
+        fd = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+
+
+def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
+    """The init (see the module docstring); returns only on failure."""
+    sc.sethostname(launch.hostname)
+    if rootfs_cfg.new_netns:
+        netlink.loopback_up()
+        rootfs.rewrite("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
+    rootfs.setup(rootfs_cfg)
+    proc = launch.process
+    user = spec.resolve_user(proc.user)
+    env = dict(proc.env)
+    env.setdefault("HOME", user.home)
+    _stdio(chan, stdio, user, plan.opts)
+    close_all(*(stdio or ()))
+    if launch.need_go and not isinstance(chan.recv(), Go):
+        return EXIT_RUNTIME  # the monitor failed, and says why
+    # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
+    sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
+    command.exec_as(proc.args, env, proc.cwd, plan.security, user)
+    return EXIT_RUNTIME  # not reached

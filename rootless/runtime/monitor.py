@@ -1,0 +1,308 @@
+"""The container's monitor: the host-side process that owns one start of a container (like podman's
+conmon). It runs as the host user.
+
+It writes the container's /etc files and record, forks the setup process into a new user namespace
+(rootless.runtime.setup), reads the processes' pids off the channel (rootless.runtime.channel),
+starts the network helper and holds its exit fd, places the init in its cgroup, sends Go, and then,
+in the foreground (``rootless run``: the monitor is the rootless process itself), forwards signals
+and relays the pty, or, detached (``run -d``, ``start``: a forked, daemonized process with its own
+diagnostics in <runtime dir>/monitor.log, spawn()), writes the container's output to its log
+(rootless.runtime.logs). When setup is gone it records the exit code and time and cleans up.
+Killing the monitor ends the container (setup gets SIGTERM through PDEATHSIG and kills the
+namespace holder); `ps` then says "exited" with an unknown code (state.refresh).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+from rootless import process, userns
+from rootless import syscalls as sc
+from rootless.errors import EXIT_RUNTIME, RootlessError
+from rootless.runtime import console, plan, rootfs, setup
+from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
+from rootless.runtime.storage import Storage
+
+
+class Monitor:
+    """One start of one container (see the module docstring)."""
+
+    def __init__(self, p: plan.Plan, rec, *, stdio=None, status: Channel | None = None):
+        self.plan, self.rec = p, rec
+        self.stdio = stdio  # detached: the container's stdin, stdout and stderr
+        self.status = status  # detached: the channel to the CLI that waits for the start
+        self.detached = stdio is not None
+        self.cgroup = dataclasses.replace(p.cgroup, container_id=rec.id) if p.cgroup else None
+        self.launch: plan.Launch | None = None
+        self.storage: Storage | None = None
+        self.setup: process.Child | None = None
+        self.chan: Channel | None = None
+        self.net = None
+        self.init_pid = 0
+        self.master: int | None = None
+        self.failed: Failed | None = None
+
+    # ---- before the container's processes exist -------------------------------------------------
+    def prepare(self) -> None:
+        """The container's files, storage dirs and record, for this start."""
+        from rootless.network import etc
+
+        o, rec = self.plan.opts, self.rec
+        self.launch = launch = plan.launch(self.plan, rec)
+        os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
+        volatile = o.volatile or (o.rm and not self.detached)
+        self.storage = Storage(
+            o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
+        )
+        self.storage.prepare_host()
+        for name, text in (  # hosts and resolv.conf are rewritten once a network helper runs
+            ("hostname", launch.hostname + "\n"),
+            ("hosts", etc.hosts(launch.hostname, None, (rec.name,))),
+            ("resolv.conf", etc.resolv_conf_for(self.plan.network)),
+        ):
+            rootfs.rewrite(os.path.join(rec.run_dir, name), text)
+        proc = launch.process
+        rec.command = proc.args
+        rec.hostname, rec.network = launch.hostname, o.network
+        rec.process = _process_config(proc)
+        rec.pids, rec.net = {}, None
+        rec.mounts = [dataclasses.asdict(m) for m in self.plan.mounts]
+        rec.set_pid("monitor", os.getpid())
+        rec.set_state("created", exit_code=None, finished=None, pid=0)
+
+    # ---- up to the command's exec ---------------------------------------------------------------
+    def start(self) -> None:
+        """Fork setup, learn the pids, start the network, apply the cgroup, send Go."""
+        mine, theirs = Channel.pair()
+        self.chan = mine
+        monitor, ours = os.getpid(), (mine, self.status)
+
+        def body() -> int:
+            return setup.main(
+                self.plan, self.launch, self.storage, theirs, self.stdio, self.rec, monitor, ours
+            )
+
+        try:
+            self.setup = userns.fork_userns(
+                body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
+            )
+        finally:
+            theirs.close()
+            if self.stdio is not None:
+                close_all(*self.stdio[1:])
+        self.rec.set_pid("setup", self.setup.pid)
+        self._read_until_init()
+        if not self.init_pid:
+            return
+        self.rec.set_state("running", pid=self.init_pid, started=time.time())
+        if self.plan.network not in ("none", "host"):
+            self._start_network()
+        if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
+            self.cgroup.apply(self.init_pid)
+            self.rec.cgroup, self.rec.limits = self.cgroup.state(), self.cgroup.limits.to_inspect()
+            self.rec.save()
+        if self.launch.need_go:
+            self.chan.send(Go())  # if the init has died meanwhile, its Failed message follows
+
+    def _read_until_init(self) -> None:
+        while not self.init_pid and self.failed is None:
+            if not self._handle(self.chan.recv()):
+                return
+
+    def collect(self) -> None:
+        """Read the rest of the channel: the pty master, a failure; EOF once the command is exec'd."""
+        while self._handle(self.chan.recv()):
+            pass
+
+    def _handle(self, msg) -> bool:
+        """Take one message; False at EOF."""
+        if msg is None:
+            return False
+        if isinstance(msg, Pid):
+            self.rec.set_pid(msg.role, msg.pid)
+            if msg.role == "init":
+                self.init_pid = msg.pid
+        elif isinstance(msg, Pty):
+            self.master = msg.fd
+        elif isinstance(msg, Failed) and self.failed is None:
+            self.failed = msg
+        return True
+
+    def _start_network(self) -> None:
+        from rootless.network import mode, ports
+
+        o, rec, pid = self.plan.opts, self.rec, self.init_pid
+        published = ports.parse_publish_all(o.publish)
+        if o.publish_all:
+            exposed = (self.plan.image.config.get("config") or {}).get("ExposedPorts")
+            taken = {(m.container_port, m.protocol) for m in published}
+            published += [
+                m for m in ports.publish_all(exposed) if (m.container_port, m.protocol) not in taken
+            ]
+        self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
+                                    rec.run_dir, self.plan.network_options, published)  # fmt: skip
+        rootfs.rewrite(os.path.join(rec.run_dir, "resolv.conf"), net.resolv_conf())
+        rootfs.rewrite(
+            os.path.join(rec.run_dir, "hosts"), net.hosts(self.launch.hostname, (rec.name,))
+        )
+        rec.net = net.to_dict()
+        for role, hpid in (("net", net.pid), ("net_helper", net.helper_pid)):
+            if hpid:
+                rec.set_pid(role, hpid)
+        rec.save()
+
+    # ---- while the container runs ---------------------------------------------------------------
+    def foreground(self) -> int:
+        """rootless run: signals to the container, the pty to the terminal; setup's exit code."""
+        o = self.plan.opts
+        winch = (
+            (lambda: self.master is not None and sc.copy_winsize(0, self.master)) if o.tty else None
+        )
+        fwd = console.SignalForwarder(self.init_pid or self.setup.pid, on_winch=winch).install()
+        try:
+            self.collect()
+            if self.master is not None and self.failed is None:
+                console.relay_pty(self.master, o.interactive)
+            return self.setup.wait()
+        finally:
+            fwd.uninstall()
+
+    def detached_run(self, log, pipes: tuple[int, int]) -> int:
+        """run -d: tell the CLI once the command runs, then log its output until setup is gone."""
+        from rootless.runtime import logs
+
+        self.collect()
+        if self.failed is None and self.init_pid:
+            self.status.send(Started())
+            self.status.close()
+        logs.pump(log, pipes[0], pipes[1], self.master, self.setup.pid)
+        return self.setup.wait()
+
+    # ---- the whole start ------------------------------------------------------------------------
+    def run(self, attach) -> int:
+        """prepare(), start(), then attach() (foreground or detached_run); the exit code. A failure
+        of the container's processes raises a RootlessError with their code."""
+        self.prepare()
+        rc = None
+        try:
+            self.start()
+            rc = attach()
+        except BaseException:
+            if self.setup is not None and self.setup.returncode is None:
+                self.setup.kill_and_reap()
+            raise
+        finally:
+            if self.net is not None:
+                self.net.stop()
+            close_all(self.chan, self.master)
+            if not self.plan.opts.rm:
+                self.rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
+        if self.failed is not None:
+            if not self.plan.opts.rm:
+                self.rec.set_state(
+                    "exited", exit_code=self.failed.code, finished=time.time(), pid=0
+                )
+            raise RootlessError(self.failed.message, exit_code=self.failed.code)
+        return rc
+
+    def cleanup(self) -> None:
+        """After the run: the cgroup, and the container itself for --rm."""
+        if self.cgroup is not None:
+            self.cgroup.cleanup()
+        if self.plan.opts.rm:
+            remove_quietly(self.rec)
+
+
+def _process_config(proc):
+    from rootless.runtime.state import ProcessConfig
+
+    return ProcessConfig(args=proc.args, env=proc.env, cwd=proc.cwd, user=proc.user)
+
+
+def remove_quietly(rec) -> None:
+    """Remove a finished --rm container's files (inside the user namespace where needed)."""
+    from rootless.runtime import state
+
+    try:
+        state.remove_files(rec)  # setup removed the storage: usually all that is left
+    except OSError:
+        from rootless.runtime import manage
+
+        try:
+            manage.remove_storage(rec)
+        except RootlessError:
+            pass
+
+
+def run_foreground(p: plan.Plan, rec) -> int:
+    """`rootless run`: this process is the container's monitor."""
+    mon = Monitor(p, rec)
+    try:
+        return mon.run(mon.foreground)
+    finally:
+        mon.cleanup()
+
+
+def spawn(p: plan.Plan, rec) -> str:
+    """Start the container under a detached monitor; return its id once the command runs."""
+    mine, theirs = Channel.pair()
+    try:
+        child = process.fork(lambda: _detached_main(p, rec, theirs, mine), pdeathsig=None,
+                             report=theirs.fail, context="in the monitor", bug="internal error in the monitor")  # fmt: skip
+    finally:
+        theirs.close()
+    try:
+        msg = mine.recv()
+    finally:
+        mine.close()
+    child.wait()  # the monitor's first process: it exits as soon as the monitor is detached
+    if isinstance(msg, Started):
+        return rec.id
+    if isinstance(msg, Failed):
+        raise RootlessError(msg.message, exit_code=msg.code)
+    raise RootlessError("the container's monitor died while starting it", exit_code=EXIT_RUNTIME)
+
+
+def _detached_main(p: plan.Plan, rec, status: Channel, cli_end: Channel) -> int:
+    """The detached monitor: a new session, no terminal, stdio on /dev/null, its own log."""
+    from rootless.runtime import logs
+
+    cli_end.close()
+    process.daemonize()
+    os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
+    os.chdir("/")  # pin no directory of the user's for the container's lifetime
+    null = os.open(os.devnull, os.O_RDWR)
+    diag = os.open(
+        os.path.join(rec.run_dir, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
+    for fd, target in ((null, 0), (diag, 1), (diag, 2)):
+        os.dup2(fd, target)
+    os.close(diag)
+    for s in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_IGN)
+    o = p.opts
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r = in_w = -1
+    if o.interactive and not o.tty:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)  # held open: the command sees no EOF, as podman -di
+    mon = Monitor(p, rec, stdio=(in_r if in_r != -1 else null, out_w, err_w), status=status)
+    rc = EXIT_RUNTIME
+    try:
+        rc = mon.run(lambda: mon.detached_run(logs.LogWriter(rec.log_path), (out_r, err_r)))
+    except BaseException as e:  # noqa: B036 - the CLI that waits must hear why
+        rc, message = process.failure(e, "in the monitor", "internal error in the monitor")
+        status.fail(rc, message)
+    finally:
+        close_all(status, out_r, err_r, in_w)
+        if mon.cgroup is not None:
+            mon.cgroup.cleanup()
+        if o.rm:
+            from rootless.runtime import state
+
+            state.write_exit(rec.id, rc)
+            remove_quietly(rec)
+    return rc

@@ -1,0 +1,181 @@
+"""What a container will be, decided on the host before any of its processes exists.
+
+``prepare(opts)`` checks every option and returns a frozen ``Plan``: the image, the security
+settings (rootless.runtime.security), the network mode, the mounts, the namespaces, the cgroup
+decision and the init binary. Anything wrong fails here, with one line, before a record or a
+process is made. ``launch(plan, rec)`` then adds what one start of one container needs: its
+hostname, its process (entrypoint, command, env, user, workdir) and the root filesystem's
+configuration; it is frozen too. The monitor, setup, namespace holder and init read both and
+change neither.
+
+Namespaces are modelled as the OCI runtime spec does: each ``Namespace`` is either new (no path)
+or joined from a path (/proc/PID/ns/TYPE of another process), and a type that is not listed is
+shared with rootless's own. Today every container gets new ones, and no network namespace with
+``--network host``; a pod's containers will join their infra process's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import NamedTuple
+
+from rootless import syscalls as sc
+from rootless.errors import ContainerError
+from rootless.runtime import rootfs, security, spec
+
+TINI = "/usr/bin/tini-static"  # static: it runs inside the container
+
+# OCI namespace type -> (/proc/PID/ns name, clone flag)
+NAMESPACES = {
+    "user": ("user", sc.CLONE_NEWUSER),
+    "mount": ("mnt", sc.CLONE_NEWNS),
+    "uts": ("uts", sc.CLONE_NEWUTS),
+    "ipc": ("ipc", sc.CLONE_NEWIPC),
+    "network": ("net", sc.CLONE_NEWNET),
+    "cgroup": ("cgroup", sc.CLONE_NEWCGROUP),
+    "pid": ("pid", sc.CLONE_NEWPID),
+}
+
+
+# Frozen values as NamedTuples (immutable and typed; cheaper to define than frozen dataclasses)
+
+
+class Namespace(NamedTuple):
+    type: str  # an OCI namespace type (NAMESPACES)
+    path: str | None = None  # None: a new one; else join the namespace at this path
+
+
+class Image(NamedTuple):
+    id: str  # "" for --rootfs
+    config: dict  # the image config (config.Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts)
+    layer_dirs: tuple[str, ...]  # bottom layer first
+
+
+class Plan(NamedTuple):
+    opts: spec.RunOptions
+    image: Image
+    security: security.Security
+    network: str  # the mode: slirp4netns, pasta, none or host
+    network_options: dict
+    mounts: tuple[rootfs.Mount, ...]
+    namespaces: tuple[Namespace, ...]
+    cgroup: object | None  # rootless.cgroups.CgroupPlan: the decision (the monitor applies a copy)
+    init: str | None  # host path of the init binary for --init
+
+    def namespace(self, type_: str) -> Namespace | None:
+        return next((ns for ns in self.namespaces if ns.type == type_), None)
+
+
+class Launch(NamedTuple):
+    """One start of one container (on top of its Plan)."""
+
+    hostname: str
+    process: spec.ProcessSpec
+    rootfs: rootfs.RootfsConfig
+    need_cgroup: bool  # the monitor places the init in a cgroup before it runs the command
+    need_go: bool  # the init waits for the monitor's Go (network helper up, cgroup applied)
+
+
+def _find_image(ref: str) -> Image:
+    from rootless.image.store import Store
+
+    img = Store.open().lookup_image(ref)
+    if img is None:
+        from rootless.image.pull import ensure_image  # the HTTP stack: only when pulling
+
+        img = ensure_image(ref)
+    return Image(img.id, img.config, tuple(img.layer_dirs))
+
+
+def _image(opts: spec.RunOptions, image_id: str | None) -> Image:
+    if opts.rootfs:
+        path = os.path.abspath(opts.image)
+        if not os.path.isdir(path):
+            raise ContainerError(f"--rootfs {opts.image}: not a directory")
+        return Image("", {}, (path,))
+    return _find_image(image_id or opts.image)
+
+
+def _cgroup(opts: spec.RunOptions):
+    # on cgroup v2 every container gets a cgroup (podman's default --pids-limit 2048);
+    # elsewhere only explicit limits need a plan, and they fail with the reason and the fix
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    if not (opts.limits or opts.cgroup_manager or opts.cgroups == "disabled" or v2):
+        return None
+    from rootless import cgroups
+
+    limits = cgroups.Limits.from_cli(**opts.limits)
+    manager = "disabled" if opts.cgroups == "disabled" else opts.cgroup_manager
+    return cgroups.plan(limits, manager, "")
+
+
+def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | None = None) -> Plan:
+    """Check `opts` and decide everything about the container (see the module docstring). The image:
+    `image` as given (layer dirs and a config, e.g. a build's), else looked up by `image_id` (a
+    container started again), else by opts.image, pulled if missing."""
+    from rootless.network.mode import parse_network
+
+    mode, net_opts = parse_network(opts.network)
+    if mode in ("none", "host") and opts.publish:
+        raise ContainerError(f"-p cannot be used with --network {mode}")
+    sec = security.of_options(opts)
+    mounts = [rootfs.parse_volume(v) for v in opts.volumes]
+    mounts += [rootfs.parse_tmpfs(t) for t in opts.tmpfs]
+    mounts += [rootfs.parse_mount(m) for m in opts.mounts]
+    if opts.init and not os.path.exists(TINI):
+        raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
+    cgroup = _cgroup(opts)
+    types = ["user", "mount", "pid", "uts", "ipc", "cgroup"] + ["network"] * (mode != "host")
+    return Plan(opts=opts, image=image or _image(opts, image_id), security=sec, network=mode,
+                network_options=net_opts, mounts=tuple(mounts),
+                namespaces=tuple(Namespace(t) for t in types), cgroup=cgroup,
+                init=TINI if opts.init else None)  # fmt: skip
+
+
+def launch(plan: Plan, rec) -> Launch:
+    """The hostname, process and rootfs configuration of one start of container `rec`; its /etc
+    files are in the container's runtime dir."""
+    o = plan.opts
+    hostname = o.hostname or (os.uname().nodename if plan.network == "host" else rec.id[:12])
+    proc = spec.resolve(o, plan.image.config, hostname)
+    if o.init:
+        proc = replace(proc, args=[rootfs.INIT_PATH, "--", *proc.args])
+    etc = {f"/etc/{n}": os.path.join(rec.run_dir, n) for n in ("hostname", "hosts", "resolv.conf")}
+    cfg = rootfs.RootfsConfig(root="", etc_files=etc, mounts=plan.mounts, read_only=o.read_only,
+                              privileged=o.privileged, init=plan.init, workdir=proc.cwd,
+                              new_netns=plan.namespace("network") is not None)  # fmt: skip
+    cg = plan.cgroup
+    need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
+    need_go = plan.network not in ("none", "host") or need_cgroup
+    return Launch(hostname, proc, cfg, need_cgroup, need_go)
+
+
+def _abs_source(volume: str) -> str:
+    src, sep, rest = volume.partition(":")
+    if sep and src.startswith("."):
+        src = os.path.abspath(src)
+    return src + sep + rest
+
+
+def saved_options(opts: spec.RunOptions) -> spec.RunOptions:
+    """The options as a container's record keeps them: `start` parses them again, maybe from
+    another directory, so host paths are made absolute."""
+    return replace(
+        opts,
+        volumes=[_abs_source(v) for v in opts.volumes],
+        env_files=[os.path.abspath(f) for f in opts.env_files],
+        security_opts=[
+            "seccomp=" + os.path.abspath(so[8:])
+            if so.startswith("seccomp=") and so != "seccomp=unconfined"
+            else so
+            for so in opts.security_opts
+        ],
+    )
+
+
+def options_of(rec) -> spec.RunOptions:
+    """The RunOptions a container was created with (for start, exec and inspect)."""
+    if rec.run is None:
+        return spec.RunOptions(image=rec.image, name=rec.name)
+    return replace(rec.run, name=rec.name, image=rec.run.image or rec.image)
