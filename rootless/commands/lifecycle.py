@@ -181,7 +181,7 @@ def _names_or_all(containers, all_, running: bool) -> list[str]:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Stop and remove running containers too.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (there are none).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove the containers' anonymous volumes.")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all containers.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore containers that do not exist.")
 @click.option("-t", "--time", "timeout", default=None, type=int, hidden=True)
@@ -204,7 +204,7 @@ def rm(force, volumes, all_, ignore, timeout, containers):
         if force and timeout and rec.state in api.ACTIVE:
             api.stop(rec, timeout)
             rec = api.get(rec.id)
-        api.remove(rec, force=force)
+        api.remove(rec, force=force, volumes=volumes)
 
     if all_:
         _each(names, lambda r: (do(r), click.echo(r.id))[0], quiet_name=False)

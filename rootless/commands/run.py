@@ -79,6 +79,14 @@ from rootless.runtime.spec import RunOptions
     default="enabled",
     help="disabled: run without a cgroup and without limits.",
 )
+# volumes and pods (rootless.volumes, rootless.pods)
+@click.option("--volumes-from", multiple=True, help="Mount the volumes of CONTAINER[:ro|rw].")
+@click.option(
+    "--image-volume",
+    type=click.Choice(["bind", "tmpfs", "ignore"]),
+    default="bind",
+    help="The image's VOLUMEs: anonymous volumes (bind), tmpfs, or ignore.",
+)
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -104,6 +112,8 @@ def run(ctx, **kw):
         network=kw["network"] or "slirp4netns",
         storage_driver=driver,
         limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
+        volumes_from=list(kw["volumes_from"]),
+        image_volume=kw["image_volume"],
     )
     from rootless.runtime import api
 

@@ -4,7 +4,7 @@ raises a RootlessError (one line, podman's exit code); none prints or reads flag
 
     create(opts) -> (plan, record)      run(opts) -> exit code       run_detached(opts) -> id
     start(rec)                          exec(rec, argv, ...) -> exit code
-    stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force)
+    stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force, volumes)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
     parse_signal(value) -> int          ACTIVE (the states in which a container runs)
 
@@ -51,8 +51,14 @@ def kill(rec, sig: int) -> None:
     _manage().kill(rec, sig)
 
 
-def remove(rec, force: bool = False) -> None:
+def remove(rec, force: bool = False, volumes: bool = False) -> None:
+    """Remove a container (`force`: even a running one); `volumes`: its anonymous volumes too
+    (podman's rm -v), those no other container uses."""
     _manage().remove(rec, force=force)
+    if volumes:
+        from rootless.volumes import usage
+
+        usage.remove_anonymous(rec)
 
 
 def wait(rec, timeout: float | None = None):
@@ -65,8 +71,15 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     in state "created". Nothing runs yet."""
     os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
     p = plan.prepare(opts)
-    rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
-                       storage_driver=opts.storage_driver, run=plan.saved_options(opts))  # fmt: skip
+    try:
+        rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
+                           storage_driver=opts.storage_driver, run=plan.saved_options(p.opts))  # fmt: skip
+    except BaseException:
+        if p.mounts and any(m.volume for m in p.mounts):  # the anonymous volumes made for it
+            from rootless.volumes import usage
+
+            usage.remove_unused_anonymous([m.volume for m in p.mounts if m.volume])
+        raise
     return p, rec
 
 

@@ -96,10 +96,11 @@ def resource_limits(rec) -> dict:
 def _mounts(rec) -> list[dict]:
     return [
         {
-            "Type": m.get("kind", "bind"),
+            "Type": "volume" if m.get("volume") else m.get("kind", "bind"),
+            **({"Name": m["volume"]} if m.get("volume") else {}),
             "Source": m.get("source", ""),
             "Destination": m.get("target", ""),
-            "Driver": "",
+            "Driver": "local" if m.get("volume") else "",
             "Mode": "",
             "Options": [x for x in (m.get("options") or "").split(",") if x],
             "RW": not m.get("readonly", False),

@@ -235,6 +235,13 @@ def remove_quietly(rec) -> None:
             manage.remove_storage(rec)
         except RootlessError:
             pass
+    if any(m.get("volume") for m in rec.mounts):  # podman's run --rm: its anonymous volumes too
+        from rootless.volumes import usage
+
+        try:
+            usage.remove_anonymous(rec)
+        except (OSError, RootlessError) as e:
+            process.say(f"WARNING: removing the container's anonymous volumes: {e}")
 
 
 def run_foreground(p: plan.Plan, rec) -> int:

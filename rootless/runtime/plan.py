@@ -62,6 +62,8 @@ class Plan(NamedTuple):
     namespaces: tuple[Namespace, ...]
     cgroup: object | None  # rootless.cgroups.CgroupPlan: the decision (the monitor applies a copy)
     init: str | None  # host path of the init binary for --init
+    # volumes (rootless.volumes): the first-use work setup does before the container runs
+    volumes: tuple = ()  # rootless.volumes.mounts.VolumeUse
 
     def namespace(self, type_: str) -> Namespace | None:
         return next((ns for ns in self.namespaces if ns.type == type_), None)
@@ -120,17 +122,37 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     if mode in ("none", "host") and opts.publish:
         raise ContainerError(f"-p cannot be used with --network {mode}")
     sec = security.of_options(opts)
-    mounts = [rootfs.parse_volume(v) for v in opts.volumes]
-    mounts += [rootfs.parse_tmpfs(t) for t in opts.tmpfs]
-    mounts += [rootfs.parse_mount(m) for m in opts.mounts]
+    image = image or _image(opts, image_id)
+    vol_reqs, image_tmpfs = [], []
+    if opts.volumes or opts.mounts or opts.volumes_from or _declares_volumes(image):
+        from rootless.volumes import mounts as volume_mounts
+
+        opts, vol_reqs, image_tmpfs = volume_mounts.requests(opts, image.config)
+    mounts = [rootfs.parse_volume(v) for v in opts.volumes if not _names_volume(v)]
+    mounts += [rootfs.parse_tmpfs(t) for t in list(opts.tmpfs) + image_tmpfs]
+    mounts += [rootfs.parse_mount(m) for m in opts.mounts if "type=volume" not in m.split(",")]
     if opts.init and not os.path.exists(TINI):
         raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
     cgroup = _cgroup(opts)
     types = ["user", "mount", "pid", "uts", "ipc", "cgroup"] + ["network"] * (mode != "host")
-    return Plan(opts=opts, image=image or _image(opts, image_id), security=sec, network=mode,
+    uses = ()
+    if vol_reqs:  # everything is checked: now the volumes may be created
+        vmounts, uses = volume_mounts.materialize(vol_reqs)
+        mounts += vmounts
+    return Plan(opts=opts, image=image, security=sec, network=mode,
                 network_options=net_opts, mounts=tuple(mounts),
                 namespaces=tuple(Namespace(t) for t in types), cgroup=cgroup,
-                init=TINI if opts.init else None)  # fmt: skip
+                init=TINI if opts.init else None, volumes=uses)  # fmt: skip
+
+
+def _declares_volumes(image: Image) -> bool:
+    return bool(((image.config or {}).get("config") or {}).get("Volumes"))
+
+
+def _names_volume(spec: str) -> bool:
+    """-v NAME:/path (after rootless.volumes.mounts.requests, anonymous ones have a name too)."""
+    src, sep, _ = spec.partition(":")
+    return bool(sep and src and not src.startswith(("/", ".")))
 
 
 def launch(plan: Plan, rec) -> Launch:

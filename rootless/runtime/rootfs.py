@@ -52,6 +52,7 @@ class Mount:
     readonly: bool = False
     options: str = ""  # tmpfs data (size=..,mode=..)
     flags: int = 0
+    volume: str = ""  # the named volume mounted here (rootless.volumes)
 
 
 @dataclass
@@ -355,7 +356,7 @@ def setup(cfg: RootfsConfig) -> None:
         t = secure_join(root, m.target)
         if m.kind == "bind":
             _ensure_target(t, os.path.isdir(m.source))
-            bind(m.source, t, readonly=m.readonly)
+            bind(m.source, t, readonly=m.readonly, extra=m.flags)
         else:
             _ensure_target(t, True)
             sc.mount(

@@ -53,9 +53,22 @@ class _Setup:
         try:
             if self.orphaned:
                 return EXIT_RUNTIME
+            if self.plan.volumes and not self._volumes(root):
+                return EXIT_RUNTIME
             return self._hold(replace(self.launch.rootfs, root=root))
         finally:
             self.cleanup_storage()
+
+    def _volumes(self, root: str) -> bool:
+        """The volumes' first use (rootless.volumes.firstuse); False (reported) on failure."""
+        from rootless.volumes import firstuse
+
+        try:
+            firstuse.prepare(self.plan.volumes, root, self.launch.process.user)
+        except Exception as e:
+            self.chan.fail(getattr(e, "exit_code", EXIT_RUNTIME), f"preparing the volumes: {e}")
+            return False
+        return True
 
     def _hold(self, rootfs) -> int:
         daemon = self.storage.proc

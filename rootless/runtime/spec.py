@@ -51,6 +51,14 @@ class RunOptions:
     # mount the kernel overlay `volatile` (no syncs to the upper dir) though the upper dir is kept:
     # for a container whose upper dir becomes a layer (a build step); --rm implies it in the foreground
     volatile: bool = False
+    # volumes and pods (rootless.volumes, rootless.pods)
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from CTR[:ro|rw]
+    image_volume: str = (
+        "bind"  # --image-volume: the image's VOLUMEs as anonymous volumes (bind), tmpfs or ignore
+    )
+    pod: str | None = (
+        None  # --pod: the pod's id in a record (a name, or new:NAME, on the command line)
+    )
 
 
 @dataclass
