@@ -119,6 +119,21 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(ctypes.c_int(option), *args), "prctl")
 
 
+def set_cmdline(text: str) -> None:
+    """Show `text` as this process's command line (/proc/PID/cmdline, ps, top) and name (comm), as
+    setproctitle does: the original argv area (/proc/self/stat fields 48-49) is overwritten through
+    /proc/self/mem; what does not fit is cut."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])
+    data = text.encode()[: max(0, end - start - 1)]
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(start)
+        mem.write(data + b"\0" * (end - start - len(data)))
+    with open("/proc/self/comm", "w") as f:
+        f.write(text[:15])
+
+
 def pidfd_open(pid: int) -> int:
     return _check(_libc.syscall(ctypes.c_long(_SYS_pidfd_open), ctypes.c_int(pid), 0), "pidfd_open")
 

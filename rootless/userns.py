@@ -303,6 +303,43 @@ def fork_userns(
     return proc
 
 
+def fork_joined(
+    child: Callable[[], int | None],
+    path: str,
+    *,
+    extra_unshare_flags: int = 0,
+    pdeathsig: int | None = None,
+) -> process.Child:
+    """Fork a child that joins the existing user namespace at `path` (/proc/PID/ns/user of a pod's
+    infra container; this process's user owns it, so it may) and runs `child()` there as uid/gid 0,
+    after unsharing `extra_unshare_flags`. The namespace is opened here, so a missing or foreign
+    one fails in this process with one line (IdMapError); nothing is forked then."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise IdMapError(f"cannot open the user namespace {path}: {e.strerror}") from None
+
+    def body() -> int | None:
+        syscalls.setns(fd, syscalls.CLONE_NEWUSER)
+        os.close(fd)
+        if extra_unshare_flags:
+            syscalls.unshare(extra_unshare_flags)
+        os.setresgid(0, 0, 0)
+        try:
+            os.setgroups([])
+        except PermissionError:
+            pass
+        os.setresuid(0, 0, 0)
+        return child()
+
+    try:
+        return process.fork(
+            body, pdeathsig=pdeathsig, report=_report, context="joining the user namespace"
+        )
+    finally:
+        os.close(fd)
+
+
 def run_in_userns(
     fn: Callable[..., int | None], *args, idmap: IdMap | None = None, warn: bool = True
 ) -> int:

@@ -36,7 +36,19 @@ def _ps_row(rec) -> dict:
         "Status": ins.status_text(rec),
         # Not in podman's ps: the limits, under inspect's HostConfig names ({{.Memory}}, {{.PidsLimit}})
         **ins.resource_limits(rec),
+        **_pod_fields(rec),
     }
+
+
+def _pod_fields(rec) -> dict:
+    """Pod and PodName (rootless.pods): the pod's id and name, "" for a container of no pod."""
+    pod_id = (rec.run.pod if rec.run is not None else None) or ""
+    if not pod_id:
+        return {"Pod": "", "PodName": ""}
+    from rootless.pods import store
+
+    pod = store.load(pod_id)
+    return {"Pod": pod_id, "PodName": pod.name if pod else ""}
 
 
 def _match(rec, filters: dict[str, list[str]]) -> bool:
@@ -52,13 +64,19 @@ def _match(rec, filters: dict[str, list[str]]) -> bool:
         elif key == "id":
             if not any(rec.id.startswith(v) for v in values):
                 return False
+        elif key == "pod":
+            f = _pod_fields(rec)
+            if not f["Pod"] or not any(v == f["PodName"] or f["Pod"].startswith(v) for v in values):
+                return False
         elif key == "ancestor":
             if not any(
                 v in (rec.image, rec.image_id) or rec.image_id.startswith(v) for v in values
             ):
                 return False
         else:
-            raise ContainerError(f"invalid filter {key!r}: use status=, name=, id= or ancestor=")
+            raise ContainerError(
+                f"invalid filter {key!r}: use status=, name=, id=, ancestor= or pod="
+            )
     return True
 
 
@@ -78,7 +96,8 @@ def _ago(ts: float) -> str:
 @click.option("-f", "--filter", "filters", multiple=True, help="status=..., name=..., id=...")
 @click.option("-l", "--latest", is_flag=True, help="Show only the latest container created.")
 @click.option("-n", "--last", type=int, default=-1, help="Show the n last created containers.")
-def ps(all_, quiet, no_trunc, fmt, filters, latest, last):
+@click.option("-p", "--pod", "pod", is_flag=True, help="Show the pod of each container.")
+def ps(all_, quiet, no_trunc, fmt, filters, latest, last, pod):
     """List containers."""
     api = _api()
     fl: dict[str, list[str]] = {}
@@ -115,12 +134,15 @@ def ps(all_, quiet, no_trunc, fmt, filters, latest, last):
                 Names=r.name,
                 Command=" ".join(r.command),
                 Ports=_ports_str(r),
+                Pod=row["Pod"][:12],
+                PodName=row["PodName"] if pod else "",
                 CreatedAt=_ago(r.created),
                 RunningFor=_ago(r.created),
             )
             click.echo(render_template(fmt, d))
         return
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+             + (("POD ID", "PODNAME") if pod else ())]  # fmt: skip
     for row, r in zip(rows, recs, strict=False):
         cmd = " ".join(r.command)
         if not no_trunc and len(cmd) > 20:
@@ -135,6 +157,7 @@ def ps(all_, quiet, no_trunc, fmt, filters, latest, last):
                 _ports_str(r),
                 r.name,
             )
+            + ((row["Pod"][:12], row["PodName"]) if pod else ())
         )
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     for t in table:
@@ -169,6 +192,8 @@ _HEADERS = {
     "CpusetCpus": "CPUSET CPUS",
     "PidsLimit": "PIDS LIMIT",
     "OomScoreAdj": "OOM SCORE ADJ",
+    "Pod": "POD ID",
+    "PodName": "PODNAME",
 }
 
 

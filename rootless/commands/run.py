@@ -87,6 +87,7 @@ from rootless.runtime.spec import RunOptions
     default="bind",
     help="The image's VOLUMEs: anonymous volumes (bind), tmpfs, or ignore.",
 )
+@click.option("--pod", default=None, help="Run in the pod NAME (new:NAME creates it).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -115,6 +116,10 @@ def run(ctx, **kw):
         volumes_from=list(kw["volumes_from"]),
         image_volume=kw["image_volume"],
     )
+    if kw["pod"]:
+        from rootless.pods import manage
+
+        opts = manage.for_run(opts, kw["pod"], driver)
     from rootless.runtime import api
 
     if detach:

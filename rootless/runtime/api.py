@@ -86,12 +86,24 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
 def run(opts: RunOptions) -> int:
     """`rootless run`: create the container and run it in this process (its monitor); the
     container's exit code."""
+    _start_pod_infra(opts)
     return monitor.run_foreground(*create(opts))
 
 
 def run_detached(opts: RunOptions) -> str:
     """`run -d`: the container's id, once its command runs under a detached monitor."""
+    _start_pod_infra(opts)
     return monitor.spawn(*create(opts))
+
+
+def _start_pod_infra(opts: RunOptions) -> None:
+    """A pod's container joins its infra container's namespaces: start the infra first."""
+    if opts.pod:
+        from rootless.pods import members
+
+        infra = members.infra_to_start(opts)
+        if infra is not None:
+            start(infra)
 
 
 def start(rec: state.ContainerRecord) -> None:
@@ -117,6 +129,7 @@ def start(rec: state.ContainerRecord) -> None:
         fresh.set_pid("monitor", os.getpid())  # until the monitor takes over
         fresh.save(locked=True)
     try:
+        _start_pod_infra(plan.options_of(fresh))
         p = plan.prepare(plan.options_of(fresh), fresh.image_id or None)
     except BaseException:
         fresh.set_state("exited")

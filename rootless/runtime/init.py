@@ -16,8 +16,10 @@ import os
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME
 from rootless.network import netlink
+from rootless.pods import pause  # imported here: after pivot_root no module can be found
 from rootless.runtime import command, console, rootfs, spec
 from rootless.runtime.channel import Go, Pty, close_all
+from rootless.runtime.plan import PAUSE
 
 
 def _stdio(chan, stdio, user, opts) -> None:
@@ -34,8 +36,10 @@ def _stdio(chan, stdio, user, opts) -> None:
 
 def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     """The init (see the module docstring); returns only on failure."""
-    sc.sethostname(launch.hostname)
-    if rootfs_cfg.new_netns:
+    uts, net = plan.namespace("uts"), plan.namespace("network")
+    if uts is None or uts.path is None:  # a pod's shared uts namespace has its hostname already
+        sc.sethostname(launch.hostname)
+    if rootfs_cfg.new_netns and net.path is None:
         netlink.loopback_up()
         rootfs.rewrite("/proc/sys/net/ipv4/ping_group_range", "0 0")  # podman's default sysctl
     rootfs.setup(rootfs_cfg)
@@ -49,5 +53,7 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
         return EXIT_RUNTIME  # the monitor failed, and says why
     # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
     sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
+    if proc.args == [PAUSE]:  # a pod's infra container: pause here (rootless.pods.pause)
+        return pause.main(chan, plan.security, user)
     command.exec_as(proc.args, env, proc.cwd, plan.security, user)
     return EXIT_RUNTIME  # not reached

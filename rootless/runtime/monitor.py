@@ -58,11 +58,16 @@ class Monitor:
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )
         self.storage.prepare_host()
-        for name, text in (  # hosts and resolv.conf are rewritten once a network helper runs
-            ("hostname", launch.hostname + "\n"),
-            ("hosts", etc.hosts(launch.hostname, None, (rec.name,))),
-            ("resolv.conf", etc.resolv_conf_for(self.plan.network)),
-        ):
+        files = {  # hosts and resolv.conf are rewritten once a network helper runs
+            "hostname": launch.hostname + "\n",
+            "hosts": etc.hosts(launch.hostname, None, (rec.name,)),
+            "resolv.conf": etc.resolv_conf_for(self.plan.network),
+        }
+        if self.plan.network == "container" and self.plan.pod:  # the pod's network: its files
+            from rootless.pods import members
+
+            files.update(members.etc_texts(self.plan.pod, rec))
+        for name, text in files.items():
             rootfs.rewrite(os.path.join(rec.run_dir, name), text)
         proc = launch.process
         rec.command = proc.args
@@ -85,10 +90,18 @@ class Monitor:
                 self.plan, self.launch, self.storage, theirs, self.stdio, self.rec, monitor, ours
             )
 
+        user = self.plan.namespace("user")
         try:
-            self.setup = userns.fork_userns(
-                body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
-            )
+            if user is not None and user.path:  # a pod's container: in its infra's user namespace
+                from rootless.pods import members
+
+                members.check_running(self.plan.pod)
+                self.setup = userns.fork_joined(body, user.path, extra_unshare_flags=sc.CLONE_NEWNS,
+                                                pdeathsig=signal.SIGTERM)  # fmt: skip
+            else:
+                self.setup = userns.fork_userns(
+                    body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
+                )
         finally:
             theirs.close()
             if self.stdio is not None:
@@ -98,7 +111,7 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
-        if self.plan.network not in ("none", "host"):
+        if self.plan.network not in plan.NO_HELPER:
             self._start_network()
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
             self.cgroup.apply(self.init_pid)

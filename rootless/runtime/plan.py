@@ -10,8 +10,9 @@ change neither.
 
 Namespaces are modelled as the OCI runtime spec does: each ``Namespace`` is either new (no path)
 or joined from a path (/proc/PID/ns/TYPE of another process), and a type that is not listed is
-shared with rootless's own. Today every container gets new ones, and no network namespace with
-``--network host``; a pod's containers will join their infra process's.
+shared with rootless's own. A container gets new ones (no network namespace with ``--network
+host``); a pod's container joins its infra container's user namespace and the ones the pod shares
+(rootless.pods.members), and with the pod's network its mode is "container" (no helper of its own).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from rootless.errors import ContainerError
 from rootless.runtime import rootfs, security, spec
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
+NO_HELPER = ("none", "host", "container")  # network modes without a network helper of their own
+PAUSE = "/rootless-pause"  # the command of a pod's infra container: its init pauses (rootless.pods.pause)
 
 # OCI namespace type -> (/proc/PID/ns name, clone flag)
 NAMESPACES = {
@@ -64,6 +67,8 @@ class Plan(NamedTuple):
     init: str | None  # host path of the init binary for --init
     # volumes (rootless.volumes): the first-use work setup does before the container runs
     volumes: tuple = ()  # rootless.volumes.mounts.VolumeUse
+    # pods (rootless.pods): what a pod's container joins (rootless.pods.members.Join), else None
+    pod: object | None = None
 
     def namespace(self, type_: str) -> Namespace | None:
         return next((ns for ns in self.namespaces if ns.type == type_), None)
@@ -121,6 +126,13 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     mode, net_opts = parse_network(opts.network)
     if mode in ("none", "host") and opts.publish:
         raise ContainerError(f"-p cannot be used with --network {mode}")
+    join = None
+    if opts.pod:
+        from rootless.pods import members
+
+        join = members.join(opts)
+        if join is not None and "network" in join.shared:
+            mode, net_opts = "container", {"container": join.infra_id}
     sec = security.of_options(opts)
     image = image or _image(opts, image_id)
     vol_reqs, image_tmpfs = [], []
@@ -141,8 +153,8 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
         mounts += vmounts
     return Plan(opts=opts, image=image, security=sec, network=mode,
                 network_options=net_opts, mounts=tuple(mounts),
-                namespaces=tuple(Namespace(t) for t in types), cgroup=cgroup,
-                init=TINI if opts.init else None, volumes=uses)  # fmt: skip
+                namespaces=tuple(Namespace(t, join and join.path(t)) for t in types),
+                cgroup=cgroup, init=TINI if opts.init else None, volumes=uses, pod=join)  # fmt: skip
 
 
 def _declares_volumes(image: Image) -> bool:
@@ -159,7 +171,8 @@ def launch(plan: Plan, rec) -> Launch:
     """The hostname, process and rootfs configuration of one start of container `rec`; its /etc
     files are in the container's runtime dir."""
     o = plan.opts
-    hostname = o.hostname or (os.uname().nodename if plan.network == "host" else rec.id[:12])
+    hostname = o.hostname or (plan.pod.hostname if plan.pod else "")
+    hostname = hostname or (os.uname().nodename if plan.network == "host" else rec.id[:12])
     proc = spec.resolve(o, plan.image.config, hostname)
     if o.init:
         proc = replace(proc, args=[rootfs.INIT_PATH, "--", *proc.args])
@@ -169,7 +182,7 @@ def launch(plan: Plan, rec) -> Launch:
                               new_netns=plan.namespace("network") is not None)  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
-    need_go = plan.network not in ("none", "host") or need_cgroup
+    need_go = plan.network not in NO_HELPER or need_cgroup
     return Launch(hostname, proc, cfg, need_cgroup, need_go)
 
 

@@ -321,6 +321,11 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
             raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     with lock():
         taken = {r.name for r in list_records()}
+        if name is not None and name not in taken:
+            from rootless.pods import store as pod_store
+
+            if name in pod_store.names():  # podman keeps one set of names for pods and containers
+                raise ContainerError(f'the name "{name}" is in use by a pod: pick another name')
         if name is not None and name in taken:
             raise ContainerError(
                 f'the container name "{name}" is already in use: remove it (rootless rm {name}) or pick another'

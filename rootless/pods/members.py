@@ -1,0 +1,127 @@
+"""A container of a pod: what it joins, decided by rootless.runtime.plan.prepare (`join`), and the
+/etc files it gets (`etc_texts`, written by its monitor).
+
+Namespaces are OCI-style (rootless.runtime.plan.Namespace): a member joins, by path, the infra's
+(/proc/INFRA-INIT/ns/TYPE) network, ipc, uts and pid namespaces the pod shares, and always the
+infra's user namespace: a namespace can only be joined with CAP_SYS_ADMIN in the user namespace that
+owns it, and the member's setup process has that only as root of that very user namespace (its
+monitor forks it there: rootless.userns.fork_joined). Its mount and cgroup namespaces are its own.
+A member of a pod that shares the network has no network helper of its own (mode "container"): the
+infra's monitor holds the pod's. A pod without infra (--infra=false) only groups containers.
+
+This module reads records and decides; it starts nothing (rootless.runtime.api starts a stopped
+infra before a member starts: `infra_to_start`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from rootless.errors import ContainerError
+from rootless.pods import store
+
+OCI_TYPES = {"net": "network", "ipc": "ipc", "uts": "uts", "pid": "pid"}
+NS_NAMES = {"user": "user", "network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid"}
+_JOINING_NETWORKS = ("", "slirp4netns", "default", "private", "pasta")  # the pod's network instead
+
+
+class Join(NamedTuple):
+    pod_id: str
+    pod_name: str
+    infra_id: str  # "" for a pod without infra
+    infra_init: tuple  # (host pid, start time) of the infra's init while it runs, else (0, None)
+    shared: tuple[str, ...]  # the OCI namespace types joined (network, ipc, uts, pid)
+    hostname: str  # the pod's hostname when uts is shared, else ""
+
+    def path(self, oci_type: str) -> str | None:
+        """/proc/PID/ns/NAME of the infra for a namespace this member joins, else None."""
+        if not self.infra_init[0] or not self.shared:
+            return None
+        if oci_type == "user" or oci_type in self.shared:
+            return f"/proc/{self.infra_init[0]}/ns/{NS_NAMES[oci_type]}"
+        return None
+
+
+def pod_of(opts) -> store.PodRecord:
+    pod = store.load(opts.pod)
+    return pod if pod is not None else store.lookup(opts.pod)
+
+
+def _infra(pod: store.PodRecord):
+    from rootless.runtime import state
+
+    if not pod.infra:
+        return None
+    try:
+        return state.refresh(state.lookup(pod.infra_name))
+    except state.NoSuchContainer:
+        raise ContainerError(
+            f"the infra container of pod {pod.name} is gone: remove the pod (rootless pod rm -f {pod.name})"
+        ) from None
+
+
+def join(opts) -> Join | None:
+    """What a container with RunOptions.pod joins (None for the pod's infra container itself);
+    ContainerError for options a pod member cannot have."""
+    pod = pod_of(opts)
+    if pod.infra and opts.name == pod.infra_name:
+        return None
+    shared = [OCI_TYPES[s] for s in pod.share] if pod.infra else []
+    if "network" in shared and opts.network not in _JOINING_NETWORKS:
+        shared.remove("network")  # podman: an explicit --network gives the member its own
+    if "network" in shared and (opts.publish or opts.publish_all):
+        raise ContainerError(
+            "published or exposed ports must be defined when the pod is created: network cannot be "
+            "configured when it is shared with a pod (use pod create -p)"
+        )
+    if "uts" in shared and opts.hostname:
+        raise ContainerError(
+            "cannot set hostname when joining the pod UTS namespace: use pod create --hostname"
+        )
+    infra = _infra(pod)
+    init = (0, None)
+    if infra is not None and infra.state == "running" and infra.pid_of("init"):
+        init = infra.pid_of("init")
+    hostname = pod.uts_name if "uts" in shared else ""
+    return Join(pod.id, pod.name, infra.id if infra else "", init, tuple(shared), hostname)  # fmt: skip
+
+
+def check_running(j: Join) -> None:
+    """Right before a member's processes start: the infra whose namespaces it joins still runs."""
+    from rootless.runtime import state
+
+    if j.shared and not state.alive(*j.infra_init):
+        raise ContainerError(
+            f"the infra container of pod {j.pod_name} is not running: start the pod (rootless pod start {j.pod_name})"
+        )
+
+
+def infra_to_start(opts):
+    """The record of the pod's infra container if a member is about to start and it does not run."""
+    pod = pod_of(opts)
+    if not pod.infra or not pod.share or opts.name == pod.infra_name:
+        return None
+    join(opts)  # options a member cannot have fail before anything starts
+    infra = _infra(pod)
+    return None if infra.state in ("running", "stopping") else infra
+
+
+def etc_texts(j: Join, rec) -> dict[str, str]:
+    """/etc/hosts and resolv.conf of a member that shares the pod's network: the infra's, with the
+    names of the pod's containers on 127.0.0.1 (as podman's pod /etc/hosts has them)."""
+    from rootless.runtime import state
+
+    infra = state.load(j.infra_id)
+    out = {}
+    for name in ("hosts", "resolv.conf"):
+        try:
+            with open(os.path.join(infra.run_dir, name)) as f:
+                out[name] = f.read()
+        except (OSError, AttributeError):
+            out[name] = ""
+    names = [r.name for r in state.list_records()
+             if r.run is not None and r.run.pod == j.pod_id and r.id != j.infra_id]  # fmt: skip
+    names = list(dict.fromkeys([rec.name, *names]))
+    out["hosts"] += f"127.0.0.1\t{' '.join(names)}\n"
+    return out
