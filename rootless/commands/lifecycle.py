@@ -207,7 +207,16 @@ def rm(force, volumes, all_, ignore, timeout, containers):
         api.remove(rec, force=force, volumes=volumes)
 
     if all_:
-        _each(names, lambda r: (do(r), click.echo(r.id))[0], quiet_name=False)
+        from rootless.pods.members import InfraContainerError
+
+        def do_all(rec):
+            try:
+                do(rec)
+                click.echo(rec.id)
+            except InfraContainerError:
+                pass  # rm -a leaves pods to pod rm
+
+        _each(names, do_all, quiet_name=False)
     else:
         _each(names, do)
 
@@ -217,7 +226,12 @@ def _prune(force):
     for r in api.containers():
         if r.state in api.ACTIVE or r.alive("monitor"):
             continue
-        api.remove(r)
+        from rootless.pods.members import InfraContainerError
+
+        try:
+            api.remove(r)
+        except InfraContainerError:
+            continue  # a pod's infra container goes with its pod
         click.echo(r.id)
 
 

@@ -176,7 +176,7 @@ def remove(pod: store.PodRecord, *, force: bool = False, timeout: float | None =
         _stop_all(others, 10 if timeout is None else timeout)
     for rec in others + ([inf] if inf else []):
         try:
-            api.remove(api.get(rec.id), force=True)
+            api.remove(api.get(rec.id), force=True, infra=True)
         except api.state.NoSuchContainer:
             pass
     store.remove(pod)

@@ -26,6 +26,21 @@ NS_NAMES = {"user": "user", "network": "net", "ipc": "ipc", "uts": "uts", "pid":
 _JOINING_NETWORKS = ("", "slirp4netns", "default", "private", "pasta")  # the pod's network instead
 
 
+class InfraContainerError(ContainerError):
+    """A pod's infra container goes with its pod (pod rm), not alone."""
+
+
+def check_removal(rec) -> None:
+    """Refuse to remove a pod's infra container on its own, as podman does."""
+    pod_id = rec.run.pod if rec.run is not None else None
+    pod = store.load(pod_id) if pod_id else None
+    if pod is not None and pod.infra and rec.name == pod.infra_name:
+        raise InfraContainerError(
+            f"container {rec.id[:12]} is the infra container of pod {pod.name} and cannot be removed "
+            f"without removing the pod: use rootless pod rm {pod.name}"
+        )
+
+
 class Join(NamedTuple):
     pod_id: str
     pod_name: str

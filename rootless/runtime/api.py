@@ -51,9 +51,14 @@ def kill(rec, sig: int) -> None:
     _manage().kill(rec, sig)
 
 
-def remove(rec, force: bool = False, volumes: bool = False) -> None:
+def remove(rec, force: bool = False, volumes: bool = False, infra: bool = False) -> None:
     """Remove a container (`force`: even a running one); `volumes`: its anonymous volumes too
-    (podman's rm -v), those no other container uses."""
+    (podman's rm -v), those no other container uses; `infra`: even a pod's infra container (only
+    `pod rm` removes one)."""
+    if not infra and rec.run is not None and rec.run.pod:
+        from rootless.pods import members
+
+        members.check_removal(rec)
     _manage().remove(rec, force=force)
     if volumes:
         from rootless.volumes import usage

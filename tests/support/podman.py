@@ -127,7 +127,10 @@ class Podman:
             with open(os.path.join(self.runtime_dir, "libpod", "tmp", "pause.pid")) as f:
                 pid = int(f.read().strip())
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return pid if b"podman" in f.read() else None
+                cmd = f.read()
+            # podman's own process, or `catatonit -P` where catatonit is installed (podman then
+            # runs it as its pause process)
+            return pid if b"podman" in cmd or cmd.startswith(b"catatonit\0") else None
         except (OSError, ValueError):
             return None
 
