@@ -233,3 +233,35 @@ def test_pod_without_infra_and_run_pod_new(rl):
     assert poll(lambda: http_get(f"http://127.0.0.1:{port}/")) == "new-pod\n"
     ports = json.loads(rl("pod", "inspect", "fresh").stdout)["InfraConfig"]["PortBindings"]
     assert ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+
+
+def test_infra_image_and_command(rl):
+    rl(
+        "pod",
+        "create",
+        "--name",
+        "custom",
+        "--infra-image",
+        rl.img,
+        "--infra-command",
+        '["sleep", "300"]',
+        check=True,
+    )
+    out = rl("run", "--rm", "--pod", "custom", rl.img, "hostname", check=True).stdout
+    assert out == "custom\n"
+    top = rl("pod", "top", "custom", check=True).stdout
+    assert "sleep 300" in top
+    cp = rl("pod", "create", "--infra-command", "sleep 1")
+    assert cp.returncode == 125 and "--infra-command needs --infra-image" in cp.stderr
+
+
+def test_exit_policy_stop_and_a_member_starts_its_infra(rl):
+    pod_id = rl("pod", "create", "--name", "ep", "--exit-policy", "stop", check=True).stdout.strip()
+    infra = f"{pod_id[:12]}-infra"
+    rl("run", "--pod", "ep", "--name", "once", rl.img, "true", check=True)
+    poll(lambda: state(rl, infra) == "exited")  # the last container exited: the pod stops
+    assert json.loads(rl("pod", "inspect", "ep").stdout)["State"] == "Exited"
+    rl("run", "-d", "--pod", "ep", "--name", "long", rl.img, "sleep", "300", check=True)
+    assert state(rl, infra) == "running"  # a member starts the pod's infra first
+    rl("stop", "-t", "0", "long", check=True)
+    poll(lambda: state(rl, infra) == "exited")

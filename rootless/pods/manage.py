@@ -65,6 +65,10 @@ def create(*, name: str | None = None, labels: dict | None = None, hostname: str
             raise store.PodError(
                 "you must have an infra container to publish port bindings to the host"
             )
+    if infra_command and not infra_image:
+        raise store.PodError(
+            "--infra-command needs --infra-image: the default infra container runs rootless's own pause"
+        )
     if exit_policy not in ("continue", "stop"):
         raise store.PodError(f"invalid pod exit policy {exit_policy!r}: use continue or stop")
     if network:

@@ -122,6 +122,27 @@ def infra_to_start(opts):
     return None if infra.state in ("running", "stopping") else infra
 
 
+def after_exit(j: Join, rec_id: str) -> None:
+    """--exit-policy stop: when the pod's last running container exits, its infra is stopped
+    (SIGTERM to its pause; the infra's monitor records the exit and stops the network helper)."""
+    import signal
+
+    from rootless.runtime import state
+
+    pod = store.load(j.pod_id)
+    if pod is None or pod.exit_policy != "stop" or not j.infra_id:
+        return
+    for rec in state.list_records():
+        if rec.run is None or rec.run.pod != pod.id or rec.id in (rec_id, j.infra_id):
+            continue
+        if state.refresh(rec).state in ("running", "stopping", "created") and rec.alive("monitor"):
+            return  # another container of the pod runs (or is starting)
+    infra = state.load(j.infra_id)
+    init = infra.pid_of("init") if infra is not None else None
+    if init:
+        state.signal_pid(init[0], init[1], signal.SIGTERM)
+
+
 def etc_texts(j: Join, rec) -> dict[str, str]:
     """/etc/hosts and resolv.conf of a member that shares the pod's network: the infra's, with the
     names of the pod's containers on 127.0.0.1 (as podman's pod /etc/hosts has them)."""

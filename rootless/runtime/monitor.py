@@ -238,6 +238,14 @@ class Monitor:
             self.cgroup.cleanup()
         if self.plan.opts.rm:
             remove_quietly(self.rec)
+        self.pod_exit()
+
+    def pod_exit(self) -> None:
+        """A pod's container has exited: the pod's exit policy may stop its infra."""
+        if self.plan.pod is not None:
+            from rootless.pods import members
+
+            members.after_exit(self.plan.pod, self.rec.id)
 
 
 def _process_config(proc):
@@ -348,4 +356,5 @@ def _detached_main(p: plan.Plan, rec, status: Channel, cli_end: Channel) -> int:
 
             state.write_exit(rec.id, rc)
             remove_quietly(rec)
+        mon.pod_exit()
     return rc
