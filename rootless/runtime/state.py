@@ -321,8 +321,8 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
             raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     with lock():
         taken = {r.name for r in list_records()}
-        if name is not None and name not in taken:
-            from rootless.pods import store as pod_store
+        if name is not None and name not in taken and os.path.isdir(_pods_dir()):
+            from rootless.pods import store as pod_store  # only with pods: 1 ms of imports
 
             if name in pod_store.names():  # podman keeps one set of names for pods and containers
                 raise ContainerError(f'the name "{name}" is in use by a pod: pick another name')
@@ -343,6 +343,10 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
         )
         rec.save(locked=True)
     return rec
+
+
+def _pods_dir() -> str:
+    return os.path.join(paths.data_home(), "pods")  # rootless.pods.store.root()
 
 
 def _ids() -> list[str]:
