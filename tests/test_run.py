@@ -368,7 +368,9 @@ def test_tmpfs_and_mount(rl, tmp_path):
     assert m["/mt"][0] == "tmpfs" and "size=2048k" in m["/mt"][1]
     assert m["/mb"][1].startswith("ro")
     assert lines[3:] == ["m", "ok"]
-    cp = run(rl, "--mount", "type=volume,target=/x", rl.img, "true")
+    cp = run(rl, "--mount", "type=volume,target=/x", rl.img, "true")  # an anonymous volume
+    assert cp.returncode == 0, cp.stderr
+    cp = run(rl, "--mount", "type=devpts,target=/x", rl.img, "true")
     assert cp.returncode == 125 and cp.stderr.count("\n") == 1
 
 
