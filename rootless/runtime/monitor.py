@@ -58,12 +58,13 @@ class Monitor:
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )
         self.storage.prepare_host()
-        for name, text in (  # hosts and resolv.conf are rewritten once a network helper runs
-            ("hostname", launch.hostname + "\n"),
-            ("hosts", etc.hosts(launch.hostname, None, (rec.name,))),
-            ("resolv.conf", etc.resolv_conf_for(self.plan.network)),
-        ):
-            rootfs.rewrite(os.path.join(rec.run_dir, name), text)
+        rootfs.rewrite(os.path.join(rec.run_dir, "hostname"), launch.hostname + "\n")
+        if self.plan.network == "container":  # NAME's files, with this container's names added
+            if not o.no_hosts:
+                hosts = os.path.join(self.plan.network_options["run_dir"], "hosts")
+                etc.add_entries(hosts, [("127.0.0.1", [launch.hostname, rec.name])])
+        else:  # rewritten once a network helper runs
+            self._write_etc(None)
         proc = launch.process
         rec.command = proc.args
         rec.hostname, rec.network = launch.hostname, o.network
@@ -86,9 +87,8 @@ class Monitor:
             )
 
         try:
-            self.setup = userns.fork_userns(
-                body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
-            )
+            self.setup = userns.fork_userns(body, extra_unshare_flags=sc.CLONE_NEWNS,
+                                            pdeathsig=signal.SIGTERM, join=self._userns())  # fmt: skip
         finally:
             theirs.close()
             if self.stdio is not None:
@@ -98,7 +98,7 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
-        if self.plan.network not in ("none", "host"):
+        if self.plan.network not in ("none", "host", "container"):
             self._start_network()
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
             self.cgroup.apply(self.init_pid)
@@ -106,6 +106,28 @@ class Monitor:
             self.rec.save()
         if self.launch.need_go:
             self.chan.send(Go())  # if the init has died meanwhile, its Failed message follows
+
+    def _userns(self) -> str | None:
+        """The user namespace to join instead of making one: the per-user network helper's for a
+        container on networks (attaching to it), NAME's for --network container:NAME."""
+        if self.plan.network == "bridge":
+            from rootless.network.bridge import BridgeHandle
+            from rootless.network.usernet import Session
+
+            self.net = BridgeHandle(Session.attach(self.rec.id, self.rec.name))
+            return self.net.userns_path
+        ns = self.plan.namespace("user")
+        return ns.path if ns is not None else None
+
+    def _write_etc(self, net) -> None:
+        """The container's hosts and resolv.conf (rootless.network.etc), for its network `net`."""
+        from rootless.network import etc
+
+        hosts, resolv = etc.container_files(self.plan.opts, self.plan.network, self.launch.hostname,
+                                            self.rec.name, net, self.plan.image.layer_dirs)  # fmt: skip
+        for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
+            if text is not None:
+                rootfs.rewrite(os.path.join(self.rec.run_dir, name), text)
 
     def _read_until_init(self) -> None:
         while not self.init_pid and self.failed is None:
@@ -142,12 +164,13 @@ class Monitor:
             published += [
                 m for m in ports.publish_all(exposed) if (m.container_port, m.protocol) not in taken
             ]
-        self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
-                                    rec.run_dir, self.plan.network_options, published)  # fmt: skip
-        rootfs.rewrite(os.path.join(rec.run_dir, "resolv.conf"), net.resolv_conf())
-        rootfs.rewrite(
-            os.path.join(rec.run_dir, "hosts"), net.hosts(self.launch.hostname, (rec.name,))
-        )
+        if self.plan.network == "bridge":
+            net = self.net
+            net.connect(pid, rec, self.plan.network_options["endpoints"], published)
+        else:
+            self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
+                                        rec.run_dir, self.plan.network_options, published)  # fmt: skip
+        self._write_etc(net)
         rec.net = net.to_dict()
         for role, hpid in (("net", net.pid), ("net_helper", net.helper_pid)):
             if hpid:
