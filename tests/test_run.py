@@ -137,7 +137,7 @@ def test_hostname_and_name(rl):
         rl.img,
         "sh",
         "-c",
-        "hostname; cat /etc/hostname; grep box1 /etc/hosts",
+        "hostname; cat /etc/hostname; echo; grep box1 /etc/hosts",  # podman writes no newline
     )
     assert cp.stdout.splitlines()[:2] == ["box1", "box1"]
     assert "box1" in cp.stdout.splitlines()[2]
@@ -297,7 +297,7 @@ def test_etc_files_generated(rl):
         rl.img,
         "sh",
         "-c",
-        "cat /etc/hostname; cat /etc/hosts; grep -c . /etc/resolv.conf; grep -E ' /etc/(hosts|hostname|resolv.conf) ' /proc/mounts | wc -l",
+        "cat /etc/hostname; echo; cat /etc/hosts; grep -c . /etc/resolv.conf; grep -E ' /etc/(hosts|hostname|resolv.conf) ' /proc/mounts | wc -l",
     )
     out = cp.stdout.splitlines()
     assert out[0] == "hh"

@@ -209,3 +209,37 @@ def _update_files(rec, endpoints: list[dict], add: bool) -> None:
         (etc.add_entries if add else etc.remove_entries)(hosts, entries)
     if os.path.exists(resolv) and servers:
         etc.edit_nameservers(resolv, servers, add)
+
+
+def register_names(rec, names: list[str]) -> None:
+    """More DNS names for a running container on networks, on each of its networks, for as long
+    as it runs (a pod's name for its infra container, say). Registering again replaces them."""
+    from rootless.network import usernet
+
+    if usernet.request({"op": "names", "id": rec.id, "names": list(names)}) is None:
+        raise NetworkError(f"container {rec.name} is not running on a network")
+
+
+def inspect_networks(rec) -> dict:
+    """NetworkSettings for `inspect` of a container on networks: its first address and gateway, and
+    Networks (podman's per-network entries, keyed by network name)."""
+    net = rec.net or {}
+    if net.get("mode") != "bridge":
+        return {}
+    nets = {}
+    for e in net.get("endpoints") or ():
+        v4 = [a for a in e.get("ips") or () if ":" not in a]
+        v6 = [a for a in e.get("ips") or () if ":" in a]
+        gw4 = next((g for g in e.get("gateways") or () if ":" not in g), "")
+        gw6 = next((g for g in e.get("gateways") or () if ":" in g), "")
+        nets[e["network"]] = {
+            "EndpointID": "", "Gateway": gw4,
+            "IPAddress": v4[0].split("/")[0] if v4 else "",
+            "IPPrefixLen": int(v4[0].split("/")[1]) if v4 else 0,
+            "IPv6Gateway": gw6,
+            "GlobalIPv6Address": v6[0].split("/")[0] if v6 else "",
+            "GlobalIPv6PrefixLen": int(v6[0].split("/")[1]) if v6 else 0,
+            "MacAddress": e.get("mac") or "", "NetworkID": e["network"], "DriverOpts": None,
+            "IPAMConfig": None, "Links": None, "Aliases": [*e.get("aliases", ()), rec.id[:12]],
+        }  # fmt: skip
+    return {"Networks": nets}

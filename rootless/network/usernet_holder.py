@@ -36,7 +36,7 @@ class Endpoint:
         self.ips, self.gateways, self.mac, self.aliases = ips, gateways, mac, aliases
 
     def reply(self, dns: bool) -> dict:
-        return {"network": self.network, "interface": self.interface, "mac": self.mac,
+        return {"network": self.network, "interface": self.interface, "mac": self.mac, "aliases": self.aliases,
                 "ips": [str(i) for i in self.ips], "gateways": self.gateways,
                 "dns": list(self.gateways) if dns else []}  # fmt: skip
 
@@ -246,6 +246,8 @@ class Holder:
 
     def connect(self, s: Session, msg: dict) -> list[dict]:
         s.pid = int(msg.get("pid") or s.pid)
+        if msg.get("names"):
+            s.names = [n for n in msg["names"] if n]
         done: list[Endpoint] = []
         try:
             for want in msg["endpoints"]:

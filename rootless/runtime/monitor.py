@@ -58,7 +58,9 @@ class Monitor:
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )
         self.storage.prepare_host()
-        rootfs.rewrite(os.path.join(rec.run_dir, "hostname"), launch.hostname + "\n")
+        rootfs.rewrite(
+            os.path.join(rec.run_dir, "hostname"), launch.hostname
+        )  # as podman: no newline
         if self.plan.network == "container":  # NAME's files, with this container's names added
             if not o.no_hosts:
                 hosts = os.path.join(self.plan.network_options["run_dir"], "hosts")
