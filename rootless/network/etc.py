@@ -174,7 +174,7 @@ def hosts_file(
     if host_ip:
         special.append((host_ip, [HOST_ALIAS]))
     for ip, names in special + list(own):
-        free = [n for n in dict.fromkeys(names) if n and n not in taken]
+        free = [n for n in names if n and n not in taken]
         if free:
             lines.append(f"{ip}\t{' '.join(free)}")
     return "\n".join(lines) + "\n"
