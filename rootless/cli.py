@@ -132,9 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.UsageError as e:
         e.show()
         sys.exit(EXIT_RUNTIME)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(EXIT_RUNTIME)
+    except click.exceptions.Abort:  # click's form of Ctrl-C: 128 + SIGINT, as a shell reports it
+        sys.exit(130)
     except click.exceptions.ClickException as e:
         e.show()
         sys.exit(EXIT_RUNTIME)

@@ -75,7 +75,7 @@ if [ "$(cd "$HERE" && pwd -P)" != "$(cd "$PREFIX/src" && pwd -P)" ]; then
   # Copy the working tree as it is (tracked or not), without VCS data, caches or build output.
   rm -rf "$PREFIX/src.new" && mkdir -p "$PREFIX/src.new"
   tar -C "$HERE" --exclude=.git --exclude=__pycache__ --exclude='*.egg-info' --exclude=.pytest_cache \
-      --exclude=.ruff_cache --exclude=build -cf - . | tar -C "$PREFIX/src.new" -xf -
+      --exclude=.ruff_cache --exclude=./build -cf - . | tar -C "$PREFIX/src.new" -xf -
   rm -rf "$PREFIX/src.old"
   mv "$PREFIX/src" "$PREFIX/src.old" && mv "$PREFIX/src.new" "$PREFIX/src" && rm -rf "$PREFIX/src.old"
 fi

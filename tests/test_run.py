@@ -248,16 +248,31 @@ def test_env_rules(rl, tmp_path):
 
 
 def test_workdir_and_user_options(rl):
-    cp = run(
-        rl, "-w", "/new/dir", "-u", "1000:50", rl.img, "sh", "-c", "pwd; id -u; id -g; echo $HOME"
-    )
-    assert cp.stdout.split("\n")[:4] == ["/new/dir", "1000", "50", "/home/user"]
+    cp = run(rl, "-w", "/tmp", "-u", "1000:50", rl.img, "sh", "-c", "pwd; id -u; id -g; echo $HOME")
+    assert cp.stdout.split("\n")[:4] == ["/tmp", "1000", "50", "/home/user"]
+    # as podman: a -w the image does not have is an error (126), not made
+    cp = run(rl, "-w", "/new/dir", rl.img, "true")
+    assert cp.returncode == 126, cp.stderr
+    assert cp.stderr.startswith('Error: workdir "/new/dir" does not exist on container ')
+    assert cp.stderr.count("\n") == 1
     cp = run(rl, "-u", "www-data", rl.img, "id")
     assert cp.stdout.startswith("uid=33(www-data) gid=33(www-data)")
     cp = run(rl, "-u", "user:staff", rl.img, "id", "-g")
     assert cp.stdout == "50\n"
     cp = run(rl, "-u", "4242", rl.img, "sh", "-c", "id -u; id -g; echo $HOME")
     assert cp.stdout.split("\n")[:3] == ["4242", "0", "/"]
+    # as podman: the unknown uid gets an /etc/passwd entry (home: the workdir) and a group
+    cp = run(
+        rl, "-u", "4242", "-w", "/tmp", rl.img, "sh", "-c", "id; echo $HOME; grep 4242 /etc/passwd"
+    )
+    assert cp.stdout.split("\n")[:3] == [
+        "uid=4242(4242) gid=0(root) groups=0(root)",
+        "/tmp",
+        "4242:*:4242:0:container user:/tmp:/bin/sh",
+    ]
+    cp = run(rl, "-u", "1000", rl.img, "id")  # the primary group is listed too, as podman does
+    assert cp.stdout.startswith("uid=1000(user) gid=1000(user) groups=")
+    assert "1000(user)" in cp.stdout.split("groups=")[1]
     cp = run(rl, "-u", "nosuchuser", rl.img, "true")
     assert cp.returncode == 125 and "nosuchuser" in cp.stderr and cp.stderr.count("\n") == 1
     assert leftovers(rl) == []
@@ -583,6 +598,19 @@ def _wait_for_line(proc, text, timeout=20):
             if text in line:
                 return buf
     raise AssertionError(f"no {text!r} in {buf!r}")
+
+
+def test_a_signal_right_after_the_command_starts_is_forwarded(rl):
+    """The forwarder is in place before the command runs: a signal sent as soon as the container
+    prints is the container's, never rootless's own (SIGUSR1 would end rootless)."""
+    for _ in range(5):
+        p = _start(
+            rl, rl.img, "sh", "-c", "trap 'echo got-usr1; exit 5' USR1; echo up; sleep 5 & wait"
+        )
+        assert p.stdout.readline() == "up\n"
+        p.send_signal(signal.SIGUSR1)
+        out, err = p.communicate(timeout=30)
+        assert (p.returncode, out) == (5, "got-usr1\n"), err
 
 
 def test_signals_are_forwarded(rl):

@@ -243,3 +243,24 @@ def test_helper_interpreters_never_import_a_rootless_from_the_working_directory(
     cid = run(*FUSE, "run", "-d", "--network", "none", rl.img, "sleep", "60").strip()
     assert rl("exec", cid, "echo", "ok", check=True).stdout == "ok\n"
     rl("rm", "-f", cid, check=True)
+
+
+@pytest.mark.parametrize("driver", ["overlay", "fuse-overlay"])
+def test_an_image_of_300_layers_runs(rootless, registry, busybox_layout, tmp_path, driver):
+    """Far more layers than fit in one page of overlay mount data by absolute path (~57): the kernel
+    overlay mounts them through short links (podman's l/ dir); the FUSE overlay takes any number."""
+    from support import oci
+
+    layout = str(tmp_path / "many")
+    if not os.path.exists(os.path.join(layout, "index.json")):
+        layers = oci.busybox_layers()[:1] + [
+            oci.make_tar([oci.Entry(f"layer/{i:03d}", data=f"{i}\n".encode())]) for i in range(299)
+        ]
+        oci.add_image(layout, "latest", layers, config=oci.BUSYBOX_CONFIG, compress="none")
+    registry.push(layout, "latest", "many:latest")
+    rootless.trust(registry)
+    ref = f"{registry.host}/many:latest"
+    rootless("pull", "-q", ref, check=True, timeout=600)
+    cp = rootless("--storage-driver", driver, "run", "--rm", "--network", "none", ref,
+                  "sh", "-c", "cat /layer/000 /layer/298; ls /layer | wc -l", check=True)  # fmt: skip
+    assert cp.stdout.split() == ["0", "298", "299"]

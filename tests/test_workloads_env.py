@@ -66,24 +66,15 @@ def test_identity_home_and_workdir(probes, user):
         same(probes, key, user)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect: TERM is not set; podman sets TERM=xterm in every container",
-)
 @pytest.mark.parametrize("user", ["root", "nobody"], ids=["uid0", "nobody"])
 def test_environment(probes, user):
     assert probes["rootless"][user]["env"] == probes["podman"][user]["env"]
 
 
-@pytest.mark.xfail(strict=True, reason="runtime defect: no /run/.containerenv (podman writes one)")
 def test_containerenv(probes):
     same(probes, "containerenv")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect: /dev/shm is 65536 KiB; podman's is 64000 KiB (shm_size 64m)",
-)
 def test_dev_shm_size(probes):
     same(probes, "shm_kib")
 
@@ -92,11 +83,6 @@ def test_dev_mqueue(probes):
     same(probes, "mqueue")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect: / is 0755 in this image (its layers have no entry for /); podman's is "
-    "0555",
-)
 def test_root_dir_mode(probes):
     same(probes, "root_mode")
 

@@ -103,6 +103,13 @@ def _dirs_of(name: str, store) -> list[str]:
     return img.layer_dirs
 
 
+# what the runtime creates in every container, which podman's diff leaves out (libpod's initInodes)
+_RUNTIME_PATHS = frozenset((
+    "/dev", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/proc", "/run", "/run/notify",
+    "/run/.containerenv", "/run/secrets", "/sys", "/etc/mtab",
+))  # fmt: skip
+
+
 def diff(name: str, other: str | None = None, kind: str = "all") -> list[list[str]]:
     from rootless.image.store import Store
     from rootless.runtime import state
@@ -113,7 +120,8 @@ def diff(name: str, other: str | None = None, kind: str = "all") -> list[list[st
     if kind in ("all", "container"):
         try:
             rec, img, upper = step.container_layers(name)
-            return ns.call(changes.layer_changes, upper, img.layer_dirs)
+            found = ns.call(changes.layer_changes, upper, img.layer_dirs)
+            return [c for c in found if c[1] not in _RUNTIME_PATHS]
         except state.NoSuchContainer:
             if kind == "container":
                 raise

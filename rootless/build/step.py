@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from rootless.errors import RootlessError
 
 # mount points the runtime creates in the root when the image lacks them (rootfs.setup)
-RUNTIME_MOUNTPOINTS = ("proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf")
+RUNTIME_MOUNTPOINTS = (
+    "proc", "sys", "dev", "etc/hostname", "etc/hosts", "etc/resolv.conf", "run/.containerenv",
+)  # fmt: skip
 
 
 @dataclass

@@ -90,6 +90,9 @@ def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
     with open(blob_path, "rb", buffering=CHUNK) as raw:
         stream = Pipelined(raw)
         root_fd = os.open(dest, DIR_FLAGS)
+        # a layer without an entry for its root has podman's default root mode (containers/storage:
+        # 0555), which is what `/` shows in a container of it; an entry for "./" sets it instead
+        os.fchmod(root_fd, 0o555)
         ex = Extraction(root_fd)
         try:
             try:

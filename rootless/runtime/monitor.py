@@ -44,6 +44,7 @@ class Monitor:
         self.init_pid = 0
         self.master: int | None = None
         self.failed: Failed | None = None
+        self.fwd: console.SignalForwarder | None = None  # foreground: signals to the container
 
     # ---- before the container's processes exist -------------------------------------------------
     def prepare(self) -> None:
@@ -67,6 +68,7 @@ class Monitor:
                 etc.add_entries(hosts, [("127.0.0.1", [launch.hostname, rec.name])])
         else:  # rewritten once a network helper runs
             self._write_etc(None)
+        rootfs.rewrite(os.path.join(rec.run_dir, "containerenv"), _containerenv(self.plan, rec))
         proc = launch.process
         rec.command = proc.args
         rec.hostname, rec.network = launch.hostname, o.network
@@ -100,6 +102,8 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
+        if not self.detached:  # before Go: a signal to rootless once the command runs is forwarded
+            self._forward_signals()
         if self.plan.network not in ("none", "host", "container"):
             self._start_network()
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
@@ -180,20 +184,25 @@ class Monitor:
         rec.save()
 
     # ---- while the container runs ---------------------------------------------------------------
+    def _forward_signals(self) -> None:
+        if self.fwd is not None:
+            return
+        winch = None
+        if self.plan.opts.tty:
+            winch = lambda: self.master is not None and sc.copy_winsize(0, self.master)  # noqa: E731
+        target = self.init_pid or self.setup.pid
+        self.fwd = console.SignalForwarder(target, on_winch=winch).install()
+
     def foreground(self) -> int:
         """rootless run: signals to the container, the pty to the terminal; setup's exit code."""
-        o = self.plan.opts
-        winch = (
-            (lambda: self.master is not None and sc.copy_winsize(0, self.master)) if o.tty else None
-        )
-        fwd = console.SignalForwarder(self.init_pid or self.setup.pid, on_winch=winch).install()
+        self._forward_signals()  # (installed before Go already, unless the init never came)
         try:
             self.collect()
             if self.master is not None and self.failed is None:
-                console.relay_pty(self.master, o.interactive)
+                console.relay_pty(self.master, self.plan.opts.interactive)
             return self.setup.wait()
         finally:
-            fwd.uninstall()
+            self.fwd.uninstall()
 
     def detached_run(self, log, pipes: tuple[int, int]) -> int:
         """run -d: tell the CLI once the command runs, then log its output until setup is gone."""
@@ -220,6 +229,8 @@ class Monitor:
                 self.setup.kill_and_reap()
             raise
         finally:
+            if self.fwd is not None:
+                self.fwd.uninstall()
             if self.net is not None:
                 self.net.stop()
             close_all(self.chan, self.master)
@@ -260,6 +271,18 @@ def remove_quietly(rec) -> None:
             manage.remove_storage(rec)
         except RootlessError:
             pass
+
+
+def _containerenv(p: plan.Plan, rec) -> str:
+    """/run/.containerenv as podman writes it: empty, or who and what it is with --privileged."""
+    if not p.opts.privileged:
+        return ""
+    from rootless import __version__
+
+    return (
+        f'engine="rootless-{__version__}"\nname="{rec.name}"\nid="{rec.id}"\n'
+        f'image="{rec.image}"\nimageid="{rec.image_id}"\nrootless={int(os.getuid() != 0)}\n'
+    )
 
 
 def run_foreground(p: plan.Plan, rec) -> int:

@@ -175,9 +175,13 @@ def launch(plan: Plan, rec) -> Launch:
         etc["/etc/hosts"] = os.path.join(etc_dir, "hosts")
     if plan.network != "none" and o.dns != ["none"]:
         etc["/etc/resolv.conf"] = os.path.join(etc_dir, "resolv.conf")
+    etc["/run/.containerenv"] = os.path.join(rec.run_dir, "containerenv")
+    image_wd = ((plan.image.config or {}).get("config") or {}).get("WorkingDir") or "/"
     cfg = rootfs.RootfsConfig(root="", etc_files=etc, mounts=plan.mounts, read_only=o.read_only,
                               privileged=o.privileged, init=plan.init, workdir=proc.cwd,
-                              new_netns=plan.namespace("network") is not None)  # fmt: skip
+                              new_netns=plan.namespace("network") is not None,
+                              workdir_create=o.workdir in (None, image_wd), container_id=rec.id,
+                              user=proc.user)  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
     need_go = plan.network not in ("none", "host", "container") or need_cgroup

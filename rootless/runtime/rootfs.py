@@ -64,6 +64,10 @@ class RootfsConfig:
     init: str | None = None  # host path of the init binary to bind at INIT_PATH
     workdir: str = "/"
     new_netns: bool = True
+    # the container environment as podman makes it
+    workdir_create: bool = True  # the image defines the workdir: make it if missing (else exit 126)
+    container_id: str = ""
+    user: str = ""  # the process's user[:group]: a numeric uid unknown to /etc/passwd gets an entry
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -289,7 +293,6 @@ def _mount_dev(root: str) -> None:
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
-        ("core", "/proc/kcore"),
     ):
         os.symlink(to, os.path.join(d, name))
     pts = os.path.join(d, "pts")
@@ -317,7 +320,7 @@ def _mount_dev(root: str) -> None:
         os.path.join(d, "shm"),
         "tmpfs",
         sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-        "mode=1777,size=65536k",
+        "mode=1777,size=64000k",  # podman's default --shm-size 64m
     )
     try:
         sc.mount(
@@ -365,8 +368,14 @@ def setup(cfg: RootfsConfig) -> None:
                 m.flags | (sc.MS_RDONLY if m.readonly else 0),
                 m.options or None,
             )
+    _passwd_entries(cfg)
     wd = secure_join(root, cfg.workdir)
     if not os.path.isdir(wd):
+        if not cfg.workdir_create:  # podman makes only a workdir the image defines
+            raise ContainerError(
+                f'workdir "{cfg.workdir}" does not exist on container {cfg.container_id}',
+                exit_code=126,
+            )
         try:
             _mkdirs(wd)
         except OSError:
@@ -379,6 +388,40 @@ def setup(cfg: RootfsConfig) -> None:
     os.chdir("/")
     if not cfg.privileged:
         mask_paths()
+
+
+def _passwd_entries(cfg: RootfsConfig) -> None:
+    """As podman: a numeric uid that the image's /etc/passwd lacks gets an entry (name = the uid,
+    home = the workdir), and its group one in /etc/group, in copies in the container's runtime dir
+    bind-mounted over the image's files (the container's upper dir is left alone)."""
+    uname, _, gname = (cfg.user or "").partition(":")
+    if not uname.isdigit() or uname == "0":
+        return
+    root = cfg.root
+    run_dir = os.path.dirname(cfg.etc_files.get("/etc/hostname", ""))
+    if not run_dir:
+        return
+    uid = int(uname)
+    gid = int(gname) if gname.isdigit() else 0
+    for name, exists, line in (
+        ("passwd", lambda f: f[2:3] == [uname], f"{uid}:*:{uid}:{gid}:container user:{cfg.workdir}:/bin/sh"),
+        ("group", lambda f: f[2:3] == [str(gid if gname else uid)],
+         f"{gid}:x:{gid}:{uid}" if gname.isdigit() else f"{uid}:x:{uid}:"),
+    ):  # fmt: skip
+        if name == "group" and gname and not gname.isdigit():
+            continue
+        target = secure_join(root, f"/etc/{name}")
+        try:
+            with open(target, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError:
+            continue  # no such file (or a link out of the root): podman leaves it alone too
+        if os.path.islink(target) or any(exists(ln.split(":")) for ln in text.splitlines()):
+            continue
+        copy = os.path.join(run_dir, name)
+        with open(copy, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+        sc.mount(copy, target, None, sc.MS_BIND)
 
 
 def mask_paths() -> None:

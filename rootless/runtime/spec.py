@@ -132,9 +132,8 @@ def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
         raise ContainerError(
             "no command or entrypoint provided, and no CMD or ENTRYPOINT from image"
         )
-    env: dict[str, str] = {"PATH": DEFAULT_PATH, "container": "podman"}
-    if opts.tty:
-        env["TERM"] = "xterm"
+    # podman's defaults, before the image's Env: TERM=xterm with or without -t
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "TERM": "xterm", "container": "podman"}
     for item in cfg.get("Env") or []:
         env_line(item, "image", env)
     for path in opts.env_files:
@@ -202,4 +201,5 @@ def resolve_user(user: str, etc: str = "/etc") -> ResolvedUser:
         for g in groups:
             if len(g) >= 4 and g[2].isdigit() and name in g[3].split(",") and int(g[2]) != gid:
                 supp.append(int(g[2]))
-    return ResolvedUser(uid=uid, gid=gid, groups=supp, home=home)
+    # podman lists the primary group among the supplementary ones (`id` shows it in groups=)
+    return ResolvedUser(uid=uid, gid=gid, groups=sorted({*supp, gid}), home=home)

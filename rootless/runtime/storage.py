@@ -48,6 +48,8 @@ class Storage:
         for d in (self.upper, self.work, self.merged):
             os.makedirs(d, mode=0o755, exist_ok=True)
             os.chmod(d, 0o755)
+        if self.layers:  # the container's `/` has its top layer's root mode, as under podman
+            os.chmod(self.upper, stat.S_IMODE(os.stat(self.layers[-1]).st_mode))
 
     def mount(self) -> str:
         """Mount (in the current user+mount namespace); return the root path."""
@@ -89,12 +91,20 @@ class Storage:
             lowers = [empty]
         data = f"lowerdir={':'.join(lowers)},upperdir={self.upper},workdir={self.work},userxattr"
         cwd = None
-        if len(data) > 3800:  # the mount data is one page: use paths relative to the layers' parent
-            base = os.path.commonpath(lowers)
+        if (
+            len(data) > 3800
+        ):  # the mount data is one page: short links to the layers, as podman's l/
+            import shutil
+
+            links = os.path.join(self.cdir, "l")
+            shutil.rmtree(links, ignore_errors=True)
+            os.mkdir(links, 0o700)
+            for i, lower in enumerate(lowers):
+                os.symlink(lower, os.path.join(links, str(i)))
             cwd = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
-            os.chdir(base)
-            rel = [os.path.relpath(x, base) for x in lowers]
-            data = f"lowerdir={':'.join(rel)},upperdir={self.upper},workdir={self.work},userxattr"
+            os.chdir(self.cdir)
+            rel = ":".join(f"l/{i}" for i in range(len(lowers)))
+            data = f"lowerdir={rel},upperdir=upper,workdir=work,userxattr"
         try:
             try:
                 sc.mount("overlay", self.merged, "overlay", 0, data + ",volatile" * self.volatile)
