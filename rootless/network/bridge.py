@@ -175,7 +175,13 @@ class BridgeHandle:
 
             ports = resolve_ports(ports)
             self.session.request(
-                {"op": "ports", "id": rec.id, "ports": [list(p.__dict__.values()) for p in ports]}
+                {
+                    "op": "ports",
+                    "id": rec.id,
+                    "ports": [
+                        [p.host_ip, p.host_port, p.container_port, p.protocol] for p in ports
+                    ],
+                }
             )
             self.ports = ports
 

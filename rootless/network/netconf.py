@@ -35,7 +35,6 @@ POOLS = (("10.89.0.0/16", 24), ("10.90.0.0/15", 24), ("10.92.0.0/14", 24), ("10.
          ("10.128.0.0/9", 24))  # fmt: skip
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DRIVERS = ("bridge",)
-EXIT_NOT_FOUND = 1  # podman's code for `network rm|inspect` of a missing network is 1 for rm
 
 
 class NoSuchNetwork(NetworkError):
@@ -236,7 +235,7 @@ def _lease_range(text: str, net) -> dict:
         r = ip.ip_network(text, strict=False)
     except ValueError:
         raise NetworkError(f"invalid CIDR address: {text}") from None
-    if not r.subnet_of(net) if r.version == net.version else True:
+    if r.version != net.version or not r.subnet_of(net):
         raise NetworkError(f"lease range start ip {r.network_address} not in subnet {net}")
     first = r.network_address + (1 if r.prefixlen < r.max_prefixlen - 1 else 0)
     last = r.broadcast_address - (1 if r.prefixlen < r.max_prefixlen - 1 else 0)

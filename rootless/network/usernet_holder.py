@@ -122,7 +122,6 @@ class Holder:
         self.ipr = netlink.iproute_in()
         self.api_socket = ""
         self.listener: socket.socket | None = None
-        self.ever_attached = False
         from rootless.network import dns
 
         self.dns = dns
@@ -144,11 +143,11 @@ class Holder:
         self.watch(self.listener, self.accept)
         while self.listener is not None:
             timeout = self.forwarder.poll()
-            if not self.sessions and self.ever_attached:
+            if not self.sessions:  # the client that started us holds the lock until it attached
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
             for key, _ in self.sel.select(timeout):
                 key.data()
-            if not self.sessions and self.ever_attached:
+            if not self.sessions:
                 self.maybe_exit()
 
     def owner_gone(self) -> None:
@@ -223,7 +222,6 @@ class Holder:
                 self.end(old)
             s = Session(msg["id"], msg.get("name") or msg["id"][:12], conn)
             self.sessions[s.cid], self.conns[conn] = s, s
-            self.ever_attached = True
             return {"pid": os.getpid()}
         if op == "status":
             return {"sessions": {c: {"name": s.name, "networks": sorted(s.endpoints)} for c, s in self.sessions.items()},
