@@ -73,6 +73,18 @@ CONF_KEYS = ("base_hosts_file", "host_containers_internal_ip", "dns_servers", "d
              "dns_options")  # fmt: skip
 
 
+def _assigns(data: bytes) -> bool:
+    """Whether a line outside a comment starts with one of CONF_KEYS (a cheap test before TOML:
+    the keys' few occurrences are looked at, not every line)."""
+    for key in CONF_KEYS:
+        i = data.find(key.encode())
+        while i >= 0:
+            if not data[data.rfind(b"\n", 0, i) + 1 : i].strip():
+                return True
+            i = data.find(key.encode(), i + 1)
+    return False
+
+
 def _conf_files() -> list[str]:
     """containers.conf files in podman's order (later ones win); CONTAINERS_CONF alone if set."""
     if os.environ.get("CONTAINERS_CONF"):
@@ -104,8 +116,7 @@ def settings() -> dict:
                 data = f.read()
         except OSError:
             continue
-        if not any(ln.lstrip() and not ln.lstrip().startswith(b"#") and k.encode() in ln
-                   for ln in data.splitlines() for k in CONF_KEYS):  # fmt: skip
+        if not _assigns(data):
             continue
         import tomllib
 
