@@ -165,10 +165,12 @@ def test_network_none_has_only_lo_up(rl):
     cp = run(rl, rl.img, "cat", "/proc/net/dev")
     assert [ln.split(":")[0].strip() for ln in cp.stdout.splitlines()[2:]] == ["lo"]
     script = (
-        "nc -l -p 7777 > /tmp/got & "
+        # the listener's stdin stays open: at EOF of /dev/null busybox nc may close before reading
+        "sleep 10 | nc -l -p 7777 > /tmp/got & "
         # connect once the listener is in LISTEN (port 7777 = 0x1E61, state 0A; nc may listen on ::)
         "until cat /proc/net/tcp /proc/net/tcp6 | grep -q ':1E61 [0-9A-F]*:0000 0A'; do sleep 0.05; done; "
-        "echo over-lo | nc 127.0.0.1 7777; wait; cat /tmp/got"
+        "echo over-lo | nc 127.0.0.1 7777; "
+        "for i in $(seq 200); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got"
     )
     cp = run(rl, rl.img, "sh", "-c", script)
     assert cp.stdout == "over-lo\n", cp.stderr

@@ -342,8 +342,7 @@ def _is_gzip(path: str) -> bool:
 def _extract_all(store: Store, layers: list[dict]) -> list:
     import trio
 
-    from rootless.image.pull import extract_layer
-    from rootless.image.pull import first_error as _first
+    from rootless.image.pull import extract_layer, first_error
 
     sizes = [None] * len(layers)
 
@@ -359,7 +358,7 @@ def _extract_all(store: Store, layers: list[dict]) -> list:
                 for i, layer in enumerate(layers):
                     n.start_soon(one, i, layer)
         except BaseExceptionGroup as eg:
-            raise _first(eg) from None
+            raise first_error(eg) from None
 
     from rootless.image.pull import start_extract_server
     from rootless.image.pull import with_server as _with_server

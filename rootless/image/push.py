@@ -233,9 +233,9 @@ async def _push(store, rec, blobs, fmt, keep, dest, insecure, opts, access, prog
                 for i, b in enumerate(blobs):
                     nursery.start_soon(_layer, up, b, i, limit, tmp, out)
         except BaseExceptionGroup as eg:
-            from rootless.image.pull import _first
+            from rootless.image.pull import first_error
 
-            raise _first(eg) from None
+            raise first_error(eg) from None
         cpath = store.blob_path(rec.config_digest)
         csize = os.path.getsize(cpath)
         out.start("config", rec.config_digest, csize, config=True)
