@@ -81,6 +81,8 @@ class Monitor:
     # ---- up to the command's exec ---------------------------------------------------------------
     def start(self) -> None:
         """Fork setup, learn the pids, start the network, apply the cgroup, send Go."""
+        if not self.detached:  # from now on a signal to rootless is the container's
+            self._forward_signals()
         mine, theirs = Channel.pair()
         self.chan = mine
         monitor, ours = os.getpid(), (mine, self.status)
@@ -102,8 +104,8 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
-        if not self.detached:  # before Go: a signal to rootless once the command runs is forwarded
-            self._forward_signals()
+        if self.fwd is not None:
+            self.fwd.target(self.init_pid)
         if self.plan.network not in ("none", "host", "container"):
             self._start_network()
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
@@ -185,17 +187,15 @@ class Monitor:
 
     # ---- while the container runs ---------------------------------------------------------------
     def _forward_signals(self) -> None:
-        if self.fwd is not None:
-            return
         winch = None
         if self.plan.opts.tty:
             winch = lambda: self.master is not None and sc.copy_winsize(0, self.master)  # noqa: E731
-        target = self.init_pid or self.setup.pid
-        self.fwd = console.SignalForwarder(target, on_winch=winch).install()
+        self.fwd = console.SignalForwarder(on_winch=winch).install()
 
     def foreground(self) -> int:
         """rootless run: signals to the container, the pty to the terminal; setup's exit code."""
-        self._forward_signals()  # (installed before Go already, unless the init never came)
+        if not self.fwd.pid:  # the init never came: signals go to setup, which ends the container
+            self.fwd.target(self.setup.pid)
         try:
             self.collect()
             if self.master is not None and self.failed is None:
