@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("rootless.commands.history", "diff", "Show a container's or image's changes"),
     "import": ("rootless.commands.commit", "import_", "Create an image from a tarball"),
     "export": ("rootless.commands.commit", "export", "Export a container's filesystem as a tar"),
+    "network": ("rootless.commands.network", "network", "Manage networks"),
     "volume": ("rootless.commands.volume", "volume", "Manage volumes"),
     "pod": ("rootless.commands.pod", "pod", "Manage pods"),
 }  # fmt: skip

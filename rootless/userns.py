@@ -205,13 +205,18 @@ def warn_single(idmap: IdMap) -> None:
         pass
 
 
-def _child_body(child, flags: int, mine: Channel, theirs: Channel):
-    """What the forked child runs: unshare, tell the parent, wait to be released, become root."""
+def _child_body(child, flags: int, mine: Channel, theirs: Channel, join: str | None = None):
+    """What the forked child runs: unshare (or join `join`'s user namespace, then unshare the other
+    flags), tell the parent, wait to be released, become root."""
 
     def body() -> int | None:
         mine.close()
         try:
-            syscalls.unshare(syscalls.CLONE_NEWUSER | flags)
+            if join:
+                syscalls.setns_path(join, syscalls.CLONE_NEWUSER)
+                syscalls.unshare(flags)
+            else:
+                syscalls.unshare(syscalls.CLONE_NEWUSER | flags)
         except OSError as e:
             theirs.send(Failed(EXIT_RUNTIME, e.strerror or str(e), errno=e.errno or 0))
             return EXIT_RUNTIME
@@ -247,6 +252,7 @@ def fork_userns(
     extra_unshare_flags: int = 0,
     pdeathsig: int | None = None,
     warn: bool = True,
+    join: str | None = None,
 ) -> process.Child:
     """Fork a child that runs `child()` as uid/gid 0 in a new user namespace with `idmap`
     (default: idmap.for_user()) and exits with its result. See the module docstring for the threads
@@ -254,7 +260,8 @@ def fork_userns(
     `warn=False` leaves out the single-id fallback warning (for probes).
 
     Raises IdMapError (one line, see docs/subuid.md) if the namespace cannot be set up; in that case
-    no child is left behind.
+    no child is left behind. `join`: a user namespace's path (/proc/PID/ns/user) to join instead
+    of making one (it has its maps already; this user owns it, so may enter it).
     """
     if idmap is None:
         idmap = for_user()
@@ -265,13 +272,15 @@ def fork_userns(
             "(see rootless/userns.py)",
             threading.active_count(),
         )
-    plan = _plan(idmap)  # raises before forking for a missing or unusable helper
+    plan = (
+        ("joined", "", "") if join else _plan(idmap)
+    )  # raises before forking if helpers are unusable
     if plan[0] == "single" and warn:
         warn_single(idmap)
     mine, theirs = Channel.pair()
     try:
         proc = process.fork(
-            _child_body(child, extra_unshare_flags, mine, theirs),
+            _child_body(child, extra_unshare_flags, mine, theirs, join),
             pdeathsig=pdeathsig,
             report=_report,
             context="in the user namespace",
@@ -290,10 +299,13 @@ def fork_userns(
                 f"the user namespace child did not start within {READY_TIMEOUT:.0f}s (see {DOCS})"
             ) from None
         if isinstance(msg, Failed):
+            if join:
+                raise IdMapError(f"cannot join the user namespace {join}: {msg.message}")
             raise _unshare_error(msg.errno)
         if not isinstance(msg, Ready):
             raise IdMapError(f"the user namespace child died before it was set up (see {DOCS})")
-        _write_maps(proc.pid, idmap, plan)
+        if not join:
+            _write_maps(proc.pid, idmap, plan)
         mine.send(Go())
     except BaseException:
         proc.kill_and_reap()
@@ -301,43 +313,6 @@ def fork_userns(
     finally:
         mine.close()
     return proc
-
-
-def fork_joined(
-    child: Callable[[], int | None],
-    path: str,
-    *,
-    extra_unshare_flags: int = 0,
-    pdeathsig: int | None = None,
-) -> process.Child:
-    """Fork a child that joins the existing user namespace at `path` (/proc/PID/ns/user of a pod's
-    infra container; this process's user owns it, so it may) and runs `child()` there as uid/gid 0,
-    after unsharing `extra_unshare_flags`. The namespace is opened here, so a missing or foreign
-    one fails in this process with one line (IdMapError); nothing is forked then."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise IdMapError(f"cannot open the user namespace {path}: {e.strerror}") from None
-
-    def body() -> int | None:
-        syscalls.setns(fd, syscalls.CLONE_NEWUSER)
-        os.close(fd)
-        if extra_unshare_flags:
-            syscalls.unshare(extra_unshare_flags)
-        os.setresgid(0, 0, 0)
-        try:
-            os.setgroups([])
-        except PermissionError:
-            pass
-        os.setresuid(0, 0, 0)
-        return child()
-
-    try:
-        return process.fork(
-            body, pdeathsig=pdeathsig, report=_report, context="joining the user namespace"
-        )
-    finally:
-        os.close(fd)
 
 
 def run_in_userns(

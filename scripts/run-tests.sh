@@ -7,7 +7,8 @@
 #   5. the real-image corpus (scripts/build-test-images.sh: Debian images, built once and cached), then
 #      the main pass as the unprivileged user `tester`: everything else; then a second pass as
 #      `tester2`, whose uid and subordinate range differ (no test may depend on one user's ids);
-#   6. a leak check: no process of the test users and no FUSE mount may outlive the suite.
+#   6. a leak check: no process of the test users, no FUSE mount, no network namespace of theirs (held by a
+#      process, an open fd or a bind mount) and no new network interface may outlive the suite.
 # Extra arguments go to both pytest passes (e.g. -k pull, -x).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +40,13 @@ SECOND_USER=${ROOTLESS_TEST_USER2:-${TEST_USER}2}
 users_pids() { for u in "$TEST_USER" "$SECOND_USER"; do pgrep -u "$u" | tr '\n' ' '; done; }
 before_pids=" $(users_pids) "
 before_mounts=$(grep -cE ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts)
+# network namespaces (lsns: held by any process, fd or nsfs mount) owned by the test users, nsfs
+# mounts, and the host's interfaces: user-defined networks must leave none of them behind
+users_netns() { for u in "$TEST_USER" "$SECOND_USER"; do lsns -t net -n -r -o NS,USER 2>/dev/null | awk -v u="$u" '$2 == u {print $1}'; done | sort -u; }
+host_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; }
+before_netns=$(users_netns)
+before_nsfs=$(grep -c ' nsfs ' /proc/mounts)
+before_links=$(host_links)
 
 unprivileged_pass() {  # USER MARKEXPR [pytest args]
   local user=$1 marks=$2; shift 2
@@ -59,6 +67,16 @@ if [ -n "$leaks" ] || [ "$mounts" -gt "$before_mounts" ]; then
   echo "LEAK CHECK FAILED: the suite left processes or FUSE mounts behind:"
   [ -n "$leaks" ] && echo "$leaks"
   grep -E ' fuse(\.[a-z0-9_-]+)? ' /proc/mounts
+  failed=1
+fi
+netns_left=$(comm -13 <(echo "$before_netns") <(users_netns))
+links_left=$(comm -13 <(echo "$before_links") <(host_links))
+nsfs=$(grep -c ' nsfs ' /proc/mounts)
+if [ -n "$netns_left" ] || [ -n "$links_left" ] || [ "$nsfs" -gt "$before_nsfs" ]; then
+  echo "LEAK CHECK FAILED: the suite left network namespaces, nsfs mounts or interfaces behind:"
+  [ -n "$netns_left" ] && lsns -t net | grep -wF "$netns_left"
+  [ -n "$links_left" ] && echo "interfaces: $links_left"
+  [ "$nsfs" -gt "$before_nsfs" ] && grep ' nsfs ' /proc/mounts
   failed=1
 fi
 exit $failed

@@ -285,8 +285,8 @@ def test_slirp4netns_configures_the_container_as_podman(sandbox):
         state = json.loads(out.stdout)
         assert state["links"]["tap0"]["mtu"] == 65520
         assert net.address == "10.0.2.100" and net.gateway == "10.0.2.2"
-        assert net.resolv_conf().count("nameserver") == 1
-        assert "nameserver 10.0.2.3\n" in net.resolv_conf()
+        # podman's: slirp4netns's DNS first, the host's non-loopback nameservers after it
+        assert net.resolv_conf().startswith("nameserver 10.0.2.3\n")
         assert "10.0.2.100\tctr" in net.hosts("ctr").splitlines()
         cmdline = open(f"/proc/{net.helper_pid}/cmdline", "rb").read().split(b"\0")
         for flag in (
@@ -371,7 +371,7 @@ def test_pasta_reaches_the_host_loopback_through_its_gateway(sandbox, host_serve
         assert name == "host.containers.internal"
         r = wget(box, f"http://{ip}:{host_server}/")
         assert r.returncode == 0 and r.stdout == "hello from the host\n"
-        assert net.resolv_conf() == etc.resolv_conf(["169.254.1.1"])
+        assert net.resolv_conf().startswith("nameserver 169.254.1.1\n")
     finally:
         assert_stopped(net)
     box2 = sandbox()

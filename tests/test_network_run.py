@@ -126,7 +126,7 @@ def test_run_network_none_has_only_lo(rootless, image):
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--network", "bogus"], "unknown network mode"),
+        (["--network", "bogus"], "unable to find network with name or ID bogus: network not found"),
         (["-p", "8080:80/sctp"], "invalid protocol"),
         (["-p", "x:80"], "invalid host port"),
     ],

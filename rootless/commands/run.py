@@ -43,9 +43,15 @@ from rootless.runtime.spec import RunOptions
     "--network",
     "--net",
     "network",
-    default=None,
-    help="slirp4netns (default), pasta, none or host.",
+    multiple=True,
+    help="slirp4netns (default), pasta, none, host, container:NAME, or networks: NAME[:ip=..,alias=..].",
 )
+@click.option("--network-alias", multiple=True, help="A name for the container on its networks.")
+@click.option("--add-host", multiple=True, help="Add a line to /etc/hosts (HOST:IP).")
+@click.option("--dns", multiple=True, help="A DNS server for /etc/resolv.conf (none: the image's).")
+@click.option("--dns-search", multiple=True, help="A DNS search domain for /etc/resolv.conf.")
+@click.option("--dns-option", multiple=True, help="A DNS option for /etc/resolv.conf.")
+@click.option("--no-hosts", is_flag=True, help="Keep the image's /etc/hosts.")
 @click.option(
     "-p", "--publish", multiple=True, help="Publish a port [HOSTIP:][HOSTPORT:]CTRPORT[/PROTO]."
 )
@@ -110,7 +116,14 @@ def run(ctx, **kw):
     opts = RunOptions(
         **{field: kw[flag] for flag, field in _SAME},
         **{field: list(kw[flag]) for flag, field in _LISTS},
-        network=kw["network"] or "slirp4netns",
+        network=(kw["network"] or ("slirp4netns",))[0],
+        networks=list(kw["network"][1:]),
+        network_aliases=list(kw["network_alias"]),
+        add_hosts=list(kw["add_host"]),
+        dns=list(kw["dns"]),
+        dns_search=list(kw["dns_search"]),
+        dns_options=list(kw["dns_option"]),
+        no_hosts=kw["no_hosts"],
         storage_driver=driver,
         limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
         volumes_from=list(kw["volumes_from"]),

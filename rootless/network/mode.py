@@ -21,13 +21,17 @@ from rootless.errors import NetworkError
 # The helpers' modules are imported when a mode needs them: `--network none` and `host` import
 # nothing more (they are on the start path of every such container).
 
-MODES = ("slirp4netns", "pasta", "none", "host")
+MODES = ("slirp4netns", "pasta", "none", "host", "bridge", "container")
 DEFAULT_MODE = "slirp4netns"
 HELPERS = (("slirp4netns", "slirp4netns"), ("pasta", "passt"))  # (command, Debian package)
+# names that select a mode rather than a network (podman's list for extra --network values)
+RESERVED = ("bridge", "slirp4netns", "pasta", "pod", "none", "default", "private", "ns", "container",
+            "host")  # fmt: skip
 
 
 def parse_network(value: str | None) -> tuple[str, dict]:
-    """Parse a ``--network`` value into (mode, options). Empty means slirp4netns."""
+    """Parse a ``--network`` value into (mode, options). Empty means slirp4netns; a name that is no
+    mode is a user-defined network (mode "bridge", see rootless.network.bridge)."""
     value = (value or "").strip()
     if not value or value in ("private", "default"):
         return DEFAULT_MODE, {}
@@ -44,11 +48,32 @@ def parse_network(value: str | None) -> tuple[str, dict]:
         if rest:
             raise NetworkError(f"--network {mode} takes no options: use --network {mode}")
         return mode, {}
-    if mode == "bridge":
-        raise NetworkError(
-            "--network bridge needs a root network daemon: use slirp4netns (the default), pasta, none or host"
-        )
-    raise NetworkError(f"unknown network mode {mode!r}: use slirp4netns, pasta, none or host")
+    if mode == "container":
+        if not rest:
+            raise NetworkError(
+                'must provide name or ID or a container when specifying "container:"'
+            )
+        return mode, {"container": rest}
+    if mode in ("ns", "pod"):
+        raise NetworkError(f"--network {mode}: is not supported: use a network, container:NAME, "
+                           "slirp4netns, pasta, none or host")  # fmt: skip
+    from rootless.network import bridge
+
+    return "bridge", {"endpoints": bridge.parse_first(value)}
+
+
+def parse_networks(values: list[str]) -> tuple[str, dict]:
+    """Every ``--network`` value: several are only possible for networks (mode "bridge")."""
+    mode, opts = parse_network(values[0] if values else None)
+    if len(values) > 1:
+        if mode != "bridge":
+            raise NetworkError(
+                f"cannot set multiple networks without bridge network mode, selected mode {mode}: invalid argument"
+            )
+        from rootless.network import bridge
+
+        opts = {"endpoints": bridge.parse_more(opts["endpoints"], values[1:])}
+    return mode, opts
 
 
 def start(

@@ -9,6 +9,7 @@ running. Netlink work that user-defined networks will need (bridges, veths, addr
 here too, run by a long-lived helper that pays for the import once, not by a container's start.
 """
 
+import os
 import socket
 
 from rootless import syscalls
@@ -90,3 +91,96 @@ def verify_netns(
 def has_default_route() -> bool:
     """Whether the current netns has any default route (``--network none`` must not)."""
     return any(r["dst"] == "default" for r in netns_state()["routes"])
+
+
+# --- the per-user network namespace's links (rootless.network.usernetd; pyroute2, never on the
+# start path) --------------------------------------------------------------------------------
+
+
+def iproute_in(netns_path: str | None = None):
+    """A pyroute2 IPRoute whose netlink socket lives in the network namespace at `netns_path` (the
+    current one if None): this thread enters it for the socket's creation and comes back, so no
+    process is forked for it. Needs CAP_SYS_ADMIN over that namespace."""
+    from pyroute2 import IPRoute
+
+    if netns_path is None:
+        return IPRoute()
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns_path(netns_path, syscalls.CLONE_NEWNET)
+        try:
+            return IPRoute()
+        finally:
+            syscalls.setns(own, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(own)
+
+
+def _index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def bridge_up(ipr, name: str, addresses: list[str], mtu: int | None = None) -> None:
+    """Create bridge `name` (if missing) with `addresses` ("10.89.0.1/24") and bring it up."""
+    if _index(ipr, name) is None:
+        kw = {"mtu": mtu} if mtu else {}
+        ipr.link("add", ifname=name, kind="bridge", **kw)
+    idx = _index(ipr, name)
+    have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)}
+    for cidr in addresses:
+        if cidr not in have:
+            addr, plen = cidr.split("/")
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+    ipr.link("set", index=idx, state="up")
+
+
+def delete_link(ipr, name: str) -> None:
+    """Delete a link if it exists (a veth's peer goes with it)."""
+    idx = _index(ipr, name)
+    if idx is not None:
+        try:
+            ipr.link("del", index=idx)
+        except Exception:  # noqa: BLE001 - gone meanwhile (its peer's namespace ended)
+            pass
+
+
+def add_veth(
+    ipr,
+    bridge: str,
+    host_name: str,
+    peer_name: str,
+    netns_fd: int,
+    mac: str | None,
+    mtu: int | None,
+) -> None:
+    """A veth pair: `host_name` here, enslaved to `bridge` and up; `peer_name` created directly in
+    the namespace of `netns_fd` (with `mac`, if given)."""
+    peer: dict = {"ifname": peer_name, "net_ns_fd": netns_fd}
+    if mac:
+        peer["address"] = mac
+    kw = {"mtu": mtu} if mtu else {}
+    if mtu:
+        peer["mtu"] = mtu
+    ipr.link("add", ifname=host_name, kind="veth", peer=peer, **kw)
+    idx = _index(ipr, host_name)
+    ipr.link("set", index=idx, master=_index(ipr, bridge))
+    ipr.link("set", index=idx, state="up")
+
+
+def configure_peer(ipr, name: str, addresses: list[str], gateways: list[str]) -> str:
+    """In the container's namespace (`ipr` opened there): `name`'s addresses, up, and a default
+    route via each gateway of a family that has none yet. Returns its MAC address."""
+    idx = _index(ipr, name)
+    for cidr in addresses:
+        addr, plen = cidr.split("/")
+        ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+    ipr.link("set", index=idx, state="up")
+    for gw in gateways:
+        family = socket.AF_INET6 if ":" in gw else socket.AF_INET
+        if not any(r.get_attr("RTA_DST") is None for r in ipr.get_routes(family=family, table=254)):
+            ipr.route(
+                "add", dst="::/0" if family == socket.AF_INET6 else "0.0.0.0/0", gateway=gw, oif=idx
+            )
+    link = ipr.get_links(idx)[0]
+    return link.get_attr("IFLA_ADDRESS")

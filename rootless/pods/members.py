@@ -1,13 +1,15 @@
-"""A container of a pod: what it joins, decided by rootless.runtime.plan.prepare (`join`), and the
-/etc files it gets (`etc_texts`, written by its monitor).
+"""A container of a pod: what it joins, decided by rootless.runtime.plan.prepare (`join`,
+`network`, `user_namespace`).
 
 Namespaces are OCI-style (rootless.runtime.plan.Namespace): a member joins, by path, the infra's
 (/proc/INFRA-INIT/ns/TYPE) network, ipc, uts and pid namespaces the pod shares, and always the
 infra's user namespace: a namespace can only be joined with CAP_SYS_ADMIN in the user namespace that
 owns it, and the member's setup process has that only as root of that very user namespace (its
-monitor forks it there: rootless.userns.fork_joined). Its mount and cgroup namespaces are its own.
+monitor forks it there: rootless.userns.fork_userns(join=)). Its mount and cgroup namespaces are its own.
 A member of a pod that shares the network has no network helper of its own (mode "container"): the
-infra's monitor holds the pod's. A pod without infra (--infra=false) only groups containers.
+infra's monitor holds the pod's, and its /etc/hosts and resolv.conf are the infra's (the monitor
+adds the container's names to the hosts file, as for --network container:NAME). A pod without
+infra (--infra=false) only groups containers.
 
 This module reads records and decides; it starts nothing (rootless.runtime.api starts a stopped
 infra before a member starts: `infra_to_start`).
@@ -15,7 +17,6 @@ infra before a member starts: `infra_to_start`).
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 from rootless.errors import ContainerError
@@ -143,21 +144,32 @@ def after_exit(j: Join, rec_id: str) -> None:
         state.signal_pid(init[0], init[1], signal.SIGTERM)
 
 
-def etc_texts(j: Join, rec) -> dict[str, str]:
-    """/etc/hosts and resolv.conf of a member that shares the pod's network: the infra's, with the
-    names of the pod's containers on 127.0.0.1 (as podman's pod /etc/hosts has them)."""
+def network(j: Join, opts) -> tuple[str, dict, list]:
+    """The network of a container that shares its pod's: mode "container" on the infra, as
+    `--network container:INFRA` (rootless.runtime.plan._network): the infra's user and network
+    namespaces, its /etc/hosts and resolv.conf, no helper of its own."""
+    from rootless.network import etc
     from rootless.runtime import state
+    from rootless.runtime.plan import Namespace
 
+    etc.check_options(opts, "container")
     infra = state.load(j.infra_id)
-    out = {}
-    for name in ("hosts", "resolv.conf"):
-        try:
-            with open(os.path.join(infra.run_dir, name)) as f:
-                out[name] = f.read()
-        except (OSError, AttributeError):
-            out[name] = ""
-    names = [r.name for r in state.list_records()
-             if r.run is not None and r.run.pod == j.pod_id and r.id != j.infra_id]  # fmt: skip
-    names = list(dict.fromkeys([rec.name, *names]))
-    out["hosts"] += f"127.0.0.1\t{' '.join(names)}\n"
-    return out
+    net_opts = {"container": j.infra_id, "run_dir": infra.run_dir if infra else ""}
+    return (
+        "container",
+        net_opts,
+        [Namespace("user", j.path("user")), Namespace("network", j.path("network"))],
+    )
+
+
+def user_namespace(j: Join, mode: str, net_ns: list) -> list:
+    """A container that shares some of its pod's namespaces but not its network: it still runs in
+    the infra's user namespace (which owns them)."""
+    from rootless.runtime.plan import Namespace
+
+    if mode == "bridge":
+        raise ContainerError(
+            f"a container of pod {j.pod_name} on networks of its own cannot share the pod's "
+            f"{', '.join(j.shared)} namespaces: create the pod on that network (pod create --network)"
+        )
+    return [Namespace("user", j.path("user")) if n.type == "user" else n for n in net_ns]

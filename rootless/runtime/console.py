@@ -51,14 +51,25 @@ copy_winsize = syscalls.copy_winsize
 
 
 class SignalForwarder:
-    """While installed, signals rootless receives go to the container's main process (host pid)."""
+    """While installed, signals rootless receives go to the container's main process (host pid).
+    Installed before that process exists (pid 0), it keeps what arrives and delivers it once
+    target() names the process, so no signal meant for the container ever ends rootless."""
 
-    def __init__(self, pid: int, on_winch=None):
+    def __init__(self, pid: int = 0, on_winch=None):
         self.pid = pid
         self.on_winch = on_winch
         self.old: dict[int, object] = {}
+        self.pending: list[int] = []
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        while self.pending:
+            self._handler(self.pending.pop(0), None)
 
     def _handler(self, signum, _frame):
+        if not self.pid:
+            self.pending.append(signum)
+            return
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:

@@ -193,9 +193,24 @@ def inspect_data(rec) -> dict:
             "Gateway": net.get("gateway") or "",
             "Ports": port_map,
             "SandboxKey": f"/proc/{rec.pid}/ns/net" if running and rec.pid else "",
+            **_networks(rec),
         },
         "HostConfig": _host_config(rec, run),
     }
+
+
+def _networks(rec) -> dict:
+    """Networks (and the first address) of a container on user-defined networks (netdns)."""
+    if not rec.net or rec.net.get("mode") != "bridge":
+        return {}
+    from rootless.network.attach import inspect_networks
+
+    out = inspect_networks(rec)
+    first = next(iter(out["Networks"].values()), None)
+    if first:
+        out.update(IPAddress=first["IPAddress"], Gateway=first["Gateway"],
+                   IPPrefixLen=first["IPPrefixLen"], MacAddress=first["MacAddress"])  # fmt: skip
+    return out
 
 
 def inspect_container(name: str) -> dict | None:

@@ -59,18 +59,16 @@ class Monitor:
             o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
         )
         self.storage.prepare_host()
-        files = {  # hosts and resolv.conf are rewritten once a network helper runs
-            "hostname": launch.hostname + "\n",
-            "hosts": etc.hosts(launch.hostname, None, (rec.name,)),
-            "resolv.conf": etc.resolv_conf_for(self.plan.network),
-            "containerenv": _containerenv(self.plan, rec),
-        }
-        if self.plan.network == "container" and self.plan.pod:  # the pod's network: its files
-            from rootless.pods import members
-
-            files.update(members.etc_texts(self.plan.pod, rec))
-        for name, text in files.items():
-            rootfs.rewrite(os.path.join(rec.run_dir, name), text)
+        rootfs.rewrite(
+            os.path.join(rec.run_dir, "hostname"), launch.hostname
+        )  # as podman: no newline
+        if self.plan.network == "container":  # NAME's files, with this container's names added
+            if not o.no_hosts:
+                hosts = os.path.join(self.plan.network_options["run_dir"], "hosts")
+                etc.add_entries(hosts, [("127.0.0.1", [launch.hostname, rec.name])])
+        else:  # rewritten once a network helper runs
+            self._write_etc(None)
+        rootfs.rewrite(os.path.join(rec.run_dir, "containerenv"), _containerenv(self.plan, rec))
         proc = launch.process
         rec.command = proc.args
         rec.hostname, rec.network = launch.hostname, o.network
@@ -83,6 +81,8 @@ class Monitor:
     # ---- up to the command's exec ---------------------------------------------------------------
     def start(self) -> None:
         """Fork setup, learn the pids, start the network, apply the cgroup, send Go."""
+        if not self.detached:  # from now on a signal to rootless is the container's
+            self._forward_signals()
         mine, theirs = Channel.pair()
         self.chan = mine
         monitor, ours = os.getpid(), (mine, self.status)
@@ -92,18 +92,13 @@ class Monitor:
                 self.plan, self.launch, self.storage, theirs, self.stdio, self.rec, monitor, ours
             )
 
-        user = self.plan.namespace("user")
-        try:
-            if user is not None and user.path:  # a pod's container: in its infra's user namespace
-                from rootless.pods import members
+        if self.plan.pod is not None:  # the infra whose namespaces it joins still runs
+            from rootless.pods import members
 
-                members.check_running(self.plan.pod)
-                self.setup = userns.fork_joined(body, user.path, extra_unshare_flags=sc.CLONE_NEWNS,
-                                                pdeathsig=signal.SIGTERM)  # fmt: skip
-            else:
-                self.setup = userns.fork_userns(
-                    body, extra_unshare_flags=sc.CLONE_NEWNS, pdeathsig=signal.SIGTERM
-                )
+            members.check_running(self.plan.pod)
+        try:
+            self.setup = userns.fork_userns(body, extra_unshare_flags=sc.CLONE_NEWNS,
+                                            pdeathsig=signal.SIGTERM, join=self._userns())  # fmt: skip
         finally:
             theirs.close()
             if self.stdio is not None:
@@ -113,9 +108,9 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
-        if not self.detached:  # before Go: a signal to rootless once the command runs is forwarded
-            self._forward_signals()
-        if self.plan.network not in plan.NO_HELPER:
+        if self.fwd is not None:
+            self.fwd.target(self.init_pid)
+        if self.plan.network not in ("none", "host", "container"):
             self._start_network()
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
             self.cgroup.apply(self.init_pid)
@@ -123,6 +118,28 @@ class Monitor:
             self.rec.save()
         if self.launch.need_go:
             self.chan.send(Go())  # if the init has died meanwhile, its Failed message follows
+
+    def _userns(self) -> str | None:
+        """The user namespace to join instead of making one: the per-user network helper's for a
+        container on networks (attaching to it), NAME's for --network container:NAME."""
+        if self.plan.network == "bridge":
+            from rootless.network.bridge import BridgeHandle
+            from rootless.network.usernet import Session
+
+            self.net = BridgeHandle(Session.attach(self.rec.id, self.rec.name))
+            return self.net.userns_path
+        ns = self.plan.namespace("user")
+        return ns.path if ns is not None else None
+
+    def _write_etc(self, net) -> None:
+        """The container's hosts and resolv.conf (rootless.network.etc), for its network `net`."""
+        from rootless.network import etc
+
+        hosts, resolv = etc.container_files(self.plan.opts, self.plan.network, self.launch.hostname,
+                                            self.rec.name, net, self.plan.image.layer_dirs)  # fmt: skip
+        for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
+            if text is not None:
+                rootfs.rewrite(os.path.join(self.rec.run_dir, name), text)
 
     def _read_until_init(self) -> None:
         while not self.init_pid and self.failed is None:
@@ -159,12 +176,13 @@ class Monitor:
             published += [
                 m for m in ports.publish_all(exposed) if (m.container_port, m.protocol) not in taken
             ]
-        self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
-                                    rec.run_dir, self.plan.network_options, published)  # fmt: skip
-        rootfs.rewrite(os.path.join(rec.run_dir, "resolv.conf"), net.resolv_conf())
-        rootfs.rewrite(
-            os.path.join(rec.run_dir, "hosts"), net.hosts(self.launch.hostname, (rec.name,))
-        )
+        if self.plan.network == "bridge":
+            net = self.net
+            net.connect(pid, rec, self.plan.network_options["endpoints"], published)
+        else:
+            self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
+                                        rec.run_dir, self.plan.network_options, published)  # fmt: skip
+        self._write_etc(net)
         rec.net = net.to_dict()
         for role, hpid in (("net", net.pid), ("net_helper", net.helper_pid)):
             if hpid:
@@ -173,17 +191,15 @@ class Monitor:
 
     # ---- while the container runs ---------------------------------------------------------------
     def _forward_signals(self) -> None:
-        if self.fwd is not None:
-            return
         winch = None
         if self.plan.opts.tty:
             winch = lambda: self.master is not None and sc.copy_winsize(0, self.master)  # noqa: E731
-        target = self.init_pid or self.setup.pid
-        self.fwd = console.SignalForwarder(target, on_winch=winch).install()
+        self.fwd = console.SignalForwarder(on_winch=winch).install()
 
     def foreground(self) -> int:
         """rootless run: signals to the container, the pty to the terminal; setup's exit code."""
-        self._forward_signals()  # (installed before Go already, unless the init never came)
+        if not self.fwd.pid:  # the init never came: signals go to setup, which ends the container
+            self.fwd.target(self.setup.pid)
         try:
             self.collect()
             if self.master is not None and self.failed is None:

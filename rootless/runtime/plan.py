@@ -26,7 +26,6 @@ from rootless.errors import ContainerError
 from rootless.runtime import rootfs, security, spec
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
-NO_HELPER = ("none", "host", "container")  # network modes without a network helper of their own
 PAUSE = "/rootless-pause"  # the command of a pod's infra container: its init pauses (rootless.pods.pause)
 
 # OCI namespace type -> (/proc/PID/ns name, clone flag)
@@ -121,18 +120,17 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     """Check `opts` and decide everything about the container (see the module docstring). The image:
     `image` as given (layer dirs and a config, e.g. a build's), else looked up by `image_id` (a
     container started again), else by opts.image, pulled if missing."""
-    from rootless.network.mode import parse_network
-
-    mode, net_opts = parse_network(opts.network)
-    if mode in ("none", "host") and opts.publish:
-        raise ContainerError(f"-p cannot be used with --network {mode}")
     join = None
     if opts.pod:
         from rootless.pods import members
 
         join = members.join(opts)
-        if join is not None and "network" in join.shared:
-            mode, net_opts = "container", {"container": join.infra_id}
+    if join is not None and "network" in join.shared:
+        mode, net_opts, net_ns = members.network(join, opts)
+    else:
+        mode, net_opts, net_ns = _network(opts)
+        if join is not None and join.shared:
+            net_ns = members.user_namespace(join, mode, net_ns)
     sec = security.of_options(opts)
     image = image or _image(opts, image_id)
     vol_reqs, image_tmpfs = [], []
@@ -146,14 +144,14 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     if opts.init and not os.path.exists(TINI):
         raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
     cgroup = _cgroup(opts)
-    types = ["user", "mount", "pid", "uts", "ipc", "cgroup"] + ["network"] * (mode != "host")
+    types = ["mount", "pid", "uts", "ipc", "cgroup"]
+    namespaces = [Namespace(t, join and join.path(t)) for t in types] + net_ns
     uses = ()
     if vol_reqs:  # everything is checked: now the volumes may be created
         vmounts, uses = volume_mounts.materialize(vol_reqs)
         mounts += vmounts
     return Plan(opts=opts, image=image, security=sec, network=mode,
-                network_options=net_opts, mounts=tuple(mounts),
-                namespaces=tuple(Namespace(t, join and join.path(t)) for t in types),
+                network_options=net_opts, mounts=tuple(mounts), namespaces=tuple(namespaces),
                 cgroup=cgroup, init=TINI if opts.init else None, volumes=uses, pod=join)  # fmt: skip
 
 
@@ -167,6 +165,38 @@ def _names_volume(spec: str) -> bool:
     return bool(sep and src and not src.startswith(("/", ".")))
 
 
+def _network(opts: spec.RunOptions) -> tuple[str, dict, list[Namespace]]:
+    """The network mode, its options and the user and network namespaces (netdns). A container on
+    networks runs in the per-user network helper's user namespace (its path is known once the
+    monitor has attached to it); --network container:NAME joins NAME's user and network ones."""
+    from rootless.network import etc
+    from rootless.network.mode import parse_networks
+
+    mode, net_opts = parse_networks([opts.network or "", *opts.networks])
+    if mode in ("none", "host", "container") and opts.publish:
+        raise ContainerError(f"-p cannot be used with --network {mode}")
+    if opts.network_aliases and mode != "bridge":
+        raise ContainerError(
+            "--network-alias can only be set when the network mode is bridge: invalid argument"
+        )
+    etc.check_options(opts, mode)
+    if mode == "bridge":
+        from rootless.network import bridge
+
+        net_opts = {"endpoints": bridge.resolve(net_opts["endpoints"], opts.network_aliases)}
+    if mode == "container":
+        from rootless.runtime import manage
+
+        other = manage.get(net_opts["container"])
+        init = other.pid_of("init")
+        if other.state != "running" or not init:
+            raise ContainerError(f"container {other.name} is not running: start it first")
+        net_opts = {"container": other.id, "run_dir": other.run_dir}
+        ns = f"/proc/{init[0]}/ns"
+        return mode, net_opts, [Namespace("user", f"{ns}/user"), Namespace("network", f"{ns}/net")]
+    return mode, net_opts, [Namespace("user")] + [Namespace("network")] * (mode != "host")
+
+
 def launch(plan: Plan, rec) -> Launch:
     """The hostname, process and rootfs configuration of one start of container `rec`; its /etc
     files are in the container's runtime dir."""
@@ -176,7 +206,12 @@ def launch(plan: Plan, rec) -> Launch:
     proc = spec.resolve(o, plan.image.config, hostname)
     if o.init:
         proc = replace(proc, args=[rootfs.INIT_PATH, "--", *proc.args])
-    etc = {f"/etc/{n}": os.path.join(rec.run_dir, n) for n in ("hostname", "hosts", "resolv.conf")}
+    etc = {"/etc/hostname": os.path.join(rec.run_dir, "hostname")}
+    etc_dir = plan.network_options.get("run_dir") or rec.run_dir  # container:NAME: NAME's files
+    if not o.no_hosts:
+        etc["/etc/hosts"] = os.path.join(etc_dir, "hosts")
+    if plan.network != "none" and o.dns != ["none"]:
+        etc["/etc/resolv.conf"] = os.path.join(etc_dir, "resolv.conf")
     etc["/run/.containerenv"] = os.path.join(rec.run_dir, "containerenv")
     image_wd = ((plan.image.config or {}).get("config") or {}).get("WorkingDir") or "/"
     cfg = rootfs.RootfsConfig(root="", etc_files=etc, mounts=plan.mounts, read_only=o.read_only,
@@ -186,7 +221,7 @@ def launch(plan: Plan, rec) -> Launch:
                               user=proc.user)  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
-    need_go = plan.network not in NO_HELPER or need_cgroup
+    need_go = plan.network not in ("none", "host", "container") or need_cgroup
     return Launch(hostname, proc, cfg, need_cgroup, need_go)
 
 

@@ -51,6 +51,15 @@ class RunOptions:
     # mount the kernel overlay `volatile` (no syncs to the upper dir) though the upper dir is kept:
     # for a container whose upper dir becomes a layer (a build step); --rm implies it in the foreground
     volatile: bool = False
+    # user-defined networks and the container's /etc files (netdns): `network` above is the first
+    # --network value; these are the others (several networks), then podman's flags of the same names
+    networks: list[str] = field(default_factory=list)
+    network_aliases: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    no_hosts: bool = False
     # volumes and pods (rootless.volumes, rootless.pods)
     volumes_from: list[str] = field(default_factory=list)  # --volumes-from CTR[:ro|rw]
     image_volume: str = (
