@@ -107,7 +107,7 @@ def test_web_and_client_share_localhost_and_the_pod_publishes(rl):
 def test_hostname_hosts_and_a_shared_pid_namespace(rl):
     rl("pod", "create", "--name", "hp", "--hostname", "pod-host", "--share", "+pid", check=True)
     out = rl("run", "--rm", "--pod", "hp", "--name", "c1", rl.img, "sh", "-c",
-             "hostname; cat /etc/hostname; grep -c c1 /etc/hosts; ps -o pid,args", check=True).stdout  # fmt: skip
+             "hostname; echo $(cat /etc/hostname); grep -c c1 /etc/hosts; ps -o pid,args", check=True).stdout  # fmt: skip
     lines = out.splitlines()
     assert lines[:3] == ["pod-host", "pod-host", "1"]
     assert any(line.split() == ["1", "rootless-pause"] for line in lines[3:]), out
@@ -265,3 +265,33 @@ def test_exit_policy_stop_and_a_member_starts_its_infra(rl):
     assert state(rl, infra) == "running"  # a member starts the pod's infra first
     rl("stop", "-t", "0", "long", check=True)
     poll(lambda: state(rl, infra) == "exited")
+
+
+def test_a_pod_on_a_user_network_answers_to_its_name(rl):
+    rl("network", "create", "podnet", check=True)
+    try:
+        rl("pod", "create", "--name", "named", "--network", "podnet", check=True)
+        rl(
+            "run",
+            "-d",
+            "--pod",
+            "named",
+            "--name",
+            "nweb",
+            rl.img,
+            "sh",
+            "-c",
+            WEB.format("by-name"),
+            check=True,
+        )
+        # another container on the network reaches the pod by the pod's name (the infra's address)
+        get = ("run", "--rm", "--network", "podnet", rl.img, "wget", "-qO-", "http://named/")
+        assert poll(lambda: rl(*get).stdout) == "by-name\n"
+        # and a container of the pod still reaches it on localhost
+        assert (
+            rl("run", "--rm", "--pod", "named", rl.img, "wget", "-qO-", "http://localhost/").stdout
+            == "by-name\n"
+        )
+    finally:
+        rl("pod", "rm", "-f", "-t", "0", "named")
+        rl("network", "rm", "podnet", check=True)

@@ -173,3 +173,13 @@ def user_namespace(j: Join, mode: str, net_ns: list) -> list:
             f"{', '.join(j.shared)} namespaces: create the pod on that network (pod create --network)"
         )
     return [Namespace("user", j.path("user")) if n.type == "user" else n for n in net_ns]
+
+
+def register_pod_name(pod_id: str, infra_rec) -> None:
+    """The pod's infra container runs on user-defined networks: the pod's name resolves to it (to
+    the pod) there, as podman's aardvark-dns answers it."""
+    from rootless.network import attach
+
+    pod = store.load(pod_id)
+    if pod is not None:
+        attach.register_names(infra_rec, [pod.name])

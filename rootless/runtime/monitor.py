@@ -112,6 +112,10 @@ class Monitor:
             self.fwd.target(self.init_pid)
         if self.plan.network not in ("none", "host", "container"):
             self._start_network()
+            if self.plan.network == "bridge" and self.plan.opts.pod and self.plan.pod is None:
+                from rootless.pods import members  # a pod's infra: the pod's name in the DNS
+
+                members.register_pod_name(self.plan.opts.pod, self.rec)
         if self.launch.need_cgroup:  # before Go: the init is in its cgroup before the command runs
             self.cgroup.apply(self.init_pid)
             self.rec.cgroup, self.rec.limits = self.cgroup.state(), self.cgroup.limits.to_inspect()
