@@ -666,7 +666,7 @@ def test_killing_rootless_leaves_nothing(rl):
 
 @pytest.mark.parametrize("driver", ["overlay", "fuse-overlay", "vfs"])
 def test_storage_drivers(rl, driver):
-    cp = run(rl, rl.img, "sh", "-c", "cat /opt/keep/k; ls /opt/data; echo new > /etc/x; cat /etc/x; ls /etc/motd-layer1 2>&1 | wc -l; ps -o comm | grep -v COMMAND | grep -vxc -e sh -e ps -e grep || true",
+    cp = run(rl, rl.img, "sh", "-c", "cat /opt/keep/k; ls /opt/data; echo new > /etc/x; cat /etc/x; ls /etc/motd-layer1 2>&1 | wc -l; ps -o comm | grep -v COMMAND | grep -vxc -e sh -e ps -e grep -e exe || true",
              driver=("--storage-driver", driver))  # fmt: skip
     assert cp.returncode == 0, cp.stderr
     # nothing but the shell and its pipeline is seen in the pid namespace
