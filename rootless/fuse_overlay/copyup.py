@@ -11,6 +11,9 @@ import itertools
 import os
 import stat
 
+from rootless.fuse_overlay import layers, whiteout
+from rootless.fuse_overlay.boundary import _err
+from rootless.fuse_overlay.inodes import Node
 from rootless.fuse_overlay.layers import fd_path, is_private_xattr
 
 _counter = itertools.count()
@@ -123,3 +126,86 @@ def install(work: int, tmp: bytes, dirfd: int, name: bytes, *, keep_dir_times: b
     os.rename(tmp, name, src_dir_fd=work, dst_dir_fd=dirfd)
     if pst is not None:
         os.utime(b".", ns=(pst.st_atime_ns, pst.st_mtime_ns), dir_fd=dirfd, follow_symlinks=False)
+
+
+class CopyUpMixin:
+    """Copy-up as operations of ``OverlayOps`` (rootless.fuse_overlay.ops): a directory chain, a
+    file (and its other hard-linked names), or a whole merged tree made opaque."""
+
+    def _copy_up_dir(self, node: Node) -> None:
+        chain = []
+        n = node
+        while n.upper is None:
+            chain.append(n)
+            n = n.parent
+        for d in reversed(chain):
+            p = d.parent
+            src = d.lowers[0][1]
+            st = os.stat(src)
+            tmp = build_copy(src, b".", st, self.work)
+            install(self.work, tmp, p.upper, d.name)
+            d.upper = layers.open_dir(p.upper, d.name)
+            d.thaw()
+            self._register_upper(d)
+
+    def _copy_up(self, node: Node, data: bool = True) -> None:
+        if node.is_dir:
+            self._copy_up_dir(node)
+            return
+        if node.layer == 0:
+            return
+        if node.unlinked or not node.aliases:
+            raise _err(errno.ENOENT)
+        parent, name = node.aliases[0]
+        self._copy_up_dir(parent)
+        st = os.stat(name, dir_fd=node.fd, follow_symlinks=False)
+        lower_fd, lower_layer = node.fd, node.layer
+        tmp = build_copy(node.fd, name, st, self.work, data=data)
+        install(self.work, tmp, parent.upper, name)
+        node.fd, node.layer = parent.upper, 0
+        node.thaw()
+        self._register_upper(node)
+        if st.st_nlink > 1:
+            self._link_lower_aliases(node, st, lower_fd, lower_layer)
+
+    def _link_lower_aliases(self, node: Node, st, lower_fd: int, lower_layer: int) -> None:
+        """Hardlinks: give every other visible name of this lower inode the same upper inode."""
+        layer_root = next(fd for layer, fd in self.root.lowers if layer == lower_layer)
+        found = self.hardlinks.names(lower_layer, layer_root, st.st_ino)
+        for dirpath, f in found:
+            d = self.root
+            for comp in dirpath.split(b"/"):
+                if comp in (b"", b"."):
+                    continue
+                d = self._child(d, comp) if d is not None and d.is_dir else None
+                if d is None:
+                    break
+            if d is None or not d.is_dir:
+                continue
+            target = self._child(d, f)
+            if target is not node:
+                continue
+            if d.upper is not None and layers.lstat_at(d.upper, f) is not None:
+                continue  # already upper (the name just copied up)
+            self._copy_up_dir(d)
+            os.link(node.name, f, src_dir_fd=node.fd, dst_dir_fd=d.upper, follow_symlinks=False)
+            if (d, f) not in node.aliases:
+                node.aliases.append((d, f))
+
+    def _copy_up_tree(self, node: Node) -> None:
+        """Copy a whole merged directory into the upper dir and make it opaque."""
+        self._copy_up_dir(node)
+        for name in list(self._listing(node)):
+            c = self._child(node, name)
+            if c is None:
+                continue
+            if c.is_dir:
+                self._copy_up_tree(c)
+            else:
+                self._copy_up(c)
+        if node.lowers:
+            whiteout.set_opaque(node.upper)
+            for _l, fd in node.lowers:
+                os.close(fd)
+            node.lowers = []
+            node.listing = None

@@ -7,7 +7,6 @@ EIO: nothing may escape into pyfuse3's main loop. Permissions are checked by the
 """
 
 import errno
-import functools
 import logging
 import os
 import stat
@@ -15,72 +14,22 @@ import stat
 import pyfuse3
 
 from rootless.fuse_overlay import copyup, layers, whiteout
+from rootless.fuse_overlay.boundary import _check_name, _err, fuse_op
+from rootless.fuse_overlay.copyup import CopyUpMixin
+from rootless.fuse_overlay.dirs import DirsMixin
 from rootless.fuse_overlay.hardlinks import HardlinkIndex
 from rootless.fuse_overlay.inodes import ROOT_INODE, InodeTable, Node, key_of
 from rootless.fuse_overlay.layers import NAME_MAX, WH_PREFIX, fd_path
+from rootless.fuse_overlay.names import NamesMixin
 from rootless.fuse_overlay.rename import RenameMixin
+from rootless.fuse_overlay.xattrs import XattrsMixin
 
 log = logging.getLogger("rootless.fuse_overlay")
 
 TIMEOUT = 86400.0  # lower layers never change and the upper dir is ours alone
 
 
-def _pyfuse3_can_cache_readdir() -> bool:
-    """True if this pyfuse3 lets opendir return a FileInfo with cache_readdir (not 3.5 upstream)."""
-    try:
-        return bool(pyfuse3.FileInfo(fh=0, cache_readdir=True).cache_readdir)
-    except (TypeError, AttributeError):
-        return False
-
-
-CACHE_READDIR = _pyfuse3_can_cache_readdir()
-
-
-def _err(code: int) -> pyfuse3.FUSEError:
-    return pyfuse3.FUSEError(code)
-
-
-_warned_fds = False
-
-
-def _warn_fds() -> None:
-    global _warned_fds
-    if not _warned_fds:
-        _warned_fds = True
-        log.warning(
-            "out of file descriptors: every directory the kernel holds keeps an fd per layer; "
-            "raise the hard RLIMIT_NOFILE (ulimit -Hn) for this user"
-        )
-
-
-def fuse_op(fn):
-    """Run a synchronous handler; errors become errno, never an exception in the main loop."""
-
-    @functools.wraps(fn)
-    async def wrapper(self, *args):
-        try:
-            return fn(self, *args)
-        except pyfuse3.FUSEError:
-            raise
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE):
-                _warn_fds()
-            raise _err(e.errno or errno.EIO) from None
-        except Exception:
-            log.exception("%s%r failed", fn.__name__, args[:3])
-            raise _err(errno.EIO) from None
-
-    return wrapper
-
-
-def _check_name(name: bytes) -> None:
-    if len(name) > NAME_MAX:
-        raise _err(errno.ENAMETOOLONG)
-    if name.startswith(WH_PREFIX):
-        raise _err(errno.EINVAL)
-
-
-class OverlayOps(RenameMixin, pyfuse3.Operations):
+class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
     enable_acl = False
@@ -228,86 +177,6 @@ class OverlayOps(RenameMixin, pyfuse3.Operations):
         fd, name = node.loc()
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         self.table.register(key_of(st), node)
-
-    # ---- copy-up ---------------------------------------------------------------------------
-
-    def _copy_up_dir(self, node: Node) -> None:
-        chain = []
-        n = node
-        while n.upper is None:
-            chain.append(n)
-            n = n.parent
-        for d in reversed(chain):
-            p = d.parent
-            src = d.lowers[0][1]
-            st = os.stat(src)
-            tmp = copyup.build_copy(src, b".", st, self.work)
-            copyup.install(self.work, tmp, p.upper, d.name)
-            d.upper = layers.open_dir(p.upper, d.name)
-            d.thaw()
-            self._register_upper(d)
-
-    def _copy_up(self, node: Node, data: bool = True) -> None:
-        if node.is_dir:
-            self._copy_up_dir(node)
-            return
-        if node.layer == 0:
-            return
-        if node.unlinked or not node.aliases:
-            raise _err(errno.ENOENT)
-        parent, name = node.aliases[0]
-        self._copy_up_dir(parent)
-        st = os.stat(name, dir_fd=node.fd, follow_symlinks=False)
-        lower_fd, lower_layer = node.fd, node.layer
-        tmp = copyup.build_copy(node.fd, name, st, self.work, data=data)
-        copyup.install(self.work, tmp, parent.upper, name)
-        node.fd, node.layer = parent.upper, 0
-        node.thaw()
-        self._register_upper(node)
-        if st.st_nlink > 1:
-            self._link_lower_aliases(node, st, lower_fd, lower_layer)
-
-    def _link_lower_aliases(self, node: Node, st, lower_fd: int, lower_layer: int) -> None:
-        """Hardlinks: give every other visible name of this lower inode the same upper inode."""
-        layer_root = next(fd for layer, fd in self.root.lowers if layer == lower_layer)
-        found = self.hardlinks.names(lower_layer, layer_root, st.st_ino)
-        for dirpath, f in found:
-            d = self.root
-            for comp in dirpath.split(b"/"):
-                if comp in (b"", b"."):
-                    continue
-                d = self._child(d, comp) if d is not None and d.is_dir else None
-                if d is None:
-                    break
-            if d is None or not d.is_dir:
-                continue
-            target = self._child(d, f)
-            if target is not node:
-                continue
-            if d.upper is not None and layers.lstat_at(d.upper, f) is not None:
-                continue  # already upper (the name just copied up)
-            self._copy_up_dir(d)
-            os.link(node.name, f, src_dir_fd=node.fd, dst_dir_fd=d.upper, follow_symlinks=False)
-            if (d, f) not in node.aliases:
-                node.aliases.append((d, f))
-
-    def _copy_up_tree(self, node: Node) -> None:
-        """Copy a whole merged directory into the upper dir and make it opaque."""
-        self._copy_up_dir(node)
-        for name in list(self._listing(node)):
-            c = self._child(node, name)
-            if c is None:
-                continue
-            if c.is_dir:
-                self._copy_up_tree(c)
-            else:
-                self._copy_up(c)
-        if node.lowers:
-            whiteout.set_opaque(node.upper)
-            for _l, fd in node.lowers:
-                os.close(fd)
-            node.lowers = []
-            node.listing = None
 
     # ---- creating names --------------------------------------------------------------------
 
@@ -478,158 +347,7 @@ class OverlayOps(RenameMixin, pyfuse3.Operations):
         s.f_namemax = NAME_MAX
         return s
 
-    # ---- directories -----------------------------------------------------------------------
-
-    @fuse_op
-    def opendir(self, inode, ctx):
-        node = self._node(inode)
-        self._dh += 1
-        self.dirhandles[self._dh] = (node, self._listing(node))
-        node.hold(-self._dh)
-        if CACHE_READDIR:  # every change goes through us, so the kernel may keep listings
-            return pyfuse3.FileInfo(fh=self._dh, keep_cache=True, cache_readdir=True)
-        return self._dh
-
-    @fuse_op
-    def readdir(self, fh, start_id, token):
-        node, listing = self.dirhandles[fh]
-        for i in range(start_id, len(listing)):
-            name = listing[i]
-            child = self._child(node, name)
-            if child is None:
-                continue
-            try:
-                e = self._entry(child)
-            except (OSError, pyfuse3.FUSEError):
-                continue
-            if not pyfuse3.readdir_reply(token, name, e, i + 1):
-                break
-            child.lookups += 1
-
-    @fuse_op
-    def releasedir(self, fh):
-        node, _ = self.dirhandles.pop(fh)
-        node.unhold(-fh)
-        self.table.maybe_free(node)
-
-    @fuse_op
-    def fsyncdir(self, fh, datasync):
-        node, _ = self.dirhandles[fh]
-        if node.upper is not None:
-            fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.upper)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    @fuse_op
-    def mkdir(self, parent_inode, name, mode, ctx):
-        d = self._node(parent_inode)
-        m = stat.S_IMODE(mode)
-        node, _ = self._create_at(
-            d, name, ctx, lambda fd, n: os.mkdir(n, m, dir_fd=fd), is_dir=True, mode=m
-        )
-        e = self._entry(node)
-        node.lookups += 1
-        return e
-
-    @fuse_op
-    def mknod(self, parent_inode, name, mode, rdev, ctx):
-        if stat.S_ISCHR(mode) and rdev == 0:
-            raise _err(errno.EPERM)  # that would be a whiteout
-        d = self._node(parent_inode)
-        node, _ = self._create_at(
-            d, name, ctx, lambda fd, n: os.mknod(n, mode, rdev, dir_fd=fd), mode=stat.S_IMODE(mode)
-        )
-        e = self._entry(node)
-        node.lookups += 1
-        return e
-
-    @fuse_op
-    def symlink(self, parent_inode, name, target, ctx):
-        d = self._node(parent_inode)
-        node, _ = self._create_at(d, name, ctx, lambda fd, n: os.symlink(target, n, dir_fd=fd))
-        e = self._entry(node)
-        node.lookups += 1
-        return e
-
-    @fuse_op
-    def link(self, inode, new_parent_inode, new_name, ctx):
-        node = self._node(inode)
-        d = self._node(new_parent_inode)
-        if node.is_dir:
-            raise _err(errno.EPERM)
-        self._copy_up(node)
-        if node.unlinked or not node.aliases:
-            raise _err(errno.ENOENT)
-
-        def make(fd, n):
-            os.link(node.name, n, src_dir_fd=node.fd, dst_dir_fd=fd, follow_symlinks=False)
-
-        _check_name(new_name)
-        if self._child(d, new_name) is not None:
-            raise _err(errno.EEXIST)
-        self._copy_up_dir(d)
-        if layers.lstat_at(d.upper, new_name) is not None:  # a whiteout: replace it atomically
-            tmp = copyup.tmpname()
-            make(self.work, tmp)
-            os.rename(tmp, new_name, src_dir_fd=self.work, dst_dir_fd=d.upper)
-        else:
-            make(d.upper, new_name)
-            self._drop_wh_file(d.upper, new_name)
-        node.aliases.append((d, new_name))
-        d.children[new_name] = node
-        self._changed(d)
-        e = self._entry(node)
-        node.lookups += 1
-        return e
-
-    # ---- removing and renaming -------------------------------------------------------------
-
-    @fuse_op
-    def unlink(self, parent_inode, name, ctx):
-        d = self._node(parent_inode)
-        node = self._child(d, name)
-        if node is None:
-            raise _err(errno.ENOENT)
-        if node.is_dir:
-            raise _err(errno.EISDIR)
-        if node.layer == 0:
-            os.unlink(name, dir_fd=d.upper)
-        if layers.lower_has(d.lowers, name):
-            self._copy_up_dir(d)
-            whiteout.make_whiteout(d.upper, name)
-        self._forget_name(node, d, name)
-
-    def _forget_name(self, node: Node, d: Node, name: bytes) -> None:
-        node.remove_alias(d, name)
-        self._changed(d)
-        if not node.aliases:
-            node.unlinked = True
-        elif not node.is_dir:
-            p = node.aliases[0][0]
-            if node.layer == 0:
-                node.fd = p.upper
-            else:
-                node.fd = next((fd for lay, fd in p.lowers if lay == node.layer), node.fd)
-
-    @fuse_op
-    def rmdir(self, parent_inode, name, ctx):
-        d = self._node(parent_inode)
-        node = self._child(d, name)
-        if node is None:
-            raise _err(errno.ENOENT)
-        if not node.is_dir:
-            raise _err(errno.ENOTDIR)
-        if self._listing(node):
-            raise _err(errno.ENOTEMPTY)
-        if node.upper is not None:
-            whiteout.clear_dir(node.upper)
-            os.rmdir(name, dir_fd=d.upper)
-        if layers.lower_has(d.lowers, name):
-            self._copy_up_dir(d)
-            whiteout.make_whiteout(d.upper, name)
-        self._forget_name(node, d, name)
+    # ---- renaming (names.NamesMixin creates and removes names) ---------------------------
 
     @fuse_op
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
@@ -722,50 +440,3 @@ class OverlayOps(RenameMixin, pyfuse3.Operations):
             os.fdatasync(fh)
         else:
             os.fsync(fh)
-
-    # ---- xattrs ----------------------------------------------------------------------------
-
-    def _xpath(self, node: Node) -> tuple[bytes, bool]:
-        if node.is_dir:
-            return fd_path(node.top_fd()), True
-        if node.unlinked or not node.aliases:
-            fd = next((fd for fd in node.open_fds if fd >= 0), None)
-            if fd is None:
-                raise _err(errno.ENOENT)
-            return fd_path(fd), True
-        return fd_path(node.fd, node.name), False
-
-    @fuse_op
-    def getxattr(self, inode, name, ctx):
-        if layers.is_private_xattr(name):
-            raise _err(errno.EOPNOTSUPP)
-        path, follow = self._xpath(self._node(inode))
-        return os.getxattr(path, name, follow_symlinks=follow)
-
-    @fuse_op
-    def listxattr(self, inode, ctx):
-        path, follow = self._xpath(self._node(inode))
-        names = [os.fsencode(n) for n in os.listxattr(path, follow_symlinks=follow)]
-        return [n for n in names if not layers.is_private_xattr(n)]
-
-    @fuse_op
-    def setxattr(self, inode, name, value, ctx):
-        if layers.is_private_xattr(name):
-            raise _err(errno.EOPNOTSUPP)
-        node = self._node(inode)
-        if not node.unlinked and node.aliases or node.is_dir:
-            self._copy_up(node)
-        path, follow = self._xpath(node)
-        os.setxattr(path, name, value, follow_symlinks=follow)
-
-    @fuse_op
-    def removexattr(self, inode, name, ctx):
-        if layers.is_private_xattr(name):
-            raise _err(errno.EOPNOTSUPP)
-        node = self._node(inode)
-        path, follow = self._xpath(node)
-        os.getxattr(path, name, follow_symlinks=follow)  # ENODATA before any copy-up
-        if not node.unlinked and node.aliases or node.is_dir:
-            self._copy_up(node)
-        path, follow = self._xpath(node)
-        os.removexattr(path, name, follow_symlinks=follow)
