@@ -43,3 +43,7 @@ class NetworkError(RootlessError):
 
 class LayerError(ImageError):
     """A layer that cannot be stored (hostile or broken); the message is one line for the user."""
+
+
+class BuildError(RootlessError):
+    """A Containerfile or a build step that cannot be built (rootless.build)."""

@@ -1,5 +1,7 @@
-"""Where rootless keeps things: the store, runtime state and configuration (XDG base dirs)."""
+"""Where rootless keeps things: the store, runtime state and configuration (XDG base dirs), and the
+flock that guards a kind of record there (`locked`)."""
 
+import contextlib
 import os
 
 
@@ -24,3 +26,19 @@ def runtime_dir() -> str:
     if base and os.path.isdir(base):
         return os.path.join(base, "rootless")
     return f"/tmp/rootless-{os.getuid()}"
+
+
+@contextlib.contextmanager
+def locked(lock_file: str, *, makedirs: str | None = None):
+    """Hold an exclusive flock on `lock_file` (created 0600) for the block: the store-wide locks of
+    containers, volumes, pods and networks, each briefly held while its records change."""
+    import fcntl
+
+    if makedirs:
+        os.makedirs(makedirs, mode=0o700, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -361,6 +361,11 @@ def spawn(
     return Child(popen.pid, popen)
 
 
+def preload() -> None:
+    """Import what spawn() and run() need now (a caller with time to spare: a child is busy)."""
+    import subprocess  # noqa: F401
+
+
 class Completed:
     """What run() returns: the exit code and the captured output (text)."""
 

@@ -48,6 +48,7 @@ MNT_DETACH = 2
 
 # prctl options (linux/prctl.h)
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -132,6 +133,18 @@ def set_cmdline(text: str) -> None:
         mem.write(data + b"\0" * (end - start - len(data)))
     with open("/proc/self/comm", "w") as f:
         f.write(text[:15])
+
+
+CLOSE_RANGE_CLOEXEC = 4
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """Close (or with CLOSE_RANGE_CLOEXEC mark close-on-exec) the fds first..last."""
+    if first > last:
+        return
+    last = min(last, 0xFFFFFFFF)
+    _check(_libc.close_range(ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_int(flags)),
+           "close_range")  # fmt: skip
 
 
 def pidfd_open(pid: int) -> int:

@@ -205,9 +205,11 @@ def warn_single(idmap: IdMap) -> None:
         pass
 
 
-def _child_body(child, flags: int, mine: Channel, theirs: Channel, join: str | None = None):
+def _child_body(child, flags: int, mine: Channel, theirs: Channel, join: str | None = None,
+                meanwhile: Callable[[], None] | None = None):  # fmt: skip
     """What the forked child runs: unshare (or join `join`'s user namespace, then unshare the other
-    flags), tell the parent, wait to be released, become root."""
+    flags), tell the parent, run `meanwhile` while the parent writes the maps, wait to be released,
+    become root."""
 
     def body() -> int | None:
         mine.close()
@@ -221,6 +223,8 @@ def _child_body(child, flags: int, mine: Channel, theirs: Channel, join: str | N
             theirs.send(Failed(EXIT_RUNTIME, e.strerror or str(e), errno=e.errno or 0))
             return EXIT_RUNTIME
         theirs.send(Ready())
+        if meanwhile is not None:
+            meanwhile()
         if not isinstance(theirs.recv(), Go):  # the parent failed (or died) and did not release us
             return EXIT_RUNTIME
         theirs.close()
@@ -253,6 +257,7 @@ def fork_userns(
     pdeathsig: int | None = None,
     warn: bool = True,
     join: str | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> process.Child:
     """Fork a child that runs `child()` as uid/gid 0 in a new user namespace with `idmap`
     (default: idmap.for_user()) and exits with its result. See the module docstring for the threads
@@ -261,7 +266,8 @@ def fork_userns(
 
     Raises IdMapError (one line, see docs/subuid.md) if the namespace cannot be set up; in that case
     no child is left behind. `join`: a user namespace's path (/proc/PID/ns/user) to join instead
-    of making one (it has its maps already; this user owns it, so may enter it).
+    of making one (it has its maps already; this user owns it, so may enter it). `meanwhile`: what
+    the child does while the parent runs newuidmap/newgidmap (e.g. import what `child` needs).
     """
     if idmap is None:
         idmap = for_user()
@@ -280,7 +286,7 @@ def fork_userns(
     mine, theirs = Channel.pair()
     try:
         proc = process.fork(
-            _child_body(child, extra_unshare_flags, mine, theirs, join),
+            _child_body(child, extra_unshare_flags, mine, theirs, join, meanwhile),
             pdeathsig=pdeathsig,
             report=_report,
             context="in the user namespace",
@@ -290,7 +296,7 @@ def fork_userns(
         raise
     theirs.close()
     if plan[0] == "helpers":
-        import subprocess  # noqa: F401 - for the helpers (rootless.process.spawn), while the child unshares
+        process.preload()  # for newuidmap/newgidmap, while the child unshares
     try:
         try:
             msg = mine.recv(timeout=READY_TIMEOUT)

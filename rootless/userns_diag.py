@@ -33,12 +33,12 @@ _SYSCTLS = {
 def probe() -> tuple[int, str] | None:
     """Create a user namespace in a child process and map the child's own uid in it (what AppArmor's
     restriction forbids): None when both work, else (errno, stage) with stage "unshare" or "map"."""
-    from rootless import syscalls
+    from rootless import process, syscalls
 
     uid, gid = os.getuid(), os.getgid()
     r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
+
+    def child() -> int:
         os.close(r)
         code = b"ok"
         try:
@@ -57,13 +57,15 @@ def probe() -> tuple[int, str] | None:
             except OSError as e:
                 code = b"map %d" % (e.errno or errno.EPERM)
         os.write(w, code)
-        os._exit(0)
+        return 0
+
+    proc = process.fork(child, context="probing user namespaces")
     os.close(w)
     try:
         raw = os.read(r, 32).decode()
     finally:
         os.close(r)
-        os.waitpid(pid, 0)
+        proc.wait()
     if raw == "ok":
         return None
     stage, _, num = raw.partition(" ")

@@ -336,3 +336,20 @@ def test_helper_process_extraction_path(rootless, registry, busybox_ref):
     assert cp.returncode == 125 and "docs/subuid.md" in cp.stderr
     assert pwd.getpwuid(os.getuid()).pw_name in cp.stderr
     assert listing(rootless, "tmp") == []
+
+
+def test_terminal_progress_shows_extraction(rootless, registry, busybox_ref):
+    """On a terminal each layer's bar goes from its download through "extracting" to "done"."""
+    from support.term import Terminal
+
+    rootless.trust(registry)
+    term = Terminal([*rootless.argv0, "pull", busybox_ref], rootless.env)
+    try:
+        assert term.wait(120) == 0, term.out[-800:]
+    finally:
+        term.close()
+    screen = term.out.decode(errors="replace")
+    assert "extracting" in screen
+    last = screen.rsplit("Copying config", 1)[0].rsplit("\x1b[J", 1)[-1]
+    bars = [x for x in last.splitlines() if x.startswith("Copying blob")]
+    assert len(bars) == 3 and all(x.rstrip().endswith("done") for x in bars), last

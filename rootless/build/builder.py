@@ -21,15 +21,11 @@ from dataclasses import dataclass, field
 import click
 
 from rootless.build import cache, commit, instructions, parse, words
-from rootless.errors import ImageError, RootlessError
+from rootless.errors import BuildError, ImageError, RootlessError
 
 PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM",
                  "BUILDOS", "BUILDARCH", "BUILDVARIANT")  # fmt: skip
 PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
-
-
-class BuildError(RootlessError):
-    pass
 
 
 @dataclass
@@ -363,7 +359,7 @@ class Builder:
 
         # an ARG's value is not in the image (RUN records it); others may expand build args
         used = [] if ins.cmd == "ARG" else sorted((k, v) for k, v in st.args.items() if v)
-        return Plan(key=[ins.original, used], run=run)
+        return cache.Plan(key=[ins.original, used], run=run)
 
     def _adopt(self, st: StageState, rec) -> None:
         st.image = rec
@@ -425,14 +421,6 @@ class Builder:
                 raise BuildError(f"-t {t}: {e}") from None
             commit.tag_image(self.store, rec, name)
             self.say(f"Successfully tagged {name}")
-
-
-@dataclass
-class Plan:
-    """A step: what keys its cache entry, and how to run it on a miss."""
-
-    key: list
-    run: object
 
 
 def build(opts: BuildOptions) -> str:

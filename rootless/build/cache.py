@@ -15,8 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import NamedTuple
 
 from rootless import paths
+
+
+class Plan(NamedTuple):
+    """A step: what keys its cache entry, and how to run it on a miss."""
+
+    key: list
+    run: object
 
 
 def _dir(kind: str) -> str:

@@ -67,7 +67,7 @@ def _from_image(b, ref: str, ins):
 
 
 def plan(b, st, ins):
-    from rootless.build.builder import Plan
+    from rootless.build.cache import Plan
 
     env = st.expand_env()
     try:

@@ -144,7 +144,8 @@ def _created_by(st, argv: list[str]) -> str:
 
 
 def plan(b, st, ins):
-    from rootless.build.builder import BuildError, Plan
+    from rootless.build.cache import Plan
+    from rootless.errors import BuildError
 
     shell = st.flags.get("shell") or st.cfg.get("Shell") or DEFAULT_SHELL
     argv = list(ins.exec_form) if ins.exec_form is not None else [*shell, ins.rest]

@@ -178,15 +178,13 @@ def take_upper(rec, lower_dirs: list[str], mount_targets: list[str]):
 def copy_upper(rec):
     """A `make` function that copies (not moves) a container's upper dir (commit of a container
     that goes on existing); hard links, owners, modes, times, xattrs and whiteouts are kept."""
-    import subprocess
+    from rootless import process
 
     upper = upper_dir(rec)
 
     def make(tmp: str) -> None:
         # GNU cp -a keeps whiteouts (0/0 char devices), hard links and user.* xattrs
-        cp = subprocess.run(
-            ["cp", "-a", "--", upper, os.path.join(tmp, "diff")], capture_output=True, text=True
-        )
+        cp = process.run(["cp", "-a", "--", upper, os.path.join(tmp, "diff")])
         if cp.returncode != 0:
             raise RootlessError(f"copying the container's upper dir: {cp.stderr.strip()}")
 

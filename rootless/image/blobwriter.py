@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 import sys
 import tarfile
 import zlib
@@ -314,12 +313,13 @@ def write_layer_blob_in_userns(
 ) -> LayerBlob:
     """`write_layer_blob` run as container root in the user's user namespace (so files owned by
     subordinate ids are readable and recorded with their container ids)."""
+    from rootless import process
     from rootless.errors import ImageError
 
     argv = [sys.executable, "-m", "rootless.image.blobwriter", layer_dir, out_path, compression]
     if mtime_clamp is not None:
         argv.append(str(mtime_clamp))
-    cp = subprocess.run(argv, capture_output=True, text=True)
+    cp = process.run(argv)
     if cp.returncode != 0:
         lines = [x for x in cp.stderr.splitlines() if x.strip()]
         msg = next((x[7:] for x in lines if x.startswith("error: ")), lines[-1] if lines else "")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import tarfile
+import time
 import zlib
+from collections.abc import Callable
 
 from rootless.errors import LayerError
 from rootless.image.decompress import CHUNK, Pipelined
@@ -76,18 +78,28 @@ class Extraction:
             # unknown types (e.g. GNU volume headers) are ignored, as docker does
 
 
-def extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
+Progress = Callable[[int], None]
+PROGRESS_EVERY = 0.25  # seconds between two progress reports
+
+
+def extract(
+    blob_path: str, dest: str, diff_id: str | None, progress: Progress | None = None
+) -> dict:
     """Extract one layer blob into the existing empty directory `dest`. Returns counters:
-    devices_skipped, xattrs_skipped, size (uncompressed bytes)."""
+    devices_skipped, xattrs_skipped, size (uncompressed bytes). `progress(n)` is called with the
+    number of blob (compressed) bytes read so far: once at the start, then every PROGRESS_EVERY s."""
     old_umask = os.umask(0)  # modes are created exact, saving a chmod per entry
     try:
-        return _extract(blob_path, dest, diff_id)
+        return _extract(blob_path, dest, diff_id, progress)
     finally:
         os.umask(old_umask)
 
 
-def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
+def _extract(blob_path: str, dest: str, diff_id: str | None, progress: Progress | None) -> dict:
     with open(blob_path, "rb", buffering=CHUNK) as raw:
+        if progress is not None:
+            progress(0)
+        next_report = time.monotonic() + PROGRESS_EVERY
         stream = Pipelined(raw)
         root_fd = os.open(dest, DIR_FLAGS)
         # a layer without an entry for its root has podman's default root mode (containers/storage:
@@ -99,6 +111,10 @@ def _extract(blob_path: str, dest: str, diff_id: str | None) -> dict:
                 with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tf:
                     for ti in tf:
                         ex.entry(tf, ti)
+                        if progress is not None and time.monotonic() >= next_report:
+                            # the blob's read offset (the decompressing thread reads ahead)
+                            progress(os.lseek(raw.fileno(), 0, os.SEEK_CUR))
+                            next_report = time.monotonic() + PROGRESS_EVERY
             except tarfile.TarError as e:
                 raise LayerError(f"the layer is not a valid tar archive: {e}") from None
             except (zlib.error, EOFError) as e:

@@ -4,7 +4,7 @@ root inside the user's user namespace, where layer files can have the image's ow
 Two ways in, both ending in ``job()``:
 - ``ExtractServer``: a user-namespace child forked before trio starts (rootless.userns.fork_userns),
   which forks one worker per layer job; jobs and results are one JSON line each on two pipes (short
-  lines: atomic pipe writes). This saves a Python start and a namespace setup per layer.
+  lines: atomic pipe writes); a worker also sends {"id", "progress": bytes read} lines while it runs. This saves a Python start and a namespace setup per layer.
 - the helper command ``python -m rootless.image.layer_helper extract BLOB DEST DIFF_ID | rm PATH...``
   (``helper_argv``), for a caller that already has threads (no safe fork) and for removing trees
   owned by subordinate ids. Errors go to stderr as one line ``error: ...``, warnings as
@@ -39,11 +39,12 @@ def _range_message(e: IdRangeError) -> str:
         return f"{e.kind} {e.ident} is outside your subordinate id range: see docs/subuid.md"
 
 
-def job(blob: str, dest: str, diff_id: str) -> dict:
-    """Extract one layer; the outcome as {"rc", and "size", "warn" or "err"}."""
+def job(blob: str, dest: str, diff_id: str, progress=None) -> dict:
+    """Extract one layer; the outcome as {"rc", and "size", "warn" or "err"}. `progress(n)`: the
+    blob bytes read so far, now and then (rootless.image.layer.extract)."""
     out: dict = {"rc": 0}
     try:
-        stats = extract(blob, dest, diff_id or None)
+        stats = extract(blob, dest, diff_id or None, progress)
         out["size"] = stats["size"]
         n = stats["devices_skipped"]
         if n:
@@ -146,6 +147,11 @@ class ExtractServer:
             while data := await stream.receive_some(65536):
                 lines, buf = _lines(buf + data)
                 for msg in map(json.loads, lines):
+                    if "progress" in msg:
+                        slot = self.waiters.get(msg["id"])
+                        if slot and slot[2]:
+                            slot[2](msg["progress"])
+                        continue
                     slot = self.waiters.pop(msg["id"], None)
                     if slot:
                         slot[1] = msg
@@ -154,12 +160,13 @@ class ExtractServer:
             slot[1] = {"rc": 125, "err": "the layer extraction server died"}
             slot[0].set()
 
-    async def extract(self, blob: str, dest: str, diff_id: str) -> dict:
+    async def extract(self, blob: str, dest: str, diff_id: str, on_progress=None) -> dict:
+        """Extract a layer in a worker; on_progress(n) hears the blob bytes read so far."""
         import trio
 
         self.next_id += 1
         jid = self.next_id
-        slot = [trio.Event(), None]
+        slot = [trio.Event(), None, on_progress]
         self.waiters[jid] = slot
         line = json.dumps({"id": jid, "args": [blob, dest, diff_id]}).encode() + b"\n"
         os.write(self.job_w, line)
@@ -205,7 +212,12 @@ def _lines(buf: bytes) -> tuple[list[bytes], bytes]:
 
 def _worker(req: dict, job_r: int, res_w: int) -> int:
     os.close(job_r)
-    os.write(res_w, json.dumps({"id": req["id"], **job(*req["args"])}).encode() + b"\n")
+    jid = req["id"]
+
+    def progress(n: int) -> None:
+        os.write(res_w, b'{"id": %d, "progress": %d}\n' % (jid, n))
+
+    os.write(res_w, json.dumps({"id": jid, **job(*req["args"], progress)}).encode() + b"\n")
     return 0
 
 

@@ -53,36 +53,10 @@ def parse_duration(value: str, what: str) -> float:
 
 
 def containers_conf_engine() -> dict:
-    """The merged [engine] table of containers.conf(5) (podman's files, the user's last)."""
-    from rootless import paths
+    """The merged [engine] table of containers.conf(5) (rootless.containers_conf)."""
+    from rootless import containers_conf
 
-    env = os.environ.get("CONTAINERS_CONF")
-    files = (
-        [env]
-        if env
-        else [
-            "/usr/share/containers/containers.conf",
-            "/etc/containers/containers.conf",
-            os.path.join(paths.config_home(), "containers", "containers.conf"),
-        ]
-    )
-    if os.environ.get("CONTAINERS_CONF_OVERRIDE"):
-        files.append(os.environ["CONTAINERS_CONF_OVERRIDE"])
-    import tomllib
-
-    engine: dict = {}
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except (FileNotFoundError, PermissionError, IsADirectoryError):
-            continue
-        except tomllib.TOMLDecodeError as e:
-            raise ImageError(f"{path} is not valid TOML: {e}; fix or remove it") from None
-        table = data.get("engine")
-        if isinstance(table, dict):
-            engine.update(table)
-    return engine
+    return containers_conf.table("engine")
 
 
 def load_settings(retry: int | None = None, retry_delay: str | None = None) -> Settings:

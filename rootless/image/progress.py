@@ -1,4 +1,7 @@
-"""Pull progress: one bar per blob on a terminal, plain lines otherwise, nothing when quiet."""
+"""Pull progress: one bar per blob on a terminal, plain lines otherwise, nothing when quiet.
+
+On a terminal a layer's bar shows its download, then its extraction ("extracting N / TOTAL", the
+compressed bytes read), then "done". Plain lines are podman's: one "Copying blob X done" per blob."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ def _human(n: float) -> str:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
         n /= 1024
     return f"{n:.1f}GiB"
+
+
+_BUSY = ("retrying", "extracting")  # states of a row that is not final
 
 
 class Progress:
@@ -30,7 +36,7 @@ class Progress:
     def line(self, text: str) -> None:
         if self.quiet:
             return
-        if self.tty and self.rows and all(r[3] and r[3] != "retrying" for r in self.rows):
+        if self.tty and self.rows and all(r[3] and r[3] not in _BUSY for r in self.rows):
             self.frozen = True  # every bar is final: leave them on screen, print below
             self.drawn = 0
         if self.tty:
@@ -70,6 +76,26 @@ class Progress:
             self.stream.flush()
         self._draw(force=True)
 
+    def extracting(self, key: str, done: int, total: int | None) -> None:
+        """The layer of blob `key` is being extracted: `done` of its `total` blob bytes read."""
+        if not self.tty or key not in self.index:
+            return
+        row = self.rows[self.index[key]]
+        first = row[3] != "extracting"
+        row[1], row[2], row[3] = done, total or row[2], "extracting"
+        self._draw(force=first)
+
+    def extracted(self, key: str) -> None:
+        """The layer of blob `key` is in the store (the terminal bar says done again)."""
+        if not self.tty or key not in self.index:
+            return
+        row = self.rows[self.index[key]]
+        if row[3] == "extracting":
+            row[3] = "done"
+            if row[2]:
+                row[1] = row[2]
+            self._draw(force=True)
+
     def close(self) -> None:
         if self.tty:
             self._draw(force=True)
@@ -100,7 +126,7 @@ class Progress:
                 amount = f"{_human(done)} / {_human(total)}"
             else:
                 bar, amount = " " * width, _human(done)
-            tail = state or amount
+            tail = f"extracting {amount}" if state == "extracting" else (state or amount)
             self.stream.write(f"{label} [{bar}] {tail}\n")
         self.drawn = len(self.rows)
         self.stream.flush()

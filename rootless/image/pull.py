@@ -102,6 +102,7 @@ def pull_image(
     platform: str | None = None,
     store: Store | None = None,
     access: Access | None = None,
+    progress: Progress | None = None,
 ) -> ImageRecord:
     import trio
 
@@ -109,7 +110,7 @@ def pull_image(
     want = parse_platform(platform)
     access = access or Access()
     access.settings = access.settings or dist.load_settings()
-    progress = Progress(quiet=quiet)
+    progress = progress or Progress(quiet=quiet)
     server = start_extract_server()
     try:
         return trio.run(with_server, server, _pull, store, ref, tls_verify, want, progress, access)
@@ -205,6 +206,35 @@ class _LayerFailure(ImageError):
     """A stored blob that cannot become a layer: fatal, no other source is tried."""
 
 
+async def _manifest_for(client, name_ref, ref, want) -> tuple[bytes, str, str, dict, list[str]]:
+    """The image manifest of `ref` for the wanted platform (through an index if there is one):
+    (body, media type, digest, parsed document, the repo digests to record)."""
+    repo = ref.path
+    body, mt, mdigest = await client.get_manifest(repo, ref.api_ref)
+    what = f"the manifest of {ref}"
+    doc = mf.parse_json(body, what)
+    mt = mf.media_type(doc, what) or mt
+    if mt in SCHEMA1 or doc.get("schemaVersion") == 1:
+        raise ImageError(
+            f"{ref} has a Docker schema 1 manifest, which is not supported; re-push it as v2 or OCI"
+        )
+    repo_digest = f"{name_ref.name}@{mdigest}"
+    if mt in dist.INDEX_TYPES or "manifests" in doc:
+        entries = mf.index_manifests(doc, f"the index of {ref}")
+        chosen = choose_platform({"manifests": entries}, want, str(ref))
+        body, mt, mdigest = await client.get_manifest(repo, chosen["digest"])
+        if len(body) != chosen["size"]:
+            raise dist.DigestMismatch(
+                f"manifest {chosen['digest']} from {ref.domain} has the wrong size"
+            )
+        doc = mf.parse_json(body, what)
+        mt = mf.media_type(doc, what) or mt
+        repo_digest_child = f"{name_ref.name}@{mdigest}"
+    else:
+        repo_digest_child = None
+    return body, mt, mdigest, doc, [d for d in (repo_digest, repo_digest_child) if d]
+
+
 async def _pull_from(
     store: Store, name_ref, src, want, progress: Progress, tls_verify, access: Access
 ) -> ImageRecord:
@@ -215,28 +245,8 @@ async def _pull_from(
     async with access.client(ref.domain, insecure=src.insecure, tls_verify=tls_verify) as client:
         if len(progress.rows) == 0:
             progress.line(f"Trying to pull {name_ref}...")
-        body, mt, mdigest = await client.get_manifest(repo, ref.api_ref)
+        body, mt, mdigest, doc, repo_digests = await _manifest_for(client, name_ref, ref, want)
         what = f"the manifest of {ref}"
-        doc = mf.parse_json(body, what)
-        mt = mf.media_type(doc, what) or mt
-        if mt in SCHEMA1 or doc.get("schemaVersion") == 1:
-            raise ImageError(
-                f"{ref} has a Docker schema 1 manifest, which is not supported; re-push it as v2 or OCI"
-            )
-        repo_digest = f"{name_ref.name}@{mdigest}"
-        if mt in dist.INDEX_TYPES or "manifests" in doc:
-            entries = mf.index_manifests(doc, f"the index of {ref}")
-            chosen = choose_platform({"manifests": entries}, want, str(ref))
-            body, mt, mdigest = await client.get_manifest(repo, chosen["digest"])
-            if len(body) != chosen["size"]:
-                raise dist.DigestMismatch(
-                    f"manifest {chosen['digest']} from {ref.domain} has the wrong size"
-                )
-            doc = mf.parse_json(body, what)
-            mt = mf.media_type(doc, what) or mt
-            repo_digest_child = f"{name_ref.name}@{mdigest}"
-        else:
-            repo_digest_child = None
         cdesc, layers = mf.image_manifest(doc, what)
         cdigest = cdesc["digest"]
         if store.has_blob(cdigest):
@@ -271,7 +281,7 @@ async def _pull_from(
                 id=image_id,
                 names=names,
                 digest=mdigest,
-                repo_digests=[d for d in (repo_digest, repo_digest_child) if d],
+                repo_digests=repo_digests,
                 layers=[
                     {
                         "digest": ld["digest"],
@@ -348,7 +358,10 @@ async def _layer(
         progress.add(key, label, ldesc.get("size"))
         progress.finish(key, "skipped: already exists")
     async with ex:
-        size = await extract_layer(store, digest, diff_id)
+        size = await extract_layer(
+            store, digest, diff_id, lambda n: progress.extracting(key, n, ldesc.get("size"))
+        )
+    progress.extracted(key)
     done.append((i, size))
 
 
@@ -360,8 +373,11 @@ def _layer_size(store: Store, diff_id: str) -> int | None:
         return None
 
 
-async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | None:
-    """Extract a stored blob as layer `diff_id` (once; concurrent callers wait for the first)."""
+async def extract_layer(
+    store: Store, blob_digest: str, diff_id: str, on_progress=None
+) -> int | None:
+    """Extract a stored blob as layer `diff_id` (once; concurrent callers wait for the first).
+    on_progress(n) hears the blob bytes read so far (with the extraction server only)."""
     from rootless import process
     from rootless.image.layer_helper import helper_argv
 
@@ -376,7 +392,7 @@ async def extract_layer(store: Store, blob_digest: str, diff_id: str) -> int | N
             dest = os.path.join(base, "diff")
             server = _SERVER.get(None)
             if server is not None:
-                res = await server.extract(store.blob_path(blob_digest), dest, diff_id)
+                res = await server.extract(store.blob_path(blob_digest), dest, diff_id, on_progress)
                 rc, err, warn, size = res["rc"], res.get("err"), res.get("warn"), res.get("size")
             else:
                 cp = await process.run_async(

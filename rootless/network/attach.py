@@ -211,15 +211,6 @@ def _update_files(rec, endpoints: list[dict], add: bool) -> None:
         etc.edit_nameservers(resolv, servers, add)
 
 
-def register_names(rec, names: list[str]) -> None:
-    """More DNS names for a running container on networks, on each of its networks, for as long
-    as it runs (a pod's name for its infra container, say). Registering again replaces them."""
-    from rootless.network import usernet
-
-    if usernet.request({"op": "names", "id": rec.id, "names": list(names)}) is None:
-        raise NetworkError(f"container {rec.name} is not running on a network")
-
-
 def inspect_networks(rec) -> dict:
     """NetworkSettings for `inspect` of a container on networks: its first address and gateway, and
     Networks (podman's per-network entries, keyed by network name)."""

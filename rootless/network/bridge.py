@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 from rootless.errors import NetworkError
 
+# names that select a mode rather than a network (podman's list for extra --network values)
+RESERVED = ("bridge", "slirp4netns", "pasta", "pod", "none", "default", "private", "ns", "container",
+            "host")  # fmt: skip
+
 
 class Endpoint(NamedTuple):
     """One network of a container, as asked for."""
@@ -80,7 +84,6 @@ def parse_first(value: str) -> list[Endpoint]:
 
 def parse_more(first: list[Endpoint], values: list[str]) -> list[Endpoint]:
     """The other --network values: each a network (no mode)."""
-    from rootless.network.mode import RESERVED
 
     out = list(first)
     for value in values:

@@ -73,61 +73,11 @@ CONF_KEYS = ("base_hosts_file", "host_containers_internal_ip", "dns_servers", "d
              "dns_options")  # fmt: skip
 
 
-def _assigns(data: bytes) -> bool:
-    """Whether a line outside a comment starts with one of CONF_KEYS (a cheap test before TOML:
-    the keys' few occurrences are looked at, not every line)."""
-    for key in CONF_KEYS:
-        i = data.find(key.encode())
-        while i >= 0:
-            if not data[data.rfind(b"\n", 0, i) + 1 : i].strip():
-                return True
-            i = data.find(key.encode(), i + 1)
-    return False
-
-
-def _conf_files() -> list[str]:
-    """containers.conf files in podman's order (later ones win); CONTAINERS_CONF alone if set."""
-    if os.environ.get("CONTAINERS_CONF"):
-        return [os.environ["CONTAINERS_CONF"]]
-    files = ["/usr/share/containers/containers.conf", "/etc/containers/containers.conf"]
-    dirs = ["/etc/containers/containers.conf.d"]
-    if os.geteuid() != 0:
-        from rootless import paths
-
-        user = os.path.join(paths.config_home(), "containers", "containers.conf")
-        files.append(user)
-        dirs.append(user + ".d")
-    for d in dirs:
-        try:
-            files += sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".conf"))
-        except OSError:
-            pass
-    return files
-
-
 def settings() -> dict:
-    """containers.conf's [containers] values for the /etc files (the later files win). A file is
-    parsed only if a line outside a comment names one of the keys (the usual files only mention
-    them in comments), to keep `run` lean."""
-    found: dict = {}
-    for path in _conf_files():
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if not _assigns(data):
-            continue
-        import tomllib
+    """containers.conf's [containers] values for the /etc files (rootless.containers_conf)."""
+    from rootless import containers_conf
 
-        try:
-            table = tomllib.loads(data.decode(errors="replace")).get("containers") or {}
-        except tomllib.TOMLDecodeError as e:
-            from rootless.errors import ContainerError
-
-            raise ContainerError(f"{path}: invalid TOML ({e}): fix or remove it") from None
-        found.update({k: table[k] for k in CONF_KEYS if k in table})
-    return found
+    return containers_conf.table("containers", CONF_KEYS)
 
 
 def base_hosts(

@@ -24,9 +24,6 @@ from rootless.errors import NetworkError
 MODES = ("slirp4netns", "pasta", "none", "host", "bridge", "container")
 DEFAULT_MODE = "slirp4netns"
 HELPERS = (("slirp4netns", "slirp4netns"), ("pasta", "passt"))  # (command, Debian package)
-# names that select a mode rather than a network (podman's list for extra --network values)
-RESERVED = ("bridge", "slirp4netns", "pasta", "pod", "none", "default", "private", "ns", "container",
-            "host")  # fmt: skip
 
 
 def parse_network(value: str | None) -> tuple[str, dict]:

@@ -16,14 +16,12 @@ Light imports only: ``run --network NAME`` reads networks on its start path.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import time
 
-from rootless import paths
+from rootless import gotime, paths
 from rootless.errors import NetworkError
 
 DEFAULT_NAME = "podman"
@@ -45,31 +43,14 @@ def networks_dir() -> str:
     return os.path.join(paths.data_home(), "networks")
 
 
-@contextlib.contextmanager
 def lock():
     """The store-wide lock for network configurations (exclusive, held briefly)."""
-    os.makedirs(networks_dir(), mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(paths.data_home(), "networks.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return paths.locked(os.path.join(paths.data_home(), "networks.lock"), makedirs=networks_dir())
 
 
 def go_time(t: float) -> str:
-    """A time as Go's encoding/json writes a time.Time: RFC 3339 with nanoseconds (trailing zeros
-    dropped) and the local offset ("Z" for UTC)."""
-    lt = time.localtime(t)
-    frac = f"{int(round((t % 1) * 1e9)) % 1_000_000_000:09d}".rstrip("0")
-    off = lt.tm_gmtoff
-    zone = (
-        "Z"
-        if off == 0
-        else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
-    )
-    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + (f".{frac}" if frac else "") + zone
+    """A time as Go's encoding/json writes a time.Time (the networks' "created")."""
+    return gotime.rfc3339nano(int(t * 1e9))
 
 
 def default_network() -> dict:

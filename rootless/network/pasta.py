@@ -4,8 +4,9 @@ pasta vs slirp4netns: pasta copies the host's address, routes and MTU into the c
 container sees the host's IP on an interface named like the host's), and it splices published ports
 with plain sockets, so the server in the container sees the client's real source address; with
 slirp4netns every published-port connection appears to come from 10.0.2.2 (its gateway).
-Connections from the container to its gateway address reach the host's loopback (pasta's default
-``map-gw``; ``--network pasta:--no-map-gw`` turns that off), so host.containers.internal is the gateway.
+The host's loopback stays out of reach: as podman, pasta gets ``--no-map-gw`` unless the options say
+``--map-gw`` (podman's own option, not pasta's: taken out of the arguments), which lets connections
+to the gateway address reach the host's loopback (host.containers.internal is then the gateway).
 DNS: pasta forwards queries sent to ``DNS_FORWARD`` (169.254.1.1) to the host's first resolver, so the
 container's resolv.conf points there (this also works when the host uses a 127.0.0.x stub resolver).
 
@@ -65,6 +66,10 @@ def start(netns_path: str, userns_path: str, runtime_dir: str, options: dict, po
 
     binary = helper.find("pasta", "passt")
     user_args = list(options.get("args", ()))
+    map_gw = "--map-gw" in user_args
+    user_args = [a for a in user_args if a != "--map-gw"]
+    if not map_gw and "--no-map-gw" not in user_args:
+        user_args.append("--no-map-gw")
     if any(m.protocol == "udp" and (not m.host_ip or etc.is_loopback(m.host_ip)) for m in ports):
         logging.getLogger("rootless").warning(
             "pasta (2023-03) loses UDP replies to clients on the host's loopback; "

@@ -23,8 +23,6 @@ network}``; ``ports {id, ports}`` (published ports, to the container's first add
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -44,16 +42,11 @@ def ctl_path() -> str:
     return os.path.join(run_dir(), "ctl.sock")
 
 
-@contextlib.contextmanager
 def lock():
-    os.makedirs(paths.runtime_dir(), mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(paths.runtime_dir(), "usernet.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """The per-user network helper's start/stop lock."""
+    return paths.locked(
+        os.path.join(paths.runtime_dir(), "usernet.lock"), makedirs=paths.runtime_dir()
+    )
 
 
 def sockaddr(path: str, dir_fd: int) -> str:
@@ -182,3 +175,10 @@ def request(msg: dict) -> dict | None:
         return None
     with sock:
         return exchange(sock, msg)
+
+
+def register_names(rec, names: list[str]) -> None:
+    """More DNS names for a running container on networks, on each of its networks, for as long
+    as it runs (a pod's name for its infra container, say). Registering again replaces them."""
+    if request({"op": "names", "id": rec.id, "names": list(names)}) is None:
+        raise NetworkError(f"container {rec.name} is not running on a network")

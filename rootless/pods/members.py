@@ -1,7 +1,7 @@
 """A container of a pod: what it joins, decided by rootless.runtime.plan.prepare (`join`,
 `network`, `user_namespace`).
 
-Namespaces are OCI-style (rootless.runtime.plan.Namespace): a member joins, by path, the infra's
+Namespaces are OCI-style (rootless.runtime.spec.Namespace): a member joins, by path, the infra's
 (/proc/INFRA-INIT/ns/TYPE) network, ipc, uts and pid namespaces the pod shares, and always the
 infra's user namespace: a namespace can only be joined with CAP_SYS_ADMIN in the user namespace that
 owns it, and the member's setup process has that only as root of that very user namespace (its
@@ -150,7 +150,7 @@ def network(j: Join, opts) -> tuple[str, dict, list]:
     namespaces, its /etc/hosts and resolv.conf, no helper of its own."""
     from rootless.network import etc
     from rootless.runtime import state
-    from rootless.runtime.plan import Namespace
+    from rootless.runtime.spec import Namespace
 
     etc.check_options(opts, "container")
     infra = state.load(j.infra_id)
@@ -165,7 +165,7 @@ def network(j: Join, opts) -> tuple[str, dict, list]:
 def user_namespace(j: Join, mode: str, net_ns: list) -> list:
     """A container that shares some of its pod's namespaces but not its network: it still runs in
     the infra's user namespace (which owns them)."""
-    from rootless.runtime.plan import Namespace
+    from rootless.runtime.spec import Namespace
 
     if mode == "bridge":
         raise ContainerError(
@@ -178,8 +178,8 @@ def user_namespace(j: Join, mode: str, net_ns: list) -> list:
 def register_pod_name(pod_id: str, infra_rec) -> None:
     """The pod's infra container runs on user-defined networks: the pod's name resolves to it (to
     the pod) there, as podman's aardvark-dns answers it."""
-    from rootless.network import attach
+    from rootless.network import usernet
 
     pod = store.load(pod_id)
     if pod is not None:
-        attach.register_names(infra_rec, [pod.name])
+        usernet.register_names(infra_rec, [pod.name])

@@ -9,8 +9,6 @@ container store asks it for pod names), so it imports nothing of the runtime.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -73,16 +71,9 @@ def root() -> str:
     return os.path.join(paths.data_home(), "pods")
 
 
-@contextlib.contextmanager
 def lock():
-    os.makedirs(root(), mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(paths.data_home(), "pods.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """The store-wide lock for pod records (exclusive, held briefly)."""
+    return paths.locked(os.path.join(paths.data_home(), "pods.lock"), makedirs=root())
 
 
 def _load(pid: str) -> PodRecord | None:

@@ -3,6 +3,8 @@
 raises a RootlessError (one line, podman's exit code); none prints or reads flags.
 
     create(opts) -> (plan, record)      run(opts) -> exit code       run_detached(opts) -> id
+    create_only(opts) -> record (`create`: what inspect shows before the first start)
+    init(rec) (created/exited -> initialized: checked again and described, nothing runs)
     start(rec)                          exec(rec, argv, ...) -> exit code
     stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force, volumes)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
@@ -15,8 +17,10 @@ runtime.exec and rootless.runtime.manage (acting on a container from its record)
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from rootless import paths
+from rootless.errors import ContainerError
 from rootless.runtime import monitor, plan, state
 from rootless.runtime.spec import RunOptions
 
@@ -75,10 +79,14 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     """Decide everything (plan.prepare: every option is checked) and make the container's record,
     in state "created". Nothing runs yet."""
     os.makedirs(paths.data_home(), mode=0o700, exist_ok=True)
+    if opts.requires:  # podman keeps the ids: the containers must exist now
+        opts = replace(opts, requires=[get(n).id for n in opts.requires])
     p = plan.prepare(opts)
+    image_labels = ((p.image.config or {}).get("config") or {}).get("Labels") or {}
+    saved = replace(plan.saved_options(p.opts), labels={**image_labels, **p.opts.labels})
     try:
         rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
-                           storage_driver=opts.storage_driver, run=plan.saved_options(p.opts))  # fmt: skip
+                           storage_driver=opts.storage_driver, run=saved)  # fmt: skip
     except BaseException:
         if p.mounts and any(m.volume for m in p.mounts):  # the anonymous volumes made for it
             from rootless.volumes import usage
@@ -86,6 +94,47 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
             usage.remove_unused_anonymous([m.volume for m in p.mounts if m.volume])
         raise
     return p, rec
+
+
+def create_only(opts: RunOptions) -> state.ContainerRecord:
+    """`rootless create`: the container made and described (its command, environment, user,
+    working directory and hostname as inspect shows them) but not started."""
+    p, rec = create(opts)
+    _describe(p, rec)
+    return rec
+
+
+def init(rec: state.ContainerRecord) -> state.ContainerRecord:
+    """`rootless init`: a created (or exited) container checked again against its image and
+    options and put in state "initialized", as podman's init. Podman's runtime then holds the
+    container's processes paused before the command; rootless makes its namespaces and mounts at
+    `start` (which takes an initialized container as a created one), so nothing runs here."""
+    if rec.state in ACTIVE or rec.state in ("initialized", "paused"):
+        raise ContainerError(
+            f"container {rec.id} has already been created in runtime: container state improper"
+        )
+    p = plan.prepare(plan.options_of(rec), rec.image_id or None)
+    with state.lock():
+        fresh = state.load(rec.id)
+        if fresh is None or fresh.state in ACTIVE or fresh.alive("monitor"):
+            raise ContainerError(
+                f"container {rec.id} has already been created in runtime: container state improper"
+            )
+        fresh.state, fresh.exit_code = "initialized", None
+        _describe(p, fresh, locked=True)
+    return fresh
+
+
+def _describe(p: plan.Plan, rec: state.ContainerRecord, locked: bool = False) -> None:
+    """Record what inspect shows of a container that has not run: its process and hostname."""
+    launch = plan.launch(p, rec)
+    proc = launch.process
+    from rootless.runtime.state import ProcessConfig
+
+    rec.command = proc.args
+    rec.process = ProcessConfig(args=proc.args, env=proc.env, cwd=proc.cwd, user=proc.user)
+    rec.hostname, rec.network = launch.hostname, p.opts.network
+    rec.save(locked=locked)
 
 
 def run(opts: RunOptions) -> int:
@@ -102,7 +151,12 @@ def run_detached(opts: RunOptions) -> str:
 
 
 def _start_pod_infra(opts: RunOptions) -> None:
-    """A pod's container joins its infra container's namespaces: start the infra first."""
+    """A pod's container joins its infra container's namespaces: start the infra first; the
+    containers it --requires too."""
+    for cid in opts.requires:
+        other = get(cid)
+        if other.state not in ACTIVE:
+            start(other)
     if opts.pod:
         from rootless.pods import members
 
@@ -119,7 +173,7 @@ def start(rec: state.ContainerRecord) -> None:
         rec = manage.wait_started(rec)  # another `start` is at it: wait for its outcome
     if rec.state in ACTIVE:
         return
-    if rec.alive("monitor"):
+    if rec.alive("monitor") and not rec.restarting:
         rec = manage.wait_settled(rec)  # the last run's monitor is still cleaning up
     with state.lock():  # two `start`s at once must not run the container twice on one upper dir
         fresh = state.load(rec.id)
@@ -131,8 +185,14 @@ def start(rec: state.ContainerRecord) -> None:
             return
         fresh.state = "created"
         fresh.pids = {}
-        fresh.set_pid("monitor", os.getpid())  # until the monitor takes over
+        fresh.set_pid(
+            "monitor", os.getpid()
+        )  # until the monitor takes over (a restarting one ends)
+        fresh.restart_count, fresh.restarting = 0, False  # the user's start: podman resets it
         fresh.save(locked=True)
+    from rootless.runtime import restart
+
+    restart.clear_stopped(fresh)
     try:
         _start_pod_infra(plan.options_of(fresh))
         p = plan.prepare(plan.options_of(fresh), fresh.image_id or None)

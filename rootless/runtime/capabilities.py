@@ -1,8 +1,11 @@
 """Linux capabilities: names, podman's default set, --cap-add/--cap-drop, and applying them.
 
-apply() runs in the container's process right before exec: it drops everything outside the set from
-the bounding set and sets effective/permitted/inheritable (root) or ambient-raises what --cap-add asked
-for (non-root users, as podman does).
+set_process() runs in the container's process right before exec: with the bounding set already
+dropped to the container's set, it sets effective and permitted (root), or ambient-raises what
+--cap-add asked for (non-root users). The inheritable set stays empty for root, as podman >= 4.0.3
+leaves it (CVE-2022-27649: an inheritable set would let a program with file capabilities keep them
+after dropping to another user); a non-root user's holds exactly its ambient capabilities (the
+kernel's rule: ambient is a subset of inheritable), as podman's.
 """
 
 from rootless import syscalls
@@ -86,10 +89,11 @@ def drop_bounding(caps) -> None:
 
 
 def set_process(caps, uid: int, explicit_adds: list[str]) -> None:
-    """After setuid: set the effective, permitted and inheritable sets (and ambient for non-root)."""
+    """After setuid: set the effective and permitted sets (root), or the --cap-add capabilities as
+    effective, permitted, inheritable and ambient (non-root), as podman."""
     m = mask(caps)
     if uid == 0:
-        syscalls.capset(m, m, m)
+        syscalls.capset(m, m, 0)
         return
     amb = mask(
         {_norm(c, "--cap-add") for a in explicit_adds for c in a.split(",") if c} & set(caps)

@@ -68,9 +68,10 @@ def join_cgroup(path: str, unit: str | None) -> None:
 class _Request:
     """What to run and how, resolved on the host from the record and the exec flags."""
 
-    def __init__(self, rec, argv, *, interactive, tty, env, user, workdir, detach):
+    def __init__(self, rec, argv, *, interactive, tty, env, user, workdir, detach, preserve_fds):
         saved = rec.process or state.ProcessConfig()
         self.argv, self.interactive, self.tty, self.detach = argv, interactive, tty, detach
+        self.preserve_fds = security.preserved_fds(preserve_fds, {})[0]
         self.env = dict(saved.env)
         if tty:
             self.env.setdefault("TERM", "xterm")
@@ -81,12 +82,17 @@ class _Request:
         if not self.cwd.startswith("/"):
             raise ContainerError(f"--workdir {self.cwd!r}: must be an absolute path")
         self.security = security.of_options(plan.options_of(rec))
+        if user is not None and user != saved.user:
+            # podman: a non-root user other than the container's gets no capabilities at all
+            self.security = self.security._replace(cap_add=())
         self.cgroup = (rec.cgroup or {}).get("path")
         self.unit = (rec.cgroup or {}).get("unit")
 
 
 def _process_main(req: _Request, chan: Channel) -> int:
-    """In the container: stdio or a pty, the working directory, the security settings, exec."""
+    """In the container: no host fd (security.close_host_fds), stdio or a pty, the working
+    directory, the security settings, exec."""
+    security.close_host_fds(req.preserve_fds, chan.fileno())
     u = spec.resolve_user(req.user)
     env = dict(req.env)
     env.setdefault("HOME", u.home)
@@ -104,8 +110,10 @@ def _process_main(req: _Request, chan: Channel) -> int:
 
 
 def _joiner_main(req: _Request, pidfd: int, flags: int, chan: Channel, cli_end: Channel) -> int:
-    """In the host pid namespace: the cgroup, then the container's namespaces; fork the process."""
+    """In the host pid namespace: the cgroup, then the container's namespaces; fork the process,
+    non-dumpable (security.seal) until it execs."""
     cli_end.close()
+    security.seal()
     if req.cgroup:
         try:
             join_cgroup(req.cgroup, req.unit)
@@ -146,7 +154,7 @@ def _init_pidfd(rec, init: tuple[int, int | None]) -> int:
 
 def exec_in(rec, argv: list[str], *, interactive: bool = False, tty: bool = False,
             env: list[str] = (), user: str | None = None, workdir: str | None = None,
-            detach: bool = False) -> int:  # fmt: skip
+            detach: bool = False, preserve_fds: int = 0) -> int:  # fmt: skip
     """Run argv in the running container `rec`; its exit code (0 at once with detach)."""
     init = rec.pid_of("init")
     if rec.state != "running" or not init:
@@ -156,7 +164,7 @@ def exec_in(rec, argv: list[str], *, interactive: bool = False, tty: bool = Fals
     pidfd = _init_pidfd(rec, init)
     try:
         req = _Request(rec, argv, interactive=interactive, tty=tty, env=env, user=user,
-                       workdir=workdir, detach=detach)  # fmt: skip
+                       workdir=workdir, detach=detach, preserve_fds=preserve_fds)  # fmt: skip
         flags = _ns_flags(init[0])
     except BaseException:
         os.close(pidfd)

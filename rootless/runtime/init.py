@@ -3,7 +3,8 @@
 In order: the hostname, ``lo`` up (with its own network namespace), the root filesystem
 (rootless.runtime.rootfs: mounts, pivot_root, masked paths), stdio or a pty from the container's
 own devpts (its master goes to the monitor, a ``Pty`` message), then it waits for the monitor's
-``Go`` when the monitor has work to do first (the network helper, the cgroup), creates its cgroup
+``Go`` when the monitor has work to do first (before which every inherited fd but stdio and
+--preserve-fds is closed) (the network helper, the cgroup), creates its cgroup
 namespace (rooted at the cgroup it was placed in), takes the container's user, capabilities and
 seccomp filter (rootless.runtime.security) and execs the command. A failure is one ``Failed``
 message with its exit code (126/127 for a command that cannot run); exec'ing closes the channel.
@@ -17,7 +18,7 @@ from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME
 from rootless.network import netlink
 from rootless.pods import pause  # imported here: after pivot_root no module can be found
-from rootless.runtime import command, console, rootfs, spec
+from rootless.runtime import command, console, rootfs, security, spec
 from rootless.runtime.channel import Go, Pty, close_all
 from rootless.runtime.plan import PAUSE
 
@@ -37,6 +38,9 @@ def _stdio(chan, stdio, user, opts) -> None:
 def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     """The init (see the module docstring); returns only on failure."""
     uts, net = plan.namespace("uts"), plan.namespace("network")
+    pid_ns = plan.namespace("pid")
+    if pid_ns is not None and pid_ns.path is not None and net.path is not None:
+        security.seal()  # others may see us at once; the monitor needs no /proc/PID/ns of ours
     if uts is None or uts.path is None:  # a pod's shared uts namespace has its hostname already
         sc.sethostname(launch.hostname)
     if rootfs_cfg.new_netns and net.path is None:
@@ -49,11 +53,16 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     env.setdefault("HOME", user.home)
     _stdio(chan, stdio, user, plan.opts)
     close_all(*(stdio or ()))
+    preserve = plan.opts.preserve_fds
+    security.close_host_fds(preserve, chan.fileno())  # no host fd crosses (security.close_host_fds)
+    if preserve and "LISTEN_FDS" in env:
+        env["LISTEN_PID"] = str(os.getpid())
     if launch.need_go and not isinstance(chan.recv(), Go):
         return EXIT_RUNTIME  # the monitor failed, and says why
     # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
     sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
     if proc.args == [PAUSE]:  # a pod's infra container: pause here (rootless.pods.pause)
-        return pause.main(chan, plan.security, user)
+        return pause.main(chan, plan.security, user)  # members join its /proc/PID/ns: dumpable
+    security.seal()  # the monitor is done with our /proc/PID/ns: from now until exec, no one's
     command.exec_as(proc.args, env, proc.cwd, plan.security, user)
     return EXIT_RUNTIME  # not reached

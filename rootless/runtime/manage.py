@@ -44,6 +44,9 @@ def parse_signal(value: str | int) -> int:
 
 
 def kill(rec, sig: int) -> None:
+    from rootless.runtime import restart
+
+    restart.mark_stopped(rec)  # as podman: a container the user signals is not restarted
     if not is_running(rec):
         raise ContainerError(f"can only kill running containers: {rec.name} is {rec.state}")
     init = rec.pid_of("init")
@@ -104,7 +107,12 @@ def wait_settled(rec, timeout: float = 15.0):
 
 def stop(rec, timeout: float = 10.0, sig: int = signal.SIGTERM):
     """SIGTERM (or sig), then SIGKILL after `timeout` seconds; return the record once settled."""
+    from rootless.runtime import restart
+
+    restart.mark_stopped(rec)  # its restart policy no longer applies
     if not is_running(rec):
+        if rec.restarting:  # its monitor waits to restart it: it sees the mark and ends
+            _poll(lambda: not rec.alive("monitor"), timeout + 5)
         return rec
     init = rec.pid_of("init")
     if init and state.signal_pid(init[0], init[1], sig):
@@ -124,6 +132,9 @@ def _kill_all(rec) -> None:
 
 def teardown(rec) -> None:
     """Remove a container and everything it owns, whatever state its processes are in."""
+    from rootless.runtime import restart
+
+    restart.mark_stopped(rec)
     if rec.alive("monitor") and is_running(rec):
         init = rec.pid_of("init")
         if init:

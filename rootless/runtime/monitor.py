@@ -22,7 +22,7 @@ import time
 from rootless import process, userns
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, RootlessError
-from rootless.runtime import console, plan, rootfs, setup
+from rootless.runtime import console, plan, rootfs
 from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
 from rootless.runtime.storage import Storage
 
@@ -88,6 +88,8 @@ class Monitor:
         monitor, ours = os.getpid(), (mine, self.status)
 
         def body() -> int:
+            from rootless.runtime import setup  # imported by _import_setup, in the child
+
             return setup.main(
                 self.plan, self.launch, self.storage, theirs, self.stdio, self.rec, monitor, ours
             )
@@ -98,7 +100,8 @@ class Monitor:
             members.check_running(self.plan.pod)
         try:
             self.setup = userns.fork_userns(body, extra_unshare_flags=sc.CLONE_NEWNS,
-                                            pdeathsig=signal.SIGTERM, join=self._userns())  # fmt: skip
+                                            pdeathsig=signal.SIGTERM, join=self._userns(),
+                                            meanwhile=_import_setup)  # fmt: skip
         finally:
             theirs.close()
             if self.stdio is not None:
@@ -217,7 +220,7 @@ class Monitor:
         from rootless.runtime import logs
 
         self.collect()
-        if self.failed is None and self.init_pid:
+        if self.failed is None and self.init_pid and self.status is not None:
             self.status.send(Started())
             self.status.close()
         logs.pump(log, pipes[0], pipes[1], self.master, self.setup.pid)
@@ -309,12 +312,19 @@ def _containerenv(p: plan.Plan, rec) -> str:
 
 
 def run_foreground(p: plan.Plan, rec) -> int:
-    """`rootless run`: this process is the container's monitor."""
+    """`rootless run`: this process is the container's monitor; with a restart policy that applies
+    to the exit, a detached monitor takes over and restarts the container (as podman's does)."""
     mon = Monitor(p, rec)
+    rc = None
     try:
-        return mon.run(mon.foreground)
+        rc = mon.run(mon.foreground)
+        return rc
     finally:
         mon.cleanup()
+        if rc is not None and p.opts.restart and _restarts(rec, rc):
+            child = process.fork(lambda: _detached_main(None, rec, None, None, after=rc),
+                                 pdeathsig=None, context="in the monitor")  # fmt: skip
+            child.wait()  # the first process: it exits as soon as the monitor is detached
 
 
 def spawn(p: plan.Plan, rec) -> str:
@@ -337,11 +347,12 @@ def spawn(p: plan.Plan, rec) -> str:
     raise RootlessError("the container's monitor died while starting it", exit_code=EXIT_RUNTIME)
 
 
-def _detached_main(p: plan.Plan, rec, status: Channel, cli_end: Channel) -> int:
-    """The detached monitor: a new session, no terminal, stdio on /dev/null, its own log."""
-    from rootless.runtime import logs
-
-    cli_end.close()
+def _detached_main(p: plan.Plan | None, rec, status: Channel | None, cli_end: Channel | None,
+                   after: int | None = None) -> int:  # fmt: skip
+    """The detached monitor: a new session, no terminal, stdio on /dev/null, its own log. It runs
+    the container (unless `after`: its exit code, it has run already), then restarts it as long
+    as its restart policy says so."""
+    close_all(cli_end)
     process.daemonize()
     os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
     os.chdir("/")  # pin no directory of the user's for the container's lifetime
@@ -354,21 +365,84 @@ def _detached_main(p: plan.Plan, rec, status: Channel, cli_end: Channel) -> int:
     os.close(diag)
     for s in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
+    rc, ran = (after, True) if after is not None else _detached_run(p, rec, status)
+    if ran and (p is None or p.opts.restart):  # a command that never ran is not restarted
+        rc = _restart_loop(rec.id, rc)
+    return rc
+
+
+def _restarts(rec, rc: int) -> bool:
+    from rootless.runtime import restart, state
+
+    fresh = state.load(rec.id)
+    return (fresh is not None and fresh.run is not None and not restart.stopped_by_user(fresh)
+            and restart.should_restart(fresh.run.restart, rc, fresh.restart_count))  # fmt: skip
+
+
+def _restart_loop(cid: str, rc: int) -> int:
+    """Run the container again while its restart policy says so (rootless.runtime.restart): after
+    a delay, unless meanwhile the user stopped it or a user's `start` took it over."""
+    from rootless.runtime import restart, state
+
+    wait = 0.0
+    while True:
+        with state.lock():
+            fresh = state.load(cid)
+            if fresh is None or not _restarts(fresh, rc):
+                return rc
+            fresh.set_pid("monitor", os.getpid())
+            fresh.restarting = True
+            fresh.save(locked=True)
+        wait = restart.delay(wait, (fresh.finished or 0) - (fresh.started or 0))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not restart.stopped_by_user(fresh):
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with state.lock():
+            fresh = state.load(cid)
+            mine = fresh is not None and (fresh.pid_of("monitor") or (0,))[0] == os.getpid()
+            if not mine or restart.stopped_by_user(fresh):
+                if mine:
+                    fresh.restarting = False
+                    fresh.save(locked=True)
+                return rc
+            fresh.restarting = False
+            fresh.restart_count += 1
+            fresh.save(locked=True)
+        try:
+            p = plan.prepare(plan.options_of(fresh), fresh.image_id or None)
+        except RootlessError as e:
+            process.say(f"restarting container {fresh.name}: {e}")
+            return rc
+        rc, ran = _detached_run(p, fresh, None)
+        if not ran:
+            return rc
+
+
+def _detached_run(p: plan.Plan, rec, status: Channel | None) -> tuple[int, bool]:
+    """One run of the container under this (detached) monitor, its output to its log: its exit
+    code, and whether its command ran."""
+    from rootless.runtime import logs
+
     o = p.opts
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r = in_w = -1
     if o.interactive and not o.tty:
         in_r, in_w = os.pipe2(os.O_CLOEXEC)  # held open: the command sees no EOF, as podman -di
-    mon = Monitor(p, rec, stdio=(in_r if in_r != -1 else null, out_w, err_w), status=status)
-    rc = EXIT_RUNTIME
+    stdin = in_r if in_r != -1 else os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    mon = Monitor(p, rec, stdio=(stdin, out_w, err_w), status=status)
+    rc, ran = EXIT_RUNTIME, False
     try:
         rc = mon.run(lambda: mon.detached_run(logs.LogWriter(rec.log_path), (out_r, err_r)))
+        ran = True
     except BaseException as e:  # noqa: B036 - the CLI that waits must hear why
         rc, message = process.failure(e, "in the monitor", "internal error in the monitor")
-        status.fail(rc, message)
+        if status is not None:
+            status.fail(rc, message)
+        else:
+            process.say(f"container {rec.name}: {message}")
     finally:
-        close_all(status, out_r, err_r, in_w)
+        close_all(status, out_r, err_r, in_w, stdin)
         if mon.cgroup is not None:
             mon.cgroup.cleanup()
         if o.rm:
@@ -377,4 +451,10 @@ def _detached_main(p: plan.Plan, rec, status: Channel, cli_end: Channel) -> int:
             state.write_exit(rec.id, rc)
             remove_quietly(rec)
         mon.pod_exit()
-    return rc
+    return rc, ran
+
+
+def _import_setup() -> None:
+    """In the setup process, while the monitor writes its uid and gid maps: import the modules only
+    setup and the container's init need (setup, init, nsholder, state...), off the monitor's path."""
+    import rootless.runtime.setup  # noqa: F401

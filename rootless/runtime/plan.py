@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
-from rootless.runtime import rootfs, security, spec
+from rootless.runtime import rootfs, runflags, security, spec
+from rootless.runtime.spec import Namespace
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
 PAUSE = "/rootless-pause"  # the command of a pod's infra container: its init pauses (rootless.pods.pause)
@@ -41,11 +42,6 @@ NAMESPACES = {
 
 
 # Frozen values as NamedTuples (immutable and typed; cheaper to define than frozen dataclasses)
-
-
-class Namespace(NamedTuple):
-    type: str  # an OCI namespace type (NAMESPACES)
-    path: str | None = None  # None: a new one; else join the namespace at this path
 
 
 class Image(NamedTuple):
@@ -132,6 +128,7 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
         if join is not None and join.shared:
             net_ns = members.user_namespace(join, mode, net_ns)
     sec = security.of_options(opts)
+    runflags.check(opts)
     image = image or _image(opts, image_id)
     vol_reqs, image_tmpfs = [], []
     if opts.volumes or opts.mounts or opts.volumes_from or _declares_volumes(image):
@@ -252,4 +249,4 @@ def options_of(rec) -> spec.RunOptions:
     """The RunOptions a container was created with (for start, exec and inspect)."""
     if rec.run is None:
         return spec.RunOptions(image=rec.image, name=rec.name)
-    return replace(rec.run, name=rec.name, image=rec.run.image or rec.image)
+    return replace(rec.run, name=rec.name, image=rec.run.image or rec.image, preserve_fds=0)

@@ -183,59 +183,12 @@ def default_profile():
     return builtin_profile()
 
 
-def _containers_conf_files() -> list[str]:
-    """containers.conf files in podman's order (later ones win); CONTAINERS_CONF alone if set."""
-    if os.environ.get("CONTAINERS_CONF"):
-        return [os.environ["CONTAINERS_CONF"]]
-    files = ["/usr/share/containers/containers.conf", "/etc/containers/containers.conf"]
-    dirs = ["/etc/containers/containers.conf.d"]
-    if os.geteuid() != 0:
-        from rootless import paths
-
-        user = os.path.join(paths.config_home(), "containers", "containers.conf")
-        files.append(user)
-        dirs.append(user + ".d")
-    for d in dirs:
-        try:
-            files += sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".conf"))
-        except OSError:
-            pass
-    return files
-
-
 def _containers_conf_profile() -> str | None:
-    """containers.conf's [containers] seccomp_profile, if any file sets it. A file is parsed as
-    TOML only if a line assigns the key: the usual files merely mention it in a comment."""
-    found = None
-    for path in _containers_conf_files():
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if not _assigns(data, b"seccomp_profile"):
-            continue
-        import tomllib
+    """containers.conf's [containers] seccomp_profile, if a file sets it."""
+    from rootless import containers_conf
 
-        try:
-            conf = tomllib.loads(data.decode())
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise ContainerError(f"{path}: invalid TOML ({e})") from None
-        value = (conf.get("containers") or {}).get("seccomp_profile")
-        if isinstance(value, str) and value:
-            found = value
-    return found
-
-
-def _assigns(data: bytes, key: bytes) -> bool:
-    """Whether some line outside a comment mentions key (a cheap test before parsing TOML)."""
-    i = data.find(key)
-    while i >= 0:
-        start = data.rfind(b"\n", 0, i) + 1
-        if not data[start:i].lstrip().startswith(b"#"):
-            return True
-        i = data.find(key, i + len(key))
-    return False
+    value = containers_conf.table("containers", ("seccomp_profile",)).get("seccomp_profile")
+    return value if isinstance(value, str) and value else None
 
 
 def load_profile_file(path: str) -> dict:

@@ -73,6 +73,62 @@ def of_options(opts) -> Security:
     return prepare(opts.cap_add, opts.cap_drop, opts.privileged, opts.security_opts)
 
 
+def close_host_fds(preserve: int, *keep: int) -> None:
+    """Close every inherited fd but stdio, the first `preserve` after it (--preserve-fds, socket
+    activation: made inheritable) and `keep` (the channel to the host, O_CLOEXEC): no host directory,
+    file or socket may cross into the container, not even through /proc/self/fd as a working
+    directory (so this runs before the chdir). The last step in the container before exec."""
+    for fd in range(3, 3 + preserve):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    first = 3 + preserve
+    for fd in sorted(k for k in keep if k >= first):
+        sc.close_range(first, fd - 1)
+        first = fd + 1
+    sc.close_range(first, 0xFFFFFFFF)
+
+
+def preserved_fds(preserve_fds: int, environ) -> tuple[int, list[str]]:
+    """How many fds after stdio a container's process keeps, and the environment that goes with
+    them: --preserve-fds N, else systemd's socket activation (LISTEN_FDS for this process: its fds
+    and LISTEN_FDS/LISTEN_FDNAMES go to the container, whose process gets its own LISTEN_PID), as
+    podman does. An fd that is not open is an error, as podman's."""
+    env = []
+    if not preserve_fds and environ.get("LISTEN_FDS"):
+        pid = environ.get("LISTEN_PID")
+        if pid is None or pid == str(os.getpid()):
+            try:
+                preserve_fds = int(environ["LISTEN_FDS"])
+            except ValueError:
+                preserve_fds = 0
+            if preserve_fds > 0:
+                env.append(f"LISTEN_FDS={preserve_fds}")
+                if "LISTEN_FDNAMES" in environ:
+                    env.append(f"LISTEN_FDNAMES={environ['LISTEN_FDNAMES']}")
+    if preserve_fds < 0:
+        raise ContainerError(f"--preserve-fds {preserve_fds}: must be 0 or more")
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ContainerError(
+                f"file descriptor {fd} is not available - the preserve-fds option requires that "
+                "all file descriptors must be passed"
+            ) from None
+    return preserve_fds, env
+
+
+def seal() -> None:
+    """Non-dumpable until exec (which makes the new program dumpable again): a process in the
+    container can then neither open nor readlink our /proc/PID/exe (the host's interpreter, which
+    may be the user's own file: runc's CVE-2019-5736 pattern) nor read our memory or fds. For the
+    processes that enter a container: the init (from its Go on) and exec's joiner (before it forks
+    the process, which inherits it)."""
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+
+
 def reset_signals() -> None:
     """Default dispositions and an empty mask, as a fresh process expects (Python ignores SIGPIPE)."""
     for s in range(1, signal.NSIG):

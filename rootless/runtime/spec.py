@@ -9,8 +9,17 @@ container's /etc/passwd and /etc/group, and gives HOME.
 import json
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rootless.errors import ContainerError
+
+
+class Namespace(NamedTuple):
+    """One namespace of a container, as the OCI runtime spec has it."""
+
+    type: str  # an OCI namespace type (rootless.runtime.plan.NAMESPACES)
+    path: str | None = None  # None: a new one; else join the namespace at this path
+
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -68,6 +77,13 @@ class RunOptions:
     pod: str | None = (
         None  # --pod: the pod's id in a record (a name, or new:NAME, on the command line)
     )
+    # run/create flags (runflags): labels (the image's, then --label-file, then --label; merged by
+    # api.create), annotations (--annotation), containers to start first (--requires: their ids)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    requires: list[str] = field(default_factory=list)
+    restart: str = ""  # --restart: no, on-failure[:N], always, unless-stopped (runtime.restart)
+    preserve_fds: int = 0  # --preserve-fds (or LISTEN_FDS): this run only, 0 on a later start
 
 
 @dataclass

@@ -15,8 +15,6 @@ is kept with its start time (/proc/PID/stat field 22), so a recycled pid is neve
 container: a "running" container whose init is gone is reported "exited" with an unknown code (None).
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import time
@@ -79,6 +77,8 @@ class ContainerRecord:
     mounts: list[dict] = field(default_factory=list)  # rootfs.Mount fields
     cgroup: dict | None = None  # rootless.cgroups.CgroupPlan.state()
     limits: dict | None = None  # the limits as inspect's HostConfig names them
+    restart_count: int = 0  # restarts by the restart policy since the user's last start
+    restarting: bool = False  # the monitor waits to restart it (rootless.runtime.restart)
 
     @property
     def dir(self) -> str:
@@ -167,17 +167,11 @@ def _from_json(data: dict) -> ContainerRecord:
     return rec
 
 
-@contextlib.contextmanager
 def lock():
     """The store-wide lock for container records (exclusive, held briefly)."""
-    os.makedirs(containers_root(), mode=0o700, exist_ok=True)
-    path = os.path.join(paths.data_home(), "containers.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return paths.locked(
+        os.path.join(paths.data_home(), "containers.lock"), makedirs=containers_root()
+    )
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -21,15 +21,13 @@ the plain directory instead).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
 
-from rootless import paths
+from rootless import gotime, paths
 from rootless.errors import RootlessError
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -52,33 +50,12 @@ def root() -> str:
     return os.path.join(paths.data_home(), "volumes")
 
 
-@contextlib.contextmanager
 def lock():
     """The store-wide lock for volume records (exclusive, held briefly)."""
-    os.makedirs(root(), mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(paths.data_home(), "volumes.lock"),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return paths.locked(os.path.join(paths.data_home(), "volumes.lock"), makedirs=root())
 
 
-def go_time(ns: int) -> str:
-    """A time as Go's RFC3339Nano prints it (podman's CreatedAt): local time, trailing zeros of the
-    nanoseconds dropped, Z for UTC."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    tm = time.localtime(secs)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
-    digits = f"{frac:09d}".rstrip("0")
-    if digits:
-        text += "." + digits
-    off = tm.tm_gmtoff or 0
-    if off == 0:
-        return text + "Z"
-    sign, off = ("+" if off > 0 else "-"), abs(off)
-    return text + f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}"
+go_time = gotime.rfc3339nano  # podman's CreatedAt
 
 
 @dataclass
