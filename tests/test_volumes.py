@@ -11,22 +11,15 @@ import stat
 
 import pytest
 from conftest import Rootless
-from support import leftovers
+from support import stores
 from support.images import subordinate_id
-from support.wait import poll
 
 NONE = ("--network", "none")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, registry, busybox_ref):
-    r = Rootless(str(tmp_path_factory.mktemp("volumes")))
-    r.trust(registry)
-    r("pull", busybox_ref, check=True)
-    r.img = busybox_ref
-    yield r
-    r("rm", "-af", timeout=300)
-    r.cleanup()
+    yield from stores.busybox_store(Rootless, tmp_path_factory, registry, busybox_ref, "volumes")
 
 
 @pytest.fixture
@@ -35,8 +28,7 @@ def rl(store):
     yield store
     store("rm", "-af", "-v", check=True, timeout=300)
     store("volume", "rm", "-af", check=True)
-    poll(lambda: not leftovers.processes(store), timeout=20)
-    assert leftovers.mounts(store) == []
+    stores.assert_nothing_left(store)
     assert store("volume", "ls", "-q").stdout == ""
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import click
+
+from rootless import gotime
 
 _FIELD = re.compile(r"\{\{\s*(?:json\s+)?\.?([A-Za-z0-9_.]*)\s*\}\}")
 
@@ -28,16 +29,7 @@ def tabwrite(rows: list[list[str]]) -> list[str]:
     return out
 
 
-def go_time_string(ns: int) -> str:
-    """A time as Go's time.Time.String() prints it (what a template shows for a time field)."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    tm = time.localtime(secs)
-    digits = f"{frac:09d}".rstrip("0")
-    off = tm.tm_gmtoff or 0
-    sign, a = ("+" if off >= 0 else "-"), abs(off)
-    zone = "UTC" if off == 0 else tm.tm_zone
-    return (time.strftime("%Y-%m-%d %H:%M:%S", tm) + (f".{digits}" if digits else "")
-            + f" {sign}{a // 3600:02d}{a % 3600 // 60:02d} {zone}")  # fmt: skip
+go_time_string = gotime.string
 
 
 def _go_values(obj):

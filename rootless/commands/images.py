@@ -32,21 +32,12 @@ def pull(image, quiet, platform, arch, tls_verify, creds, authfile, retry, retry
 
 
 def _ago(ts: float | None) -> str:
+    """go-units' HumanDuration since `ts`, as podman prints CREATED."""
+    from rootless.runtime.inspect import human_duration
+
     if not ts:
         return "unknown"
-    d = _dt.datetime.now(_dt.UTC).timestamp() - ts
-    for secs, unit in (
-        (365 * 86400, "year"),
-        (30 * 86400, "month"),
-        (7 * 86400, "week"),
-        (86400, "day"),
-        (3600, "hour"),
-        (60, "minute"),
-    ):
-        if d >= secs:
-            n = int(d // secs)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "Less than a minute ago" if d >= 1 else "Less than a second ago"
+    return f"{human_duration(_dt.datetime.now(_dt.UTC).timestamp() - ts)} ago"
 
 
 def _created_ts(created: str) -> float | None:
@@ -79,37 +70,77 @@ def _split_name(name: str) -> tuple[str, str]:
     return name, "<none>"
 
 
-def _rows(recs, no_trunc: bool):
+def _rows(recs, no_trunc: bool, store=None):
+    """psReporter-like rows: one per name (only its tagged names if it has any), as podman's."""
+    from rootless import gotime
+    from rootless.commands.template import GoMap
+    from rootless.image import filters as F
+
     for rec in recs:
-        names = rec.names or ["<none>:<none>"]
-        for n in names:
-            repo, tag = _split_name(n) if n != "<none>:<none>" else ("<none>", "<none>")
+        pairs = [_split_name(n) for n in rec.names] or [("<none>", "<none>")]
+        tagged = [p for p in pairs if p[1] != "<none>"]
+        created = F.created_ts(rec)
+        base = _image_json(rec, store)
+        for repo, tag in tagged or pairs[:1]:
             yield {
+                **base,
                 "Repository": repo,
                 "Tag": tag,
                 "ID": rec.id if no_trunc else rec.id[:12],
                 "Id": rec.id,
-                "Digest": rec.digest,
-                "Created": _ago(_created_ts(rec.created)),
-                "CreatedAt": rec.created,
+                "Created": _ago(created),
+                "CreatedSince": _ago(created),
+                "CreatedAt": gotime.string(int(created * 1e9)),
+                "CreatedTime": gotime.string(int(created * 1e9)),
                 "Size": _size(rec.size),
-                "Names": rec.names,
+                "Labels": GoMap(F.labels(rec)),
+                "History": ", ".join(base["History"]),
+                "ReadOnly": False,
+                "Dangling": not rec.names,
+                "_created": created,
+                "_size": rec.size,
             }
 
 
-def _image_json(rec) -> dict:
+def _image_json(rec, store=None) -> dict:
+    """One image as podman's `images --format json` prints it (the same keys, in its order)."""
+    from rootless import gotime
+    from rootless.image import filters as F
+
+    created = F.created_ts(rec)
     return {
         "Id": rec.id,
-        "ParentId": "",
-        "RepoTags": rec.names,
+        "ParentId": _parent_id(rec.id),
+        "RepoTags": None,
         "RepoDigests": rec.repo_digests,
         "Size": rec.size,
-        "Created": int(_created_ts(rec.created) or 0),
-        "CreatedAt": rec.created,
-        "Names": rec.names,
+        "SharedSize": 0,
+        "VirtualSize": rec.size,
+        "Labels": F.labels(rec) or None,
+        "Containers": len(store.image_in_use_check(rec.id)) if store is not None else 0,
+        "Names": rec.names or None,
         "Digest": rec.digest,
-        "Containers": 0,
+        "History": list(reversed(rec.names)),
+        "Created": int(created),
+        "CreatedAt": gotime.rfc3339nano(int(created * 1e9)),
     }
+
+
+def _parent_id(image_id: str) -> str:
+    from rootless.build.cache import parent
+
+    return parent(image_id) or ""
+
+
+_IMAGE_HEADERS = {"ID": "IMAGE ID", "ReadOnly": "R/O", "CreatedSince": "CREATED",
+                  "CreatedAt": "CREATED AT"}  # fmt: skip
+_IMAGE_SORT = {
+    "created": lambda r: -r["_created"],
+    "id": lambda r: r["ID"],
+    "repository": lambda r: r["Repository"],
+    "size": lambda r: r["_size"],
+    "tag": lambda r: r["Tag"],
+}
 
 
 @click.command(name="images")
@@ -127,10 +158,26 @@ def _image_json(rec) -> dict:
     help="Show all images, with the intermediate ones of builds.",
 )
 @click.option("-n", "--noheading", is_flag=True, help="Do not print the header row.")
-def images(image, quiet, fmt, no_trunc, all_, noheading):
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="id, reference, label, label!, dangling, intermediate, containers, before, "
+              "since, after, until, readonly or manifest=VALUE (also KEY!=VALUE).")  # fmt: skip
+@click.option("--sort", default="created", show_default=True,
+              help="Sort by created, id, repository, size or tag.")  # fmt: skip
+@click.option("--digests", is_flag=True, help="Show digests.")
+@click.option("--history", is_flag=True, help="Show the image's name history.")
+def images(image, quiet, fmt, no_trunc, all_, noheading, filters, sort, digests, history):
     """List images in local storage."""
+    from rootless.commands.ps import table_lines
+    from rootless.commands.template import is_table
+    from rootless.image import filters as F
     from rootless.image.store import Store
 
+    if filters and image:
+        raise ImageError("cannot specify an image and a filter(s)")
+    if sort not in F.SORTS:
+        raise ImageError(
+            f'"{sort}" is not a valid field for sorting: use one of {", ".join(F.SORTS)}'
+        )
     store = Store.open()
     recs = store.images()
     if not all_:  # images that builds made as steps (podman shows them with -a)
@@ -138,33 +185,35 @@ def images(image, quiet, fmt, no_trunc, all_, noheading):
 
         hidden = intermediate_ids(store)
         recs = [r for r in recs if r.id not in hidden]
-    if image:
-        hit = store.lookup_image(image)
-        recs = [hit] if hit else []
-    if quiet:
+    values = [f for v in filters for f in v.split(",")] + ([f"reference={image}"] if image else [])
+    recs = F.select(store, recs, values)
+    rows = sorted(_rows(recs, no_trunc, store), key=_IMAGE_SORT[sort])
+    if fmt in ("json", "{{json .}}"):
+        click.echo(json.dumps([_image_json(rec, store) for rec in _by_rows(recs, rows)], indent=4))
+        return
+    if quiet and not fmt:
         seen = []
-        for r in recs:
-            if r.id not in seen:
-                seen.append(r.id)
-                click.echo(r.id if no_trunc else r.id[:12])
+        for r in rows:
+            if r["Id"] not in seen:
+                seen.append(r["Id"])
+                click.echo(r["Id"] if no_trunc else r["Id"][:12])
         return
-    if fmt == "json":
-        click.echo(json.dumps([_image_json(r) for r in recs], indent=4))
-        return
-    rows = list(_rows(recs, no_trunc))
-    if fmt:
+    if fmt and not is_table(fmt):
         for row in rows:
             click.echo(render_template(fmt, row))
         return
-    cols = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-    keys = ["Repository", "Tag", "ID", "Created", "Size"]
-    table = [] if noheading else [cols]
-    table += [[row[k] for k in keys] for row in rows]
-    if not table:
-        return
-    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
-    for r in table:
-        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    if not fmt:
+        cols = ["{{.Repository}}", "{{.Tag}}"] + (["{{.Digest}}"] if digests else [])
+        cols += ["{{.ID}}", "{{.Created}}", "{{.Size}}"] + (["{{.History}}"] if history else [])
+        fmt = "table " + "\\t".join(cols)
+    for line in table_lines(fmt, rows, _IMAGE_HEADERS, noheading):
+        click.echo(line)
+
+
+def _by_rows(recs, rows) -> list:
+    """The records in the rows' order, one per row (podman's json repeats an image per name)."""
+    by_id = {r.id: r for r in recs}
+    return [by_id[row["Id"]] for row in rows]
 
 
 def _remove(store, names, force: bool, all_: bool) -> int:
@@ -234,12 +283,56 @@ def _full_name(rec, name: str) -> str | None:
 @click.argument("images", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Remove even if containers use it.")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all images.")
-def rmi(images, force, all_):
+@click.option("-i", "--ignore", is_flag=True, help="Ignore images that do not exist.")
+def rmi(images, force, all_, ignore):
     """Remove one or more images."""
     from rootless.image.store import Store
 
-    if _remove(Store.open(), list(images), force, all_):
+    store = Store.open()
+    if ignore:
+        images = [i for i in images if _known(store, i)]
+        if not images and not all_:
+            return
+    if _remove(store, list(images), force, all_):
         sys.exit(1 if len(images) == 1 else 2)
+
+
+def _known(store, name: str) -> bool:
+    try:
+        return store.lookup_image(name) is not None
+    except ImageError:
+        return True  # ambiguous: let rmi say so
+
+
+def _local_name(name: str) -> str:
+    """A name as `tag` stores it: short names under localhost/, with a tag."""
+    from rootless.image import reference
+
+    r = reference.parse(name)
+    if r.is_short:
+        r = reference.Reference("localhost", r.path, r.tag)
+    return str(r.defaulted())
+
+
+@click.command()
+@click.argument("image")
+@click.argument("names", nargs=-1)
+def untag(image, names):
+    """Remove names from a local image (all of them if none is given); the image stays."""
+    from rootless.image.store import Store
+
+    store = Store.open()
+    rec = store.lookup_image(image)
+    if rec is None:
+        raise ImageError(f"{image}: image not known")
+    drop = list(rec.names) if not names else []
+    for n in names:
+        full = _local_name(n)
+        if full not in rec.names:
+            raise ImageError(f"{n}: tag not known")
+        drop.append(full)
+    for n in drop:
+        store.remove_name(rec.id, n)
 
 
 @click.command()
@@ -433,6 +526,7 @@ image.add_command(images, "ls")
 image.add_command(images, "list")
 image.add_command(rmi, "rm")
 image.add_command(tag)
+image.add_command(untag)
 image.add_command(load)
 image.add_command(save)
 image.add_command(prune)

@@ -36,14 +36,37 @@ def _scalar(v) -> str:
     return str(v)
 
 
+def _template_view(report: dict) -> dict:
+    """The report with the names podman's `info` templates use besides its own ({{.Host.Arch}}
+    and {{.Store.GraphRoot}} are found case-insensitively)."""
+    import os
+    import platform
+
+    from rootless import __version__
+
+    host = dict(report.get("host") or {})
+    cg = str((host.get("cgroups") or {}).get("version", ""))
+    host.update(
+        Hostname=platform.node(),
+        CgroupsVersion="v2" if cg.startswith("v2") else "v1",
+        Security={"Rootless": os.geteuid() != 0},
+        OCIRuntime={"Name": "rootless"},
+    )
+    version = {
+        "Version": __version__,
+        "APIVersion": __version__,
+        "OsArch": f"linux/{platform.machine()}",
+    }
+    return {**report, "host": host, "version": version}
+
+
 @click.command()
 @click.option(
     "-f",
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
     default="text",
-    help="Output format.",
+    help="text, json, or a Go template ({{.host.kernel}}, {{json .store}}).",
 )
 def info(fmt):
     """Display rootless system information and what is missing.
@@ -56,6 +79,10 @@ def info(fmt):
     problems = report["problems"]
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
+    elif fmt != "text":
+        from rootless.commands.template import render_template
+
+        click.echo(render_template(fmt, _template_view(report)))
     else:
         body = {k: v for k, v in report.items() if k != "problems"}
         click.echo("\n".join(_emit(body)))

@@ -49,9 +49,11 @@ def _each(names, fn, quiet_name=True) -> None:
 @click.option("-u", "--user", default=None, help="user[:group] to run as.")
 @click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
 @click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("--preserve-fds", type=click.IntRange(min=0), default=0,
+              help="Pass N more file descriptors (3 to 3+N-1) to the process.")  # fmt: skip
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(interactive, tty, env, user, workdir, detach, container, command):
+def exec_(interactive, tty, env, user, workdir, detach, preserve_fds, container, command):
     """Run a process in a running container."""
     from rootless.runtime import api
 
@@ -65,6 +67,7 @@ def exec_(interactive, tty, env, user, workdir, detach, container, command):
         user=user,
         workdir=workdir,
         detach=detach,
+        preserve_fds=preserve_fds,
     )
     sys.stdout.flush()
     return rc
@@ -82,14 +85,22 @@ def _start(rec) -> None:
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach to the container's output and wait.")
 @click.option("-i", "--interactive", is_flag=True, hidden=True)
-@click.argument("containers", nargs=-1, required=True)
-def start(attach, interactive, containers):
+@click.option("--all", "all_", is_flag=True, help="Start all containers that are not running.")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Start the containers ps --filter selects."
+)
+@click.option("--sig-proxy", is_flag=True, hidden=True)
+@click.argument("containers", nargs=-1)
+def start(attach, interactive, all_, filters, sig_proxy, containers):
     """Start one or more containers (on their preserved root filesystem)."""
     if not attach:
-        _each(containers, _start)
+        targets = _select(containers, all_, filters, False)
+        if all_ or filters:
+            targets = [(n, r) for n, r in targets if r.state not in _api().ACTIVE]
+        _each_rec(targets, _start)
         return 0
-    if len(containers) != 1:
-        raise ContainerError("start -a takes exactly one container")
+    if len(containers) != 1 or all_ or filters:
+        raise ContainerError("you cannot start and attach multiple containers at once")
     from rootless.runtime import logs as L
 
     rec = _api().get(containers[0])
@@ -105,20 +116,77 @@ def start(attach, interactive, containers):
     return 0 if fresh.exit_code is None else fresh.exit_code
 
 
+def _select(containers, all_, filters, latest, running: bool = False) -> list:
+    """(name to print, record) for the named containers, or those --all, --filter or --latest
+    select (printed by full id, as podman does); `running`: --all means the running ones."""
+    from rootless.commands.ps import select_containers
+
+    api = _api()
+    if containers and (all_ or latest):
+        raise ContainerError("--all, --latest and containers cannot be used together")
+    if all_ and latest:
+        raise ContainerError("--all and --latest cannot be used together")
+    if containers and filters:
+        raise ContainerError("--filter takes no container names: give one or the other")
+    if all_ or filters or latest:
+        recs = select_containers(filters, all_=True, latest=latest)
+        if all_ and running and not filters:
+            recs = [r for r in recs if r.state in api.ACTIVE]
+        return [(r.id, r) for r in recs]
+    if not containers:
+        raise ContainerError(
+            "give at least one container name or ID, or --all, --filter or --latest"
+        )
+    out, errors = [], []
+    for n in containers:
+        try:
+            out.append((n, api.get(n)))
+        except RootlessError as e:
+            errors.append(e)
+    _raise_all(errors)
+    return out
+
+
+def _raise_all(errors) -> None:
+    if errors:
+        for e in errors[:-1]:
+            click.echo(f"Error: {e}", err=True)
+        raise errors[-1]
+
+
+def _each_rec(targets, fn) -> None:
+    """fn on each (name, record), printing the name; one error line per failure, the last raised."""
+    errors = []
+    for name, rec in targets:
+        try:
+            fn(rec)
+            click.echo(name)
+        except RootlessError as e:
+            errors.append(e)
+    _raise_all(errors)
+
+
 @click.command()
 @click.option(
     "-t", "--time", "timeout", default=10, type=int, help="Seconds to wait before SIGKILL."
 )
 @click.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore containers that do not exist.")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Stop the containers ps --filter selects."
+)
+@click.option("-l", "--latest", is_flag=True, help="Stop the latest container created.")
 @click.argument("containers", nargs=-1)
-def stop(timeout, all_, ignore, containers):
+def stop(timeout, all_, ignore, filters, latest, containers):
     """Stop one or more containers: SIGTERM, then SIGKILL after --time seconds."""
     api = _api()
-    names = _names_or_all(containers, all_, running=True)
     if ignore:
-        names = [n for n in names if _exists(n)]
-    _each(names, lambda r: api.stop(r, timeout))
+        containers = [n for n in containers if _exists(n)]
+        if not containers and not (all_ or filters or latest):
+            return
+    _each_rec(
+        _select(containers, all_, filters, latest, running=True), lambda r: api.stop(r, timeout)
+    )
 
 
 @click.command()
@@ -141,12 +209,14 @@ def restart(timeout, all_, containers):
 @click.command()
 @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send (default KILL).")
 @click.option("-a", "--all", "all_", is_flag=True, help="Signal all running containers.")
+@click.option("-l", "--latest", is_flag=True, help="Signal the latest container created.")
+@click.option("-f", "--filter", "filters", multiple=True, hidden=True)
 @click.argument("containers", nargs=-1)
-def kill(sig, all_, containers):
+def kill(sig, all_, latest, filters, containers):
     """Send a signal to the main process of one or more containers."""
     api = _api()
     n = api.parse_signal(sig)
-    _each(_names_or_all(containers, all_, running=True), lambda r: api.kill(r, n))
+    _each_rec(_select(containers, all_, filters, latest, running=True), lambda r: api.kill(r, n))
 
 
 @click.command()
@@ -184,21 +254,27 @@ def _names_or_all(containers, all_, running: bool) -> list[str]:
 @click.option("-v", "--volumes", is_flag=True, help="Remove the containers' anonymous volumes.")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all containers.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore containers that do not exist.")
+@click.option(
+    "--filter", "filters", multiple=True, help="Remove the containers ps --filter selects."
+)
+@click.option("-l", "--latest", is_flag=True, help="Remove the latest container created.")
 @click.option("-t", "--time", "timeout", default=None, type=int, hidden=True)
 @click.argument("containers", nargs=-1)
-def rm(force, volumes, all_, ignore, timeout, containers):
+def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
     """Remove one or more containers."""
     api = _api()
-    names = _names_or_all(containers, all_, running=False)
     if ignore:
-        names = [n for n in names if _exists(n)]
-    from rootless.runtime.state import NoSuchContainer
+        containers = [n for n in containers if _exists(n)]
+        if not containers and not (all_ or filters or latest):
+            return
+    try:
+        targets = _select(containers, all_, filters, latest)
+    except ContainerError as e:
+        from rootless.runtime.state import NoSuchContainer
 
-    for n in names:
-        if not _exists(n):
-            raise NoSuchContainer(
-                f'no container with name or ID "{n}" found: no such container', exit_code=1
-            )
+        if isinstance(e, NoSuchContainer):
+            e.exit_code = 1  # podman's rm: 1 for a container that does not exist
+        raise
 
     def do(rec):
         if force and timeout and rec.state in api.ACTIVE:
@@ -206,19 +282,23 @@ def rm(force, volumes, all_, ignore, timeout, containers):
             rec = api.get(rec.id)
         api.remove(rec, force=force, volumes=volumes)
 
-    if all_:
-        from rootless.pods.members import InfraContainerError
+    if all_ or filters:
+        targets = [t for t in targets if not _is_infra(t[1])]  # rm -a leaves pods to pod rm
+    _each_rec(targets, do)
 
-        def do_all(rec):
-            try:
-                do(rec)
-                click.echo(rec.id)
-            except InfraContainerError:
-                pass  # rm -a leaves pods to pod rm
 
-        _each(names, do_all, quiet_name=False)
-    else:
-        _each(names, do)
+def _is_infra(rec) -> bool:
+    from rootless.pods.members import InfraContainerError
+
+    if rec.run is None or not rec.run.pod:
+        return False
+    from rootless.pods import members
+
+    try:
+        members.check_removal(rec)
+    except InfraContainerError:
+        return True
+    return False
 
 
 def _prune(force):
@@ -266,7 +346,8 @@ for _name, _cmd in (
     ("top", top),
 ):
     container.add_command(_cmd, name=_name)
-for _name, _mod, _attr in (("commit", "commit", "commit"), ("diff", "history", "container_diff"),
+for _name, _mod, _attr in (("create", "create", "create"), ("init", "create", "init"),
+                           ("commit", "commit", "commit"), ("diff", "history", "container_diff"),
                            ("export", "commit", "export")):  # fmt: skip
     container.add_command(
         getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name

@@ -1,11 +1,11 @@
 """Listing containers: `ps` (podman's table, --format templates and json, filters), `port` and `top`."""
 
-import json
+import re
 import time
 
 import click
 
-from rootless.errors import ContainerError
+from rootless.errors import ContainerError, RootlessError
 
 
 def _api():
@@ -14,29 +14,105 @@ def _api():
     return api
 
 
-def _ps_row(rec) -> dict:
-    from rootless.runtime import inspect as ins
+_GO_ZERO = -62135596800  # Go's zero time.Time as a Unix time: "never" in podman's JSON
 
+
+def _ago(ts: float) -> str:
+    from rootless.runtime.inspect import human_duration
+
+    return f"{human_duration(time.time() - ts)} ago"
+
+
+def _state_text(rec) -> str:
+    """psReporter.State: "Up 5 seconds ago", "Exited (3) 2 minutes ago", "Created", "Paused"."""
+    from rootless.runtime import listing
+
+    st = listing.state_of(rec)
+    if st == "running":
+        return f"Up {_ago(rec.started or rec.created)}"
+    if st == "exited":
+        code = "unknown" if rec.exit_code is None else rec.exit_code  # a monitor that died
+        return f"Exited ({code}) {_ago(rec.finished or rec.created)}"
+    return st.title()
+
+
+def _status_text(rec) -> str:
+    from rootless.runtime import listing
+
+    health = listing.health_of(rec)
+    return _state_text(rec) + (f" ({health})" if health else "")
+
+
+def ps_json(rec) -> dict:
+    """One container as podman's `ps --format json` prints it (the same keys, in its order)."""
+    from rootless.runtime import inspect as ins
+    from rootless.runtime import listing
+
+    st = listing.state_of(rec)
+    pod = _pod_fields(rec)
     return {
         "AutoRemove": rec.rm,
         "Command": rec.command,
-        "Created": int(rec.created),
-        "CreatedAt": ins.iso(rec.created),
-        "Exited": rec.state == "exited",
-        "ExitedAt": int(rec.finished or 0),
-        "ExitCode": -1 if rec.exit_code is None and rec.state == "exited" else (rec.exit_code or 0),
+        "CreatedAt": _ago(rec.created),
+        "Exited": st == "exited",
+        "ExitedAt": int(rec.finished) if rec.finished and st == "exited" else _GO_ZERO,
+        "ExitCode": (rec.exit_code if rec.exit_code is not None else -1) if st == "exited" else 0,
         "Id": rec.id,
         "Image": rec.image,
-        "ImageID": rec.image_id,
+        "ImageID": rec.image_id.removeprefix("sha256:"),
+        "IsInfra": bool(rec.run is not None and getattr(rec.run, "infra", False)),
+        "Labels": listing.labels(rec) or None,
+        "Mounts": [m.get("destination", "") for m in rec.mounts],
         "Names": [rec.name],
-        "Pid": rec.pid if rec.state in ("running", "stopping") else 0,
-        "Ports": ins.ports(rec),
-        "StartedAt": int(rec.started or 0),
-        "State": rec.state,
-        "Status": ins.status_text(rec),
-        # Not in podman's ps: the limits, under inspect's HostConfig names ({{.Memory}}, {{.PidsLimit}})
+        "Namespaces": {},
+        "Networks": _networks(rec),
+        "Pid": rec.pid if st in ("running", "stopping", "paused") else 0,
+        "Pod": pod["Pod"],
+        "PodName": pod["PodName"],
+        "Ports": ins.ports(rec) or None,
+        "Size": None,
+        "StartedAt": int(rec.started) if rec.started else _GO_ZERO,
+        "State": st,
+        "Status": _status_text(rec),
+        "Created": int(rec.created),
+    }
+
+
+def _networks(rec) -> list[str]:
+    nets = [rec.network] + list(getattr(rec.run, "networks", None) or []) if rec.network else []
+    return [n.split(":")[0] for n in nets if n.split(":")[0] not in ("slirp4netns", "pasta", "none",
+            "host", "private", "container", "ns", "") and not n.startswith("container:")]  # fmt: skip
+
+
+def _template_row(rec, no_trunc: bool) -> dict:
+    """The fields of podman's psReporter for --format templates."""
+    from rootless import gotime
+    from rootless.commands.template import GoMap
+    from rootless.runtime import inspect as ins
+    from rootless.runtime import listing
+
+    j = ps_json(rec)
+    cmd = " ".join(rec.command)
+    created = gotime.string(int(rec.created * 1e9))
+    return {
+        **j,
         **ins.resource_limits(rec),
-        **_pod_fields(rec),
+        "ID": rec.id if no_trunc else rec.id[:12],
+        "ImageID": j["ImageID"] if no_trunc else j["ImageID"][:12],
+        "Command": cmd if no_trunc or len(cmd) <= 17 else cmd[:17] + "...",
+        "CreatedHuman": _ago(rec.created),
+        "RunningFor": _ago(rec.created),
+        "CreatedAt": created,
+        "Created": created,
+        "State": _state_text(rec),
+        "Labels": GoMap(listing.labels(rec)),
+        "Names": rec.name,
+        "Networks": ",".join(j["Networks"]),
+        "Ports": _ports_str(rec),
+        "Pod": j["Pod"] if no_trunc else j["Pod"][:12],
+        "Restarts": str(rec.restart_count),
+        "Size": "",
+        **{k: "" for k in ("Cgroup", "IPC", "MNT", "NET", "PIDNS", "User", "UTS")},
     }
 
 
@@ -51,39 +127,12 @@ def _pod_fields(rec) -> dict:
     return {"Pod": pod_id, "PodName": pod.name if pod else ""}
 
 
-def _match(rec, filters: dict[str, list[str]]) -> bool:
-    import re
+def select_containers(filters, *, all_=True, last=-1, latest=False, sort=None) -> list:
+    """The containers these --filter values (and --all, --last, --latest, --sort) select."""
+    from rootless.runtime import listing
 
-    for key, values in filters.items():
-        if key == "status":
-            if rec.state not in values:
-                return False
-        elif key == "name":
-            if not any(re.search(v, rec.name) for v in values):
-                return False
-        elif key == "id":
-            if not any(rec.id.startswith(v) for v in values):
-                return False
-        elif key == "pod":
-            f = _pod_fields(rec)
-            if not f["Pod"] or not any(v == f["PodName"] or f["Pod"].startswith(v) for v in values):
-                return False
-        elif key == "ancestor":
-            if not any(
-                v in (rec.image, rec.image_id) or rec.image_id.startswith(v) for v in values
-            ):
-                return False
-        else:
-            raise ContainerError(
-                f"invalid filter {key!r}: use status=, name=, id=, ancestor= or pod="
-            )
-    return True
-
-
-def _ago(ts: float) -> str:
-    from rootless.runtime.inspect import human_duration
-
-    return f"{human_duration(time.time() - ts)} ago"
+    return listing.select(_api().containers(), listing.parse_filters(filters), all_=all_,
+                          last=last, latest=latest, sort=sort)  # fmt: skip
 
 
 @click.command(name="ps")
@@ -93,107 +142,92 @@ def _ago(ts: float) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
 @click.option("--format", "fmt", default=None, help="json, or a Go template ({{.Names}} ...).")
-@click.option("-f", "--filter", "filters", multiple=True, help="status=..., name=..., id=...")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="id, name, label, label!, exited, status, ancestor, before, since, volume, "
+              "health, pod, network or until=VALUE.")  # fmt: skip
 @click.option("-l", "--latest", is_flag=True, help="Show only the latest container created.")
 @click.option("-n", "--last", type=int, default=-1, help="Show the n last created containers.")
 @click.option("-p", "--pod", "pod", is_flag=True, help="Show the pod of each container.")
-def ps(all_, quiet, no_trunc, fmt, filters, latest, last, pod):
+@click.option("--noheading", is_flag=True, help="Do not print the header row.")
+@click.option("--sort", default=None, metavar="FIELD",
+              help="Sort by command, created, id, image, names, pod, runningfor, size or status.")  # fmt: skip
+@click.option("-s", "--size", is_flag=True, hidden=True)
+@click.option("--ns", is_flag=True, hidden=True)
+@click.option("--sync", is_flag=True, hidden=True)
+@click.option("--external", is_flag=True, hidden=True)
+def ps(all_, quiet, no_trunc, fmt, filters, latest, last, pod, noheading, sort, size, ns, sync,
+       external):  # fmt: skip
     """List containers."""
-    api = _api()
-    fl: dict[str, list[str]] = {}
-    for f in filters:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise ContainerError(f"invalid filter {f!r}: use KEY=VALUE")
-        fl.setdefault(k, []).append(v)
-    recs = sorted(api.containers(), key=lambda r: r.created, reverse=True)
-    if not all_ and "status" not in fl and not latest and last < 0:
-        recs = [r for r in recs if r.state in api.ACTIVE]
-    recs = [r for r in recs if _match(r, fl)]
-    if latest:
-        recs = recs[:1]
-    elif last >= 0:
-        recs = recs[:last]
-    if quiet:
+    from rootless.commands import gotable
+    from rootless.commands.template import is_table, render_template
+
+    recs = select_containers(filters, all_=all_, last=last, latest=latest, sort=sort)
+    if fmt in ("json", "{{json .}}"):
+        gotable.echo_json([ps_json(r) for r in recs])
+        return
+    if quiet and not fmt:
         for r in recs:
             click.echo(r.id if no_trunc else r.id[:12])
         return
-    rows = [_ps_row(r) for r in recs]
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=4))
+    rows = [_template_row(r, no_trunc) for r in recs]
+    if fmt and not is_table(fmt):
+        for row in rows:
+            click.echo(render_template(fmt, row))
         return
-    if fmt:
-        from rootless.commands.template import render_template
+    if not fmt:
+        fmt = "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.CreatedHuman}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
+        fmt += "\\t{{.Pod}}\\t{{.PodName}}" if pod else ""
+    for line in table_lines(fmt, rows, _HEADERS, noheading):
+        click.echo(line)
 
-        if fmt.startswith("table"):
-            click.echo(render_template(fmt, _HEADERS))
-        for row, r in zip(rows, recs, strict=False):
-            d = dict(row)
-            d.update(
-                ID=r.id if no_trunc else r.id[:12],
-                Names=r.name,
-                Command=" ".join(r.command),
-                Ports=_ports_str(r),
-                Pod=row["Pod"][:12],
-                PodName=row["PodName"] if pod else "",
-                CreatedAt=_ago(r.created),
-                RunningFor=_ago(r.created),
-            )
-            click.echo(render_template(fmt, d))
-        return
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
-             + (("POD ID", "PODNAME") if pod else ())]  # fmt: skip
-    for row, r in zip(rows, recs, strict=False):
-        cmd = " ".join(r.command)
-        if not no_trunc and len(cmd) > 20:
-            cmd = cmd[:17] + "..."
-        table.append(
-            (
-                r.id if no_trunc else r.id[:12],
-                r.image,
-                cmd,
-                _ago(r.created),
-                row["Status"],
-                _ports_str(r),
-                r.name,
-            )
-            + ((row["Pod"][:12], row["PodName"]) if pod else ())
+
+def table_lines(fmt: str, rows: list[dict], headers: dict[str, str], noheading: bool) -> list[str]:
+    """A `table ...` format over rows, aligned by Go's tabwriter as podman's report package does."""
+    from rootless.commands import gotable
+    from rootless.commands.template import render_template
+
+    lines = [] if noheading else [_header(fmt, headers)]
+    for row in rows:
+        lines += render_template(fmt, row).split("\n")
+    return gotable.tabwrite([ln.split("\t") for ln in lines])
+
+
+def _header(fmt: str, headers: dict[str, str]) -> str:
+    """The header row: each field's column name (podman's report.Headers: the field name split at
+    its capitals and upper-cased, unless `headers` names it)."""
+    from rootless.commands.template import render_template
+
+    def name(field: str) -> str:
+        return headers.get(field) or re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field).upper()
+
+    class Heads(dict):
+        def __missing__(self, key):
+            return name(key)
+
+        def __contains__(self, key):
+            return True
+
+    try:
+        return render_template(fmt, Heads())
+    except RootlessError:
+        return render_template(
+            re.sub(r"\{\{[^}]*?\.(\w+)[^}]*\}\}", lambda m: name(m.group(1)), fmt), {}
         )
-    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-    for t in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=False)).rstrip())
 
 
 _HEADERS = {
     "ID": "CONTAINER ID",
     "Id": "CONTAINER ID",
-    "Image": "IMAGE",
     "ImageID": "IMAGE ID",
-    "Command": "COMMAND",
-    "CreatedAt": "CREATED",
-    "Created": "CREATED",
-    "RunningFor": "CREATED",
-    "Status": "STATUS",
-    "State": "STATE",
-    "Ports": "PORTS",
-    "Names": "NAMES",
-    "Pid": "PID",
-    "ExitCode": "EXIT CODE",
-    "StartedAt": "STARTED AT",
-    "ExitedAt": "EXITED AT",
-    "Exited": "EXITED",
-    "AutoRemove": "AUTO REMOVE",
-    "Memory": "MEMORY",
-    "MemorySwap": "MEMORY SWAP",
-    "MemoryReservation": "MEMORY RESERVATION",
-    "NanoCpus": "NANO CPUS",
-    "CpuShares": "CPU SHARES",
-    "CpuWeight": "CPU WEIGHT",
-    "CpusetCpus": "CPUSET CPUS",
-    "PidsLimit": "PIDS LIMIT",
-    "OomScoreAdj": "OOM SCORE ADJ",
+    "CreatedHuman": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "RUNNING FOR",
     "Pod": "POD ID",
     "PodName": "PODNAME",
+    "Networks": "NETWORKS",
+    "Cgroup": "CGROUPNS",
+    "User": "USERNS",
+    "PIDNS": "PIDNS",
 }
 
 

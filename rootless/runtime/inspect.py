@@ -118,7 +118,7 @@ def _state(rec) -> dict:
         "Status": rec.state,
         "Running": running,
         "Paused": False,
-        "Restarting": False,
+        "Restarting": rec.restarting,
         "OOMKilled": False,
         "Dead": False,
         "Pid": rec.pid if running else 0,
@@ -144,7 +144,25 @@ def _config(rec, run) -> dict:
         "Tty": bool(run and run.tty),
         "OpenStdin": bool(run and run.interactive),
         "CreateCommand": None,
+        "Labels": dict(run.labels) if run and run.labels else None,
+        "Annotations": annotations(rec, run),
     }
+
+
+def annotations(rec, run) -> dict:
+    """podman's default annotations of a container, then the --annotation ones."""
+
+    def flag(on) -> str:
+        return "TRUE" if on else "FALSE"
+
+    out = {
+        "io.kubernetes.cri-o.TTY": "true" if run and run.tty else "false",
+        "io.podman.annotations.autoremove": flag(rec.rm),
+        "io.podman.annotations.init": flag(run and run.init),
+        "io.podman.annotations.privileged": flag(run and run.privileged),
+        "io.podman.annotations.publish-all": flag(run and run.publish_all),
+    }
+    return {**out, **(run.annotations if run else {})}
 
 
 def _host_config(rec, run) -> dict:
@@ -157,8 +175,17 @@ def _host_config(rec, run) -> dict:
         "CapDrop": list(run.cap_drop) if run else [],
         "SecurityOpt": list(run.security_opts) if run else [],
         "Init": bool(run and run.init),
+        "RestartPolicy": _restart_policy(run),
         **resource_limits(rec),
     }
+
+
+def _restart_policy(run) -> dict:
+    from rootless.runtime import restart
+
+    name, retries = restart.parse(run.restart if run else "")
+    return {"Name": "" if name == "no" and not (run and run.restart) else name,
+            "MaximumRetryCount": retries}  # fmt: skip
 
 
 def inspect_data(rec) -> dict:
@@ -182,11 +209,12 @@ def inspect_data(rec) -> dict:
         "LogPath": rec.log_path,
         "LogTag": "",
         "Name": rec.name,
-        "RestartCount": 0,
+        "RestartCount": rec.restart_count,
         "Driver": rec.storage_driver,
         "MountLabel": "",
         "ProcessLabel": "",
         "Mounts": _mounts(rec),
+        "Dependencies": list(run.requires) if run else [],
         "Config": _config(rec, run),
         "NetworkSettings": {
             "IPAddress": net.get("address") or "",

@@ -1,0 +1,240 @@
+"""The flags `run` and `create` share (podman's podman-run(1) and podman-create(1) options).
+
+``run_options`` is the click decorator that adds every shared option and the IMAGE and COMMAND
+arguments; ``RUN_CONTEXT`` is the context both commands need (options stop at IMAGE, as podman's).
+``storage_driver(ctx)`` is the driver the global flags select, and ``to_run_options(kw, driver)``
+turns the parsed values into the library's ``RunOptions`` (label files are read here, a pod given
+as new:NAME is created here: both fail with one line before anything else is made). Options only
+`run` has (-d, --sig-proxy, --rmi) stay in rootless.commands.run.
+"""
+
+from __future__ import annotations
+
+import click
+
+from rootless.errors import RootlessError
+from rootless.runtime.spec import RunOptions
+
+RUN_CONTEXT = {"ignore_unknown_options": False, "allow_interspersed_args": False}
+
+_OPTIONS = [
+    click.option("--rm", "rm", is_flag=True, help="Remove the container when it exits."),
+    click.option("-i", "--interactive", is_flag=True, help="Keep stdin open."),
+    click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
+    click.option("--name", default=None, help="Name the container."),
+    click.option("-h", "--hostname", default=None, help="Container host name."),
+    click.option(
+        "-e", "--env", multiple=True, help="Set an environment variable (NAME=VALUE or NAME)."
+    ),
+    click.option("--env-file", multiple=True, help="Read environment variables from a file."),
+    click.option("-w", "--workdir", default=None, help="Working directory inside the container."),
+    click.option("-u", "--user", default=None, help="user[:group] to run as (name or id)."),
+    click.option(
+        "--entrypoint",
+        default=None,
+        help="Override the image's entrypoint (string or JSON array).",
+    ),
+    # labels and annotations: kept in the record, shown by inspect (.Config.Labels, .Annotations)
+    click.option("-l", "--label", multiple=True, help="Set a label (KEY=VALUE or KEY)."),
+    click.option("--label-file", multiple=True, help="Read KEY=VALUE labels from a file."),
+    click.option("--annotation", multiple=True, help="Set an annotation (KEY=VALUE)."),
+    click.option(
+        "--requires",
+        multiple=True,
+        help="Containers (comma-separated) to start before this one.",
+    ),
+    click.option(
+        "--restart",
+        default="",
+        help="Restart policy: no, on-failure[:N], always, unless-stopped.",
+    ),
+    click.option("-v", "--volume", multiple=True, help="Bind mount HOST:CONTAINER[:ro]."),
+    click.option("--tmpfs", multiple=True, help="Mount a tmpfs at CONTAINER[:OPTIONS]."),
+    click.option("--mount", multiple=True, help="type=bind|tmpfs,source=..,target=..[,ro]"),
+    click.option("--read-only", is_flag=True, help="Make the root filesystem read-only."),
+    click.option(
+        "--init",
+        is_flag=True,
+        help="Run an init (tini) as PID 1 that forwards signals and reaps.",
+    ),
+    click.option("--cap-add", multiple=True, help="Add a capability."),
+    click.option("--cap-drop", multiple=True, help="Drop a capability (ALL for all)."),
+    click.option(
+        "--security-opt",
+        multiple=True,
+        help="seccomp=unconfined|PROFILE.json, no-new-privileges",
+    ),
+    click.option(
+        "--privileged", is_flag=True, help="Give the container all that rootless can give."
+    ),
+    click.option(
+        "--network",
+        "--net",
+        "network",
+        multiple=True,
+        help="slirp4netns (default), pasta, none, host, container:NAME, or networks: "
+        "NAME[:ip=..,alias=..].",
+    ),
+    click.option(
+        "--network-alias", multiple=True, help="A name for the container on its networks."
+    ),
+    click.option("--add-host", multiple=True, help="Add a line to /etc/hosts (HOST:IP)."),
+    click.option(
+        "--dns", multiple=True, help="A DNS server for /etc/resolv.conf (none: the image's)."
+    ),
+    click.option("--dns-search", multiple=True, help="A DNS search domain for /etc/resolv.conf."),
+    click.option("--dns-option", multiple=True, help="A DNS option for /etc/resolv.conf."),
+    click.option("--no-hosts", is_flag=True, help="Keep the image's /etc/hosts."),
+    click.option(
+        "-p",
+        "--publish",
+        multiple=True,
+        help="Publish a port [HOSTIP:][HOSTPORT:]CTRPORT[/PROTO].",
+    ),
+    click.option(
+        "-P",
+        "--publish-all",
+        is_flag=True,
+        help="Publish every port the image exposes on a random host port.",
+    ),
+    click.option("--rootfs", is_flag=True, help="IMAGE is a directory holding a root filesystem."),
+    click.option(
+        "-m", "--memory", default=None, help="Memory limit (e.g. 64m); cgroup v2 memory.max."
+    ),
+    click.option(
+        "--memory-swap", default=None, help="Memory plus swap limit (-1: unlimited swap)."
+    ),
+    click.option("--memory-reservation", default=None, help="Memory soft limit (memory.low)."),
+    click.option("--cpus", default=None, help="Number of CPUs (e.g. 0.5); cpu.max."),
+    click.option(
+        "-c", "--cpu-shares", default=None, help="CPU shares (relative weight, 1024 = default)."
+    ),
+    click.option("--cpu-weight", default=None, help="cgroup v2 cpu.weight (1-10000)."),
+    click.option("--pids-limit", default=None, help="Maximum number of processes (default 2048)."),
+    click.option("--cpuset-cpus", default=None, help="CPUs the container may use (e.g. 0-1)."),
+    click.option("--oom-score-adj", default=None, help="OOM score adjustment for the container."),
+    click.option(
+        "--cgroup-manager",
+        type=click.Choice(["systemd", "cgroupfs"]),
+        default=None,
+        help="How limits are enforced (default: systemd when a user manager is reachable).",
+    ),
+    click.option(
+        "--cgroups",
+        type=click.Choice(["enabled", "disabled"]),
+        default="enabled",
+        help="disabled: run without a cgroup and without limits.",
+    ),
+    # volumes and pods (rootless.volumes, rootless.pods)
+    click.option("--volumes-from", multiple=True, help="Mount the volumes of CONTAINER[:ro|rw]."),
+    click.option(
+        "--image-volume",
+        type=click.Choice(["bind", "tmpfs", "ignore"]),
+        default="bind",
+        help="The image's VOLUMEs: anonymous volumes (bind), tmpfs, or ignore.",
+    ),
+    click.option("--pod", default=None, help="Run in the pod NAME (new:NAME creates it)."),
+    click.argument("image"),
+    click.argument("command", nargs=-1, type=click.UNPROCESSED),
+]
+
+
+def run_options(f):
+    """Add the options `run` and `create` share (and IMAGE [COMMAND [ARG...]]) to a click command."""
+    for option in reversed(_OPTIONS):
+        f = option(f)
+    return f
+
+
+def storage_driver(ctx) -> str:
+    """The storage driver the global --storage-driver (or the configuration) selects."""
+    from rootless.config import select_driver
+
+    driver, _why = select_driver((ctx.obj or {}).get("storage_driver"))
+    return driver
+
+
+def to_run_options(kw: dict, driver: str) -> RunOptions:
+    """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
+    opts = RunOptions(
+        **{field: kw[flag] for flag, field in _SAME},
+        **{field: list(kw[flag]) for flag, field in _LISTS},
+        network=(kw["network"] or ("slirp4netns",))[0],
+        networks=list(kw["network"][1:]),
+        storage_driver=driver,
+        limits={k: kw[k] for k in _LIMIT_FLAGS if kw[k] is not None},
+        labels=labels(kw["label_file"], kw["label"]),
+        annotations=annotations(kw["annotation"]),
+        requires=[n for v in kw["requires"] for n in v.split(",") if n],
+    )
+    if kw["pod"]:
+        from rootless.pods import manage
+
+        opts = manage.for_run(opts, kw["pod"], driver)
+    return opts
+
+
+def labels(files, items) -> dict[str, str]:
+    """--label-file files, then --label KEY[=VALUE] (podman's GetAllLabels: a later one wins)."""
+    out: dict[str, str] = {}
+    for path in files:
+        _label_file(path, out)
+    for item in items:
+        key, _, val = item.partition("=")
+        if not key:
+            raise RootlessError(f"--label {item!r}: invalid label format: use KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def _label_file(path: str, out: dict[str, str]) -> None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or "not UTF-8 text"
+        raise RootlessError(f"--label-file {path}: cannot read it ({why})") from None
+    for n, raw in enumerate(lines, 1):
+        line = raw.lstrip(" \t\n")
+        if not line or line.startswith("#"):
+            continue
+        key, eq, val = line.partition("=")
+        if not key:
+            raise RootlessError(f"--label-file {path}:{n}: invalid label {raw!r}: use KEY=VALUE")
+        if any(c in " \t" for c in key):
+            raise RootlessError(f"--label-file {path}:{n}: the label name {key!r} has white space")
+        if eq:  # a line without "=" sets nothing, as in podman
+            out[key] = val
+
+
+def annotations(items) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise RootlessError(f"--annotation {item!r}: annotations must be formatted KEY=VALUE")
+        out[key] = val
+    return out
+
+
+# click parameter -> RunOptions field
+_SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
+         "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
+         "cgroups", "no_hosts", "image_volume", "restart")]  # fmt: skip
+_LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
+          ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
+          ("security_opt", "security_opts"), ("publish", "publish"),
+          ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
+          ("dns_search", "dns_search"), ("dns_option", "dns_options"),
+          ("volumes_from", "volumes_from")]  # fmt: skip
+_LIMIT_FLAGS = (
+    "memory",
+    "memory_swap",
+    "memory_reservation",
+    "cpus",
+    "cpu_shares",
+    "cpu_weight",
+    "pids_limit",
+    "cpuset_cpus",
+    "oom_score_adj",
+)
