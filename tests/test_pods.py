@@ -6,25 +6,17 @@ run --pod new:, refusals, and nothing left after teardown (processes, mounts, ne
 
 import json
 import os
-import socket
-import urllib.request
 
 import pytest
 from conftest import Rootless
-from support import leftovers
+from support import leftovers, stores
+from support.net import free_port, http_get
 from support.wait import poll
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, registry, busybox_ref):
-    r = Rootless(str(tmp_path_factory.mktemp("pods")))
-    r.trust(registry)
-    r("pull", busybox_ref, check=True)
-    r.img = busybox_ref
-    yield r
-    r("pod", "rm", "-af", "-t", "0", timeout=300)
-    r("rm", "-af", timeout=300)
-    r.cleanup()
+    yield from stores.busybox_store(Rootless, tmp_path_factory, registry, busybox_ref, "pods")
 
 
 @pytest.fixture
@@ -33,19 +25,7 @@ def rl(store):
     yield store
     store("pod", "rm", "-af", "-t", "0", check=True, timeout=300)
     store("rm", "-af", check=True, timeout=300)
-    poll(lambda: not leftovers.processes(store), timeout=20)
-    assert leftovers.mounts(store) == []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
+    stores.assert_nothing_left(store)
 
 
 WEB = "mkdir -p /www && echo {0} > /www/index.html && exec httpd -f -p 80 -h /www"
