@@ -1,0 +1,1 @@
+"""Docker API: archive endpoints (not yet)."""

@@ -1,0 +1,1 @@
+"""Docker API: build endpoints (not yet)."""

@@ -1,0 +1,1 @@
+"""Docker API: containers endpoints (not yet)."""

@@ -1,0 +1,1 @@
+"""Docker API: exec endpoints (not yet)."""

@@ -1,0 +1,1 @@
+"""Docker API: networks endpoints (not yet)."""

@@ -1,0 +1,1 @@
+"""Docker API: volumes endpoints (not yet)."""
