@@ -32,9 +32,26 @@ from support.registry import Registry  # noqa: E402
 REPO = os.path.dirname(HERE)
 
 
+# Modules whose behaviour turns on the caller's uid, gid or subordinate range (mappings, ownership in
+# the store and on bind mounts, the overlay's ids, user namespaces). They carry the `ids` marker: the
+# second user's pass (scripts/run-tests.sh) runs only these, proving no test depends on one user's ids
+# without running the whole suite twice.
+IDS_MODULES = {
+    "test_cli", "test_escape", "test_fuse_overlay", "test_fuse_semantics", "test_harden_caps",
+    "test_harden_dumpable", "test_idmap", "test_image_formats", "test_image_pull", "test_lifecycle",
+    "test_mission", "test_run", "test_storage", "test_userns", "test_userns_blocked", "test_volumes",
+    "test_commit", "test_build",
+}  # fmt: skip
+IDS_PREFIXES = ("test_keepid", "test_userns")
+
+
 def pytest_collection_modifyitems(config, items):
     """Root-only tests run in the root pass, the rest as the unprivileged user (root proves nothing
     about rootless). Tests for the other pass are deselected, not skipped: make test runs both."""
+    for i in items:
+        mod = i.module.__name__.rsplit(".", 1)[-1] if i.module else ""
+        if mod in IDS_MODULES or mod.startswith(IDS_PREFIXES):
+            i.add_marker(pytest.mark.ids)
     as_root = os.geteuid() == 0
     keep = [i for i in items if ("root" in i.keywords) == as_root]
     if len(keep) != len(items):

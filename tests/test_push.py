@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 
 import pytest
@@ -47,7 +48,15 @@ def skopeo(*args: str) -> str:
 
 
 def _skopeo_env() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_AUTH", "XDG_"))}
+    """skopeo as an anonymous reader: none of the user's credentials, and a private runtime dir of
+    its own (without one it falls back to /run/containers/UID, which a root-run podman may have made
+    root-only on the host, and fails with "permission denied")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_AUTH", "XDG_"))}
+    runtime = tempfile.mkdtemp(prefix="skopeo-run-")
+    auth = os.path.join(runtime, "auth.json")
+    with open(auth, "w") as f:
+        f.write("{}")
+    return {**env, "XDG_RUNTIME_DIR": runtime, "REGISTRY_AUTH_FILE": auth}
 
 
 def one_error(cp, *fragments: str) -> str:

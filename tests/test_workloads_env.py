@@ -96,11 +96,6 @@ def test_open_files_limit(probes):
     same(probes, "nofile")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect: root's inheritable capability set holds the bounding set; podman leaves "
-    "it empty (CVE-2022-27651)",
-)
 def test_capabilities_of_root(probes):
     same(probes, "caps")
 

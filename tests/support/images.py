@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import subprocess
 import textwrap
 
 import pytest
 from support import imagebuild, imagerecipes
+from support.net import free_port  # noqa: F401 - also imported from here
 from support.wait import poll
 
 
@@ -43,12 +43,6 @@ def run_opts() -> list[str]:
     if os.environ.get("ROOTLESS_TEST_SECCOMP_UNCONFINED") == "1":
         return ["--security-opt", "seccomp=unconfined"]
     return []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def subordinate_id(kind: str, container_id: int) -> int:
