@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "images": (_IMG, "images", "List images in local storage"),
     "rmi": (_IMG, "rmi", "Remove one or more images"),
     "tag": (_IMG, "tag", "Add a name to a local image"),
+    "untag": (_IMG, "untag", "Remove names from a local image"),
     "load": (_IMG, "load", "Load an image from a docker-archive or oci-archive"),
     "save": (_IMG, "save", "Save an image to a docker-archive or oci-archive"),
     "image": (_IMG, "image", "Manage images"),
@@ -40,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("rootless.commands.push", "push", "Push an image to a registry"),
     "inspect": ("rootless.commands.inspect", "inspect", "Display details of an image or container"),
     "run": ("rootless.commands.run", "run", "Run a command in a new container"),
+    "create": ("rootless.commands.create", "create", "Create but do not start a container"),
+    "init": ("rootless.commands.create", "init", "Initialize one or more containers"),
     "exec": (_CTR, "exec_", "Run a process in a running container"),
     "ps": ("rootless.commands.ps", "ps", "List containers"),
     "logs": ("rootless.commands.logs", "logs", "Fetch the logs of a container"),
@@ -62,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "network": ("rootless.commands.network", "network", "Manage networks"),
     "volume": ("rootless.commands.volume", "volume", "Manage volumes"),
     "pod": ("rootless.commands.pod", "pod", "Manage pods"),
+    "kube": ("rootless.commands.kube", "kube", "Play or generate Kubernetes YAML"),
+    "generate": ("rootless.commands.kube", "generate_group", "Generate Kubernetes YAML (generate kube)"),
+    "play": ("rootless.commands.kube", "play_group", "Play Kubernetes YAML (play kube)"),
+    "system": ("rootless.commands.service", "system", "Manage rootless (system service: the Docker API)"),
 }  # fmt: skip
 
 log = logging.getLogger("rootless")

@@ -26,7 +26,9 @@ APT_PACKAGES=(
   busybox-static docker-registry skopeo apache2-utils tini iproute2 libseccomp2 util-linux
   procps psmisc make git openssl user-mode-linux debootstrap e2fsprogs
   podman runc buildah golang-github-containers-common libc6-dev
+  podman-compose  # 1.0.3: tests/test_apps_e2e.py runs it unchanged against rootless (and PyPI's 1.6, below)
   curl  # the workload tests fetch from published ports as a user would (debootstrap above builds their images)
+  docker.io docker-compose  # Docker API clients for `system service` tests: only the client runs, never dockerd
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,6 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# docker.io is installed for its client: no Docker daemon may run (the tests talk to rootless's socket)
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
 fi
 
 # Device nodes: without udev they are 0600 and an ordinary user can use neither FUSE nor a tap device.
@@ -109,4 +115,13 @@ chmod -R a+rX "$PREFIX/venv"
 "$PREFIX/venv/bin/python" -m compileall -q "$PREFIX/src/rootless" >/dev/null
 chmod -R a+rX "$PREFIX/src"
 ln -sf "$PREFIX/venv/bin/rootless" /usr/local/bin/rootless
+# podman-compose 1.6 from PyPI, in a venv of its own (its dependencies stay out of rootless's):
+# tests/test_apps_e2e.py runs it, as Debian's 1.0.3, pointed at rootless with --podman-path.
+PC16="$PREFIX/pc16"
+if ! "$PC16/bin/podman-compose" --version 2>/dev/null | grep -q 'podman-compose version 1\.6\.'; then
+  rm -rf "$PC16" && /usr/bin/python3 -m venv "$PC16"
+  "$PC16/bin/pip" -q --disable-pip-version-check install 'podman-compose==1.6.*' || {
+    echo "setup: installing podman-compose 1.6 failed (is PyPI reachable?); run setup again" >&2; exit 1; }
+  chmod -R a+rX "$PC16"
+fi
 echo "setup: ok (user $TEST_USER, venv $PREFIX/venv, code $PREFIX/src)"
