@@ -95,5 +95,6 @@ def test_no_policy_shows_as_podman(rl, podman, registry):
         mine = json.loads(rl("inspect", "p").stdout)[0]["HostConfig"]["RestartPolicy"]
         theirs = json.loads(podman("inspect", "p").stdout)[0]["HostConfig"]["RestartPolicy"]
         assert mine == theirs
-        rl("rm", "p", check=True)
-        podman("rm", "p", check=True)
+        # unless-stopped runs `true` again and again (podman's does the same): remove it with -f
+        rl("rm", "-f", "p", check=True)
+        podman("rm", "-f", "p", check=True)
