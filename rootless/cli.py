@@ -54,6 +54,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "wait": (_CTR, "wait", "Wait for containers to exit"),
     "port": ("rootless.commands.ps", "port", "List published ports of a container"),
     "top": ("rootless.commands.ps", "top", "Display the processes of a container"),
+    "rename": ("rootless.commands.rename", "rename", "Rename an existing container"),
+    "version": ("rootless.commands.version", "version", "Display the rootless version information"),
     "container": (_CTR, "container", "Manage containers"),
     "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
     "build": ("rootless.commands.build", "build", "Build an image from a Containerfile"),

@@ -315,15 +315,8 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
             raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     with lock():
         taken = {r.name for r in list_records()}
-        if name is not None and name not in taken and os.path.isdir(_pods_dir()):
-            from rootless.pods import store as pod_store  # only with pods: 1 ms of imports
-
-            if name in pod_store.names():  # podman keeps one set of names for pods and containers
-                raise ContainerError(f'the name "{name}" is in use by a pod: pick another name')
-        if name is not None and name in taken:
-            raise ContainerError(
-                f'the container name "{name}" is already in use: remove it (rootless rm {name}) or pick another'
-            )
+        if name is not None:
+            _check_free(name, taken)
         while name is None or name in taken:
             name = _random_name()
         cid = new_id()
@@ -336,6 +329,33 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
             id=cid, name=name, image=image, image_id=image_id, created=time.time(), **kw
         )
         rec.save(locked=True)
+    return rec
+
+
+def _check_free(name: str, taken: set[str]) -> None:
+    """ContainerError unless `name` is free among containers and pods (the caller holds lock())."""
+    if name not in taken and os.path.isdir(_pods_dir()):
+        from rootless.pods import store as pod_store  # only with pods: 1 ms of imports
+
+        if name in pod_store.names():  # podman keeps one set of names for pods and containers
+            raise ContainerError(f'the name "{name}" is in use by a pod: pick another name')
+    if name in taken:
+        raise ContainerError(
+            f'the container name "{name}" is already in use: remove it (rootless rm {name}) or pick another'
+        )
+
+
+def rename(name_or_id: str, new: str) -> ContainerRecord:
+    """Give a container (running or not) a new name, as podman rename does; the id, the hostname
+    and the names already registered in a network's DNS stay as they were."""
+    if not new or not all(c.isalnum() or c in "_.-" for c in new) or not new[0].isalnum():
+        raise ContainerError("names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")
+    with lock():
+        rec = lookup(name_or_id)
+        if rec.name != new:
+            _check_free(new, {r.name for r in list_records() if r.id != rec.id})
+            rec.name = new
+            rec.save(locked=True)
     return rec
 
 
