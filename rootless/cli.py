@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "top": ("rootless.commands.ps", "top", "Display the processes of a container"),
     "rename": ("rootless.commands.rename", "rename", "Rename an existing container"),
     "version": ("rootless.commands.version", "version", "Display the rootless version information"),
+    "completion": ("rootless.commands.completion", "completion", "Generate shell completion scripts"),
     "container": (_CTR, "container", "Manage containers"),
     "stats": ("rootless.commands.stats", "stats", "Display resource usage of containers"),
     "build": ("rootless.commands.build", "build", "Build an image from a Containerfile"),
@@ -87,7 +88,12 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         mod, attr, _ = entry
-        return getattr(importlib.import_module(mod), attr)
+        cmd = getattr(importlib.import_module(mod), attr)
+        if "_ROOTLESS_COMPLETE" in os.environ:  # completing: container and image names too
+            from rootless.commands.completion import attach
+
+            attach(cmd)
+        return cmd
 
     def format_commands(self, ctx, formatter):
         rows = [(v, COMMANDS[v][2]) for v in self.list_commands(ctx)]
