@@ -43,13 +43,11 @@ def _since(value: str | None) -> float | None:
 @click.argument("containers", nargs=-1, required=True)
 def logs(follow, tail, since, until, timestamps, names, containers):
     """Fetch the logs of one or more containers."""
-    from collections import deque
-
-    from rootless.runtime import api
     from rootless.runtime import logs as L
+    from rootless.runtime import manage  # not api: reading a log needs no runtime
 
     since_t, until_t = _since(since), _since(until)
-    recs = [api.get(c) for c in containers]
+    recs = [manage.get(c) for c in containers]
     out, err = sys.stdout.buffer, sys.stderr.buffer
 
     def emit(rec, ts, stream, content):
@@ -68,10 +66,9 @@ def logs(follow, tail, since, until, timestamps, names, containers):
         for rec in recs:
             offset = 0
             if tail >= 0:
-                last = deque(L.entries(rec.log_path), maxlen=tail) if tail else ()
-                for ts, stream, content, _off in last:
-                    emit(rec, ts, stream, content)
                 size = os.path.getsize(rec.log_path) if os.path.exists(rec.log_path) else 0
+                for ts, stream, content in L.tail(rec.log_path, tail):
+                    emit(rec, ts, stream, content)
                 offset = size
             else:
                 for ts, stream, content, off in L.entries(rec.log_path, 0, final=not follow):

@@ -171,6 +171,89 @@ def entries(path: str, offset: int = 0, final: bool = True):
                 yield ts, stream, acc, pos
 
 
+def _lines_backward(f, end: int, block: int = 1 << 16):
+    """(start offset, line) of each whole line before `end`, last first (a line with no newline at
+    the end of the file is being written and is left out, as entries() leaves it out)."""
+    stop = pos = end
+    while pos > 0:  # the end of the last whole line
+        n = min(block, pos)
+        pos -= n
+        f.seek(pos)
+        cut = f.read(n).rfind(b"\n")
+        if cut != -1:
+            stop = pos + cut + 1
+            break
+    else:
+        return
+    pos, carry = stop, b""
+    while pos > 0:
+        n = min(block, pos)
+        pos -= n
+        f.seek(pos)
+        parts = (f.read(n) + carry).split(b"\n")
+        parts.pop()  # after the last newline: nothing
+        at = pos
+        if pos > 0:  # the first part may begin before this block
+            carry = parts.pop(0) + b"\n"
+            at += len(carry)
+        starts = []
+        for ln in parts:
+            starts.append(at)
+            at += len(ln) + 1
+        for start, ln in zip(reversed(starts), reversed(parts), strict=True):
+            yield start, ln + b"\n"
+
+
+def tail(path: str, n: int) -> list[tuple[str, str, bytes]]:
+    """The last n messages (timestamp of the first piece, stream, content), read from the end of
+    the log: `logs --tail N` of a large log reads its end, not all of it.
+
+    A message is the P pieces of one stream and the F entry that ends it, or the pieces at the end
+    that no F ended yet; messages are in the order of their last entry. Going backwards, a message
+    is whole once the previous F of its stream (or the file's start) is passed."""
+    if n <= 0:
+        return []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    import heapq
+
+    done: list[tuple[int, str, str, bytes]] = []  # (end offset, ts, stream, content)
+    latest: list[int] = []  # the ends of the n latest whole messages (a heap: the oldest first)
+    current: dict[str, list] = {}  # stream -> [end offset, ts of the earliest piece, pieces, ended]
+    with f:
+        for start, line in _lines_backward(f, f.seek(0, os.SEEK_END)):
+            e = parse_line(line)
+            if e is None:
+                continue
+            ts, stream, full, content = e
+            cur = current.get(stream)
+            if full and cur is not None:
+                done.append(_message(cur, stream))
+                (heapq.heappush if len(latest) < n else heapq.heappushpop)(latest, cur[0])
+                del current[stream]
+                cur = None
+            if cur is None:
+                if len(latest) >= n and all(c[0] < latest[0] for c in current.values()):
+                    break  # the n latest are whole, and this message is older than all of them
+                cur = current[stream] = [start, ts, [], full]
+                if full:
+                    cur[2].append(content)
+                    continue
+            cur[1] = ts
+            cur[2].append(content)
+        else:
+            done += [_message(c, s) for s, c in current.items()]
+    done.sort(key=lambda m: m[0], reverse=True)
+    return [(ts, stream, content) for _, ts, stream, content in reversed(done[:n])]
+
+
+def _message(cur: list, stream: str) -> tuple[int, str, str, bytes]:
+    end, ts, pieces, ended = cur
+    return end, ts, stream, b"".join(reversed(pieces)) + (b"\n" if ended else b"")
+
+
 def follow(rec, offset: int, emit, pause: float = 0.1):
     """Pass the entries a running container adds to its log from `offset` to emit(ts, stream,
     content), flushing stdout and stderr as they come, until the container has exited and its
