@@ -90,7 +90,7 @@ def _num(path: str) -> int | None:
 def read_stats(path: str) -> dict:
     """Usage and limits of a container's cgroup (None = unlimited or not available).
 
-    Keys: cpu_usage_usec, cpu_user_usec, cpu_system_usec, cpu_nr_throttled, cpu_quota_usec,
+    Keys: cpu_usage_usec, cpu_user_usec, cpu_system_usec, cpu_nr_periods, cpu_nr_throttled, cpu_quota_usec,
     cpu_period_usec, cpu_weight, memory_usage, memory_limit, memory_swap_usage, memory_swap_limit,
     memory_low, oom_kills, pids_current, pids_limit, io_read_bytes, io_write_bytes, cpuset_cpus.
     """
@@ -121,6 +121,7 @@ def read_stats(path: str) -> dict:
         "cpu_usage_usec": cpu.get("usage_usec", 0),
         "cpu_user_usec": cpu.get("user_usec", 0),
         "cpu_system_usec": cpu.get("system_usec", 0),
+        "cpu_nr_periods": cpu.get("nr_periods", 0),
         "cpu_nr_throttled": cpu.get("nr_throttled", 0),
         "cpu_quota_usec": quota,
         "cpu_period_usec": period,

@@ -120,9 +120,12 @@ def test_cpus_throttles_a_busy_loop():
     _, _, lim = run_limited(BUSY, Limits.from_cli(cpus="0.2"), "cpu1")
     _, _, free = run_limited(BUSY, None, "cpu2")
     assert lim["cpu_quota_usec"] == 20000 and lim["cpu_period_usec"] == 100000
-    assert lim["cpu_nr_throttled"] > 0
-    # The UML clock is coarse: compare with the unlimited run, never with an absolute figure.
-    assert lim["cpu_usage_usec"] < 0.5 * free["cpu_usage_usec"], (lim, free)
+    assert lim["cpu_nr_throttled"] > 0 and free["cpu_nr_throttled"] == 0
+    # The guest's clock and its share of the host's CPU vary with the host's load, so no figure of
+    # time is compared: the kernel's own accounting says the quota held, about 20 ms of CPU in
+    # each period the loop ran in (slack: the guest's coarse tick lets a period overrun a little;
+    # the unlimited loop would use 100 ms of each).
+    assert lim["cpu_usage_usec"] <= 1.5 * 20000 * (lim["cpu_nr_periods"] + 1), lim
 
 
 def test_stats_report_the_limits():
