@@ -102,6 +102,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
       postgres --single -D "$PGDATA" postgres >/dev/null
   fi
   printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
+  printf "host all all all %s\n" "${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >>"$PGDATA/pg_hba.conf"
 fi
 exec "$@"
 """
