@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from rootless import paths
 from rootless.errors import ContainerError
-from rootless.runtime import monitor, plan, state
+from rootless.runtime import monitor, plan, runflags, state
 from rootless.runtime.spec import RunOptions
 
 ACTIVE = ("running", "stopping")  # the states of a container whose processes run
@@ -46,8 +46,9 @@ def parse_signal(value: str | int) -> int:
     return _manage().parse_signal(value)
 
 
-def stop(rec, timeout: float = 10.0):
-    """SIGTERM, then SIGKILL after `timeout` seconds; the record once the container has settled."""
+def stop(rec, timeout: float | None = None):
+    """The container's stop signal, then SIGKILL after `timeout` seconds (None: its stop
+    timeout); the record once the container has settled."""
     return _manage().stop(rec, timeout)
 
 
@@ -82,6 +83,7 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     if opts.requires:  # podman keeps the ids: the containers must exist now
         opts = replace(opts, requires=[get(n).id for n in opts.requires])
     p = plan.prepare(opts)
+    p = p._replace(opts=runflags.resolve(p.opts, p.image.config))  # stop signal, ulimits
     image_labels = ((p.image.config or {}).get("config") or {}).get("Labels") or {}
     saved = replace(plan.saved_options(p.opts), labels={**image_labels, **p.opts.labels})
     try:
