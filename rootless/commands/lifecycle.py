@@ -184,9 +184,10 @@ def stop(timeout, all_, ignore, filters, latest, containers):
         containers = [n for n in containers if _exists(n)]
         if not containers and not (all_ or filters or latest):
             return
-    _each_rec(
-        _select(containers, all_, filters, latest, running=True), lambda r: api.stop(r, timeout)
-    )
+    targets = _select(containers, all_, filters, latest, running=True)
+    api.stop_all([r for _, r in targets], timeout)  # at once, as podman
+    for name, _ in targets:
+        click.echo(name)
 
 
 @click.command()
@@ -290,10 +291,7 @@ def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
     if all_ or filters:
         targets = [t for t in targets if not _is_infra(t[1])]  # rm -a leaves pods to pod rm
     if force:  # as podman: each running one gets its stop signal and timeout, all at once
-        from rootless.runtime import manage
-
-        manage.stop_all([r for _, r in targets if r.state in api.ACTIVE and not _is_infra(r)],
-                        timeout)  # fmt: skip
+        api.stop_all([r for _, r in targets if r.state in api.ACTIVE and not _is_infra(r)], timeout)
     _each_rec(targets, do)
 
 

@@ -135,7 +135,12 @@ def _stop_all(recs: list, timeout: float | None) -> None:
     """Each its stop signal at once, then SIGKILL once its stop timeout (or `timeout`) is over."""
     from rootless.runtime import manage
 
-    running = [api.get(r.id) for r in recs if r.state in ACTIVE]
+    running = []
+    for r in recs:
+        try:
+            running += [api.get(r.id)] if r.state in ACTIVE else []
+        except api.state.NoSuchContainer:
+            pass  # it exited and removed itself (--rm) meanwhile
     manage.stop_all(running, timeout)
 
 

@@ -7,6 +7,7 @@ raises a RootlessError (one line, podman's exit code); none prints or reads flag
     init(rec) (created/exited -> initialized: checked again and described, nothing runs)
     start(rec)                          exec(rec, argv, ...) -> exit code
     stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force, volumes)
+    stop_all(recs, timeout) -> [record] (at once, each with its own stop signal and timeout)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
     parse_signal(value) -> int          ACTIVE (the states in which a container runs)
 
@@ -50,6 +51,12 @@ def stop(rec, timeout: float | None = None):
     """The container's stop signal, then SIGKILL after `timeout` seconds (None: its stop
     timeout); the record once the container has settled."""
     return _manage().stop(rec, timeout)
+
+
+def stop_all(recs: list, timeout: float | None = None) -> list:
+    """stop() for several containers at once: each its stop signal now, SIGKILL when its own
+    timeout (or `timeout`) is over; their records once settled."""
+    return _manage().stop_all(recs, timeout)
 
 
 def kill(rec, sig: int) -> None:

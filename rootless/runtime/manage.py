@@ -117,7 +117,7 @@ def stop_all(recs: list, timeout: float | None = None, sig: int | None = None) -
     from rootless.runtime import restart, runflags
 
     start = time.monotonic()
-    waiting = []  # (record, init, deadline)
+    waiting = []  # (init's pid and start time, when to SIGKILL it)
     for rec in recs:
         restart.mark_stopped(rec)  # its restart policy no longer applies
         t = runflags.stop_timeout(rec.run) if timeout is None else timeout
