@@ -87,12 +87,8 @@ def test_root_dir_mode(probes):
     same(probes, "root_mode")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect: RLIMIT_NOFILE stays at the caller's soft limit (1024); podman raises "
-    "it to the hard limit for rootless containers",
-)
 def test_open_files_limit(probes):
+    """Podman's rootless default: the caller's hard limit (capped at 1048576), soft and hard."""
     same(probes, "nofile")
 
 

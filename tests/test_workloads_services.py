@@ -110,13 +110,8 @@ def test_postgres_entrypoint_gosu_volume_and_clean_stop(store, postgres_ref, dri
         store("unshare", "rm", "-rf", str(data))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime defect (rootless/runtime/manage.py stop, inspect.py): the image's StopSignal is "
-    "ignored, `stop` always sends SIGTERM (postgres: a smart shutdown); podman sends the image's "
-    "SIGINT (a fast shutdown) and inspect shows it",
-)
 def test_stop_sends_the_images_stop_signal(store, postgres_ref):
+    """The image's STOPSIGNAL SIGINT: a fast shutdown, as under podman (SIGTERM is a smart one)."""
     name = start(store, "overlay", "pgstop", "--network", "none", postgres_ref)
     try:
         wait_for_log(store, name, READY, timeout=120)

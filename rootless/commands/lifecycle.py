@@ -167,9 +167,8 @@ def _each_rec(targets, fn) -> None:
 
 
 @click.command()
-@click.option(
-    "-t", "--time", "timeout", default=10, type=int, help="Seconds to wait before SIGKILL."
-)
+@click.option("-t", "--time", "timeout", default=None, type=int,
+              help="Seconds to wait before SIGKILL (default: the container's stop timeout, 10).")  # fmt: skip
 @click.option("-a", "--all", "all_", is_flag=True, help="Stop all running containers.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore containers that do not exist.")
 @click.option(
@@ -178,21 +177,22 @@ def _each_rec(targets, fn) -> None:
 @click.option("-l", "--latest", is_flag=True, help="Stop the latest container created.")
 @click.argument("containers", nargs=-1)
 def stop(timeout, all_, ignore, filters, latest, containers):
-    """Stop one or more containers: SIGTERM, then SIGKILL after --time seconds."""
+    """Stop one or more containers: their stop signal (SIGTERM unless --stop-signal or the
+    image's STOPSIGNAL says otherwise), then SIGKILL after --time seconds."""
     api = _api()
     if ignore:
         containers = [n for n in containers if _exists(n)]
         if not containers and not (all_ or filters or latest):
             return
-    _each_rec(
-        _select(containers, all_, filters, latest, running=True), lambda r: api.stop(r, timeout)
-    )
+    targets = _select(containers, all_, filters, latest, running=True)
+    api.stop_all([r for _, r in targets], timeout)  # at once, as podman
+    for name, _ in targets:
+        click.echo(name)
 
 
 @click.command()
-@click.option(
-    "-t", "--time", "timeout", default=10, type=int, help="Seconds to wait before SIGKILL."
-)
+@click.option("-t", "--time", "timeout", default=None, type=int,
+              help="Seconds to wait before SIGKILL (default: the container's stop timeout, 10).")  # fmt: skip
 @click.option("-a", "--all", "all_", is_flag=True, help="Restart all containers.")
 @click.argument("containers", nargs=-1)
 def restart(timeout, all_, containers):
@@ -258,11 +258,15 @@ def _names_or_all(containers, all_, running: bool) -> list[str]:
     "--filter", "filters", multiple=True, help="Remove the containers ps --filter selects."
 )
 @click.option("-l", "--latest", is_flag=True, help="Remove the latest container created.")
-@click.option("-t", "--time", "timeout", default=None, type=int, hidden=True)
+@click.option("-t", "--time", "timeout", default=None, type=int,
+              help="With -f: seconds to wait for a running container to stop before SIGKILL "
+              "(default: its stop timeout).")  # fmt: skip
 @click.argument("containers", nargs=-1)
 def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
     """Remove one or more containers."""
     api = _api()
+    if timeout is not None and not force:
+        raise ContainerError("--force option must be specified to use the --time option")
     if ignore:
         containers = [n for n in containers if _exists(n)]
         if not containers and not (all_ or filters or latest):
@@ -277,13 +281,17 @@ def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
         raise
 
     def do(rec):
-        if force and timeout and rec.state in api.ACTIVE:
-            api.stop(rec, timeout)
-            rec = api.get(rec.id)
+        if force:
+            try:
+                rec = api.get(rec.id)
+            except api.state.NoSuchContainer:
+                return  # stopped, it removed itself (--rm)
         api.remove(rec, force=force, volumes=volumes)
 
     if all_ or filters:
         targets = [t for t in targets if not _is_infra(t[1])]  # rm -a leaves pods to pod rm
+    if force:  # as podman: each running one gets its stop signal and timeout, all at once
+        api.stop_all([r for _, r in targets if r.state in api.ACTIVE and not _is_infra(r)], timeout)
     _each_rec(targets, do)
 
 

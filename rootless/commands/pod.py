@@ -146,7 +146,12 @@ def start(all_, latest, pods):
 @click.option("-l", "--latest", is_flag=True, help="Stop the latest pod.")
 @click.option("-i", "--ignore", is_flag=True, help="Ignore pods that do not exist.")
 @click.option(
-    "-t", "--time", "timeout", default=10, type=int, help="Seconds to wait before SIGKILL."
+    "-t",
+    "--time",
+    "timeout",
+    default=None,
+    type=int,
+    help="Seconds to wait before SIGKILL (default: each container's stop timeout).",
 )
 @click.argument("pods", nargs=-1)
 def stop(all_, latest, ignore, timeout, pods):
@@ -169,7 +174,7 @@ def restart(all_, latest, pods):
     from rootless.pods import manage
 
     def do(p):
-        manage.stop(p, 10)
+        manage.stop(p)  # each container's stop signal and timeout, as podman
         manage.start(p)
 
     _each(_targets(pods, all_, latest), do)

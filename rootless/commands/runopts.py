@@ -48,6 +48,21 @@ _OPTIONS = [
         default="",
         help="Restart policy: no, on-failure[:N], always, unless-stopped.",
     ),
+    click.option(
+        "--stop-signal",
+        default=None,
+        help="Signal that stops the container (default: the image's STOPSIGNAL, else SIGTERM).",
+    ),
+    click.option(
+        "--stop-timeout",
+        default=None,
+        help="Seconds stop waits for the container before SIGKILL (default 10).",
+    ),
+    click.option(
+        "--ulimit",
+        multiple=True,
+        help="Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, ...; -1: unlimited), or host.",
+    ),
     click.option("-v", "--volume", multiple=True, help="Bind mount HOST:CONTAINER[:ro]."),
     click.option("--tmpfs", multiple=True, help="Mount a tmpfs at CONTAINER[:OPTIONS]."),
     click.option("--mount", multiple=True, help="type=bind|tmpfs,source=..,target=..[,ro]"),
@@ -166,12 +181,25 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
         labels=labels(kw["label_file"], kw["label"]),
         annotations=annotations(kw["annotation"]),
         requires=[n for v in kw["requires"] for n in v.split(",") if n],
+        **stop_options(kw),
+        ulimits=list(kw["ulimit"]),
     )
     if kw["pod"]:
         from rootless.pods import manage
 
         opts = manage.for_run(opts, kw["pod"], driver)
     return opts
+
+
+def stop_options(kw: dict) -> dict:
+    """--stop-signal (a number; empty: not given, as podman) and --stop-timeout, checked."""
+    from rootless.runtime import runflags
+
+    sig, timeout = kw["stop_signal"], kw["stop_timeout"]
+    return {
+        "stop_signal": runflags.parse_signal(sig) if sig else None,
+        "stop_timeout": None if timeout is None else runflags.parse_stop_timeout(timeout),
+    }
 
 
 def labels(files, items) -> dict[str, str]:

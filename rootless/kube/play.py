@@ -201,7 +201,7 @@ def down(p: Play, *, volumes_too: bool = False) -> tuple[list[str], list[str], l
 
     stopped, removed = [], []
     for rec in _pod_ids([pod.name for pod in p.pods]):
-        manage.stop(rec, timeout=10)
+        manage.stop(rec)  # each container's stop signal and timeout
         stopped.append(rec.id)
         _remove_pod(rec)
         removed.append(rec.id)

@@ -7,8 +7,6 @@ none prints.
 
 from __future__ import annotations
 
-import signal
-import time
 from dataclasses import replace
 
 from rootless.errors import ContainerError, RootlessError
@@ -133,21 +131,21 @@ def start(pod: store.PodRecord) -> None:
         raise store.PodError("; ".join(errors))
 
 
-def _stop_all(recs: list, timeout: float) -> None:
-    """SIGTERM to all at once, then each gets what is left of `timeout` before SIGKILL."""
-    running = [r for r in recs if r.state in ACTIVE]
-    for r in running:
+def _stop_all(recs: list, timeout: float | None) -> None:
+    """Each its stop signal at once, then SIGKILL once its stop timeout (or `timeout`) is over."""
+    from rootless.runtime import manage
+
+    running = []
+    for r in recs:
         try:
-            api.kill(r, signal.SIGTERM)
-        except RootlessError:
-            pass
-    deadline = time.monotonic() + timeout
-    for r in running:
-        api.stop(api.get(r.id), max(0.0, deadline - time.monotonic()))
+            running += [api.get(r.id)] if r.state in ACTIVE else []
+        except api.state.NoSuchContainer:
+            pass  # it exited and removed itself (--rm) meanwhile
+    manage.stop_all(running, timeout)
 
 
-def stop(pod: store.PodRecord, timeout: float = 10) -> None:
-    """Stop the pod's containers, then its infra."""
+def stop(pod: store.PodRecord, timeout: float | None = None) -> None:
+    """Stop the pod's containers, then its infra (`timeout` None: each its own stop timeout)."""
     inf, others = split(pod, containers(pod))
     _stop_all(others, timeout)
     if inf is not None:
@@ -177,7 +175,7 @@ def remove(pod: store.PodRecord, *, force: bool = False, timeout: float | None =
             f"pod {pod.name} has running containers ({names}): stop the pod first or use pod rm -f"
         )
     if force:
-        _stop_all(others, 10 if timeout is None else timeout)
+        _stop_all(others, timeout)
     for rec in others + ([inf] if inf else []):
         try:
             api.remove(api.get(rec.id), force=True, infra=True)

@@ -7,6 +7,7 @@ raises a RootlessError (one line, podman's exit code); none prints or reads flag
     init(rec) (created/exited -> initialized: checked again and described, nothing runs)
     start(rec)                          exec(rec, argv, ...) -> exit code
     stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force, volumes)
+    stop_all(recs, timeout) -> [record] (at once, each with its own stop signal and timeout)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
     parse_signal(value) -> int          ACTIVE (the states in which a container runs)
 
@@ -21,7 +22,7 @@ from dataclasses import replace
 
 from rootless import paths
 from rootless.errors import ContainerError
-from rootless.runtime import monitor, plan, state
+from rootless.runtime import monitor, plan, runflags, state
 from rootless.runtime.spec import RunOptions
 
 ACTIVE = ("running", "stopping")  # the states of a container whose processes run
@@ -46,9 +47,16 @@ def parse_signal(value: str | int) -> int:
     return _manage().parse_signal(value)
 
 
-def stop(rec, timeout: float = 10.0):
-    """SIGTERM, then SIGKILL after `timeout` seconds; the record once the container has settled."""
+def stop(rec, timeout: float | None = None):
+    """The container's stop signal, then SIGKILL after `timeout` seconds (None: its stop
+    timeout); the record once the container has settled."""
     return _manage().stop(rec, timeout)
+
+
+def stop_all(recs: list, timeout: float | None = None) -> list:
+    """stop() for several containers at once: each its stop signal now, SIGKILL when its own
+    timeout (or `timeout`) is over; their records once settled."""
+    return _manage().stop_all(recs, timeout)
 
 
 def kill(rec, sig: int) -> None:
@@ -82,6 +90,7 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     if opts.requires:  # podman keeps the ids: the containers must exist now
         opts = replace(opts, requires=[get(n).id for n in opts.requires])
     p = plan.prepare(opts)
+    p = p._replace(opts=runflags.resolve(p.opts, p.image.config))  # stop signal, ulimits
     image_labels = ((p.image.config or {}).get("config") or {}).get("Labels") or {}
     saved = replace(plan.saved_options(p.opts), labels={**image_labels, **p.opts.labels})
     try:

@@ -5,7 +5,8 @@ namespaces at once with setns(pidfd, ...) (the pidfd pins the very process whose
 record holds, so a recycled pid is never joined), and forks the process, which is then in the
 container's pid namespace. That process takes the container's user (or -u), environment (plus -e),
 working directory (or -w), and the security settings the container was created with
-(rootless.runtime.security: capabilities, seccomp filter, no_new_privs), and execs. The joiner tells
+(rootless.runtime.security: capabilities, seccomp filter, no_new_privs) and resource limits
+(rootless.runtime.ulimits), and execs. The joiner tells
 the CLI the process's host pid (a ``Pid`` message), waits for it and exits with its status; the CLI
 relays the pty for -t and forwards signals. Exec failures come back as one ``Failed`` line with
 126/127.
@@ -19,7 +20,7 @@ import signal
 from rootless import process
 from rootless import syscalls as sc
 from rootless.errors import ContainerError, RootlessError
-from rootless.runtime import command, console, plan, security, spec, state
+from rootless.runtime import command, console, plan, security, spec, state, ulimits
 from rootless.runtime.channel import Channel, Failed, Pid, Pty, close_all
 
 
@@ -85,6 +86,7 @@ class _Request:
         if user is not None and user != saved.user:
             # podman: a non-root user other than the container's gets no capabilities at all
             self.security = self.security._replace(cap_add=())
+        self.rlimits = ulimits.limits(plan.options_of(rec).ulimits)  # the container's, as podman
         self.cgroup = (rec.cgroup or {}).get("path")
         self.unit = (rec.cgroup or {}).get("unit")
 
@@ -105,6 +107,7 @@ def _process_main(req: _Request, chan: Channel) -> int:
     elif not req.interactive:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
+    ulimits.apply(req.rlimits)
     command.exec_as(req.argv, env, req.cwd, req.security, u)
     return 0  # not reached
 

@@ -5,9 +5,10 @@ In order: the hostname, ``lo`` up (with its own network namespace), the root fil
 own devpts (its master goes to the monitor, a ``Pty`` message), then it waits for the monitor's
 ``Go`` when the monitor has work to do first (before which every inherited fd but stdio and
 --preserve-fds is closed) (the network helper, the cgroup), creates its cgroup
-namespace (rooted at the cgroup it was placed in), takes the container's user, capabilities and
-seccomp filter (rootless.runtime.security) and execs the command. A failure is one ``Failed``
-message with its exit code (126/127 for a command that cannot run); exec'ing closes the channel.
+namespace (rooted at the cgroup it was placed in), sets its resource limits (rootless.runtime.
+ulimits), takes the container's user, capabilities and seccomp filter (rootless.runtime.security)
+and execs the command. A failure is one ``Failed`` message with its exit code (126/127 for a
+command that cannot run, or a limit that cannot be set); exec'ing closes the channel.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME
 from rootless.network import netlink
 from rootless.pods import pause  # imported here: after pivot_root no module can be found
-from rootless.runtime import command, console, rootfs, security, spec
+from rootless.runtime import command, console, rootfs, security, spec, ulimits
 from rootless.runtime.channel import Go, Pty, close_all
 from rootless.runtime.plan import PAUSE
 
@@ -61,6 +62,7 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
         return EXIT_RUNTIME  # the monitor failed, and says why
     # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
     sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
+    ulimits.apply(launch.rlimits)  # --ulimit and podman's defaults (a failure: exit 126)
     if proc.args == [PAUSE]:  # a pod's infra container: pause here (rootless.pods.pause)
         return pause.main(chan, plan.security, user)  # members join its /proc/PID/ns: dumpable
     security.seal()  # the monitor is done with our /proc/PID/ns: from now until exec, no one's

@@ -4,6 +4,7 @@ shared bits `ps` shows: status text, ports, times."""
 import time
 
 from rootless.errors import ContainerError
+from rootless.runtime import runflags, ulimits
 
 
 def iso(ts: float | None) -> str:
@@ -140,7 +141,8 @@ def _config(rec, run) -> dict:
         "Image": rec.image,
         "WorkingDir": proc.cwd if proc else "/",
         "Entrypoint": (run.entrypoint if run else None) or "",
-        "StopSignal": "SIGTERM",
+        "StopSignal": runflags.stop_signal(run),  # a number, as podman's
+        "StopTimeout": runflags.stop_timeout(run),
         "Tty": bool(run and run.tty),
         "OpenStdin": bool(run and run.interactive),
         "CreateCommand": None,
@@ -177,6 +179,7 @@ def _host_config(rec, run) -> dict:
         "Init": bool(run and run.init),
         "RestartPolicy": _restart_policy(run),
         **resource_limits(rec),
+        "Ulimits": ulimits.inspect(run.ulimits) if run else [],
     }
 
 

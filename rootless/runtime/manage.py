@@ -105,20 +105,34 @@ def wait_settled(rec, timeout: float = 15.0):
     return state.load(rec.id) or rec
 
 
-def stop(rec, timeout: float = 10.0, sig: int = signal.SIGTERM):
-    """SIGTERM (or sig), then SIGKILL after `timeout` seconds; return the record once settled."""
-    from rootless.runtime import restart
+def stop(rec, timeout: float | None = None, sig: int | None = None):
+    """The container's stop signal (or sig), then SIGKILL after `timeout` seconds (None: its stop
+    timeout); return the record once settled."""
+    return stop_all([rec], timeout, sig)[0]
 
-    restart.mark_stopped(rec)  # its restart policy no longer applies
-    if not is_running(rec):
-        if rec.restarting:  # its monitor waits to restart it: it sees the mark and ends
-            _poll(lambda: not rec.alive("monitor"), timeout + 5)
-        return rec
-    init = rec.pid_of("init")
-    if init and state.signal_pid(init[0], init[1], sig):
-        if not _poll(lambda: not state.alive(*init), timeout):
+
+def stop_all(recs: list, timeout: float | None = None, sig: int | None = None) -> list:
+    """stop() for several containers at once (a pod's): each gets its stop signal (or sig) now
+    and SIGKILL once its own timeout (or `timeout`) has passed; their records once settled."""
+    from rootless.runtime import restart, runflags
+
+    start = time.monotonic()
+    waiting = []  # (init's pid and start time, when to SIGKILL it)
+    for rec in recs:
+        restart.mark_stopped(rec)  # its restart policy no longer applies
+        t = runflags.stop_timeout(rec.run) if timeout is None else timeout
+        if not is_running(rec):
+            if rec.restarting:  # its monitor waits to restart it: it sees the mark and ends
+                _poll(lambda r=rec: not r.alive("monitor"), t + 5)
+            continue
+        init = rec.pid_of("init")
+        s = runflags.stop_signal(rec.run) if sig is None else sig
+        if init and state.signal_pid(init[0], init[1], s):
+            waiting.append((init, start + t))
+    for init, deadline in waiting:
+        if not _poll(lambda i=init: not state.alive(*i), max(0.0, deadline - time.monotonic())):
             state.signal_pid(init[0], init[1], signal.SIGKILL)
-    return wait_settled(rec)
+    return [wait_settled(rec) if is_running(rec) else rec for rec in recs]
 
 
 def _kill_all(rec) -> None:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
-from rootless.runtime import rootfs, runflags, security, spec
+from rootless.runtime import rootfs, runflags, security, spec, ulimits
 from rootless.runtime.spec import Namespace
 
 TINI = "/usr/bin/tini-static"  # static: it runs inside the container
@@ -77,6 +77,7 @@ class Launch(NamedTuple):
     rootfs: rootfs.RootfsConfig
     need_cgroup: bool  # the monitor places the init in a cgroup before it runs the command
     need_go: bool  # the init waits for the monitor's Go (network helper up, cgroup applied)
+    rlimits: tuple = ()  # (name, soft, hard) the init sets (rootless.runtime.ulimits)
 
 
 def _find_image(ref: str) -> Image:
@@ -219,7 +220,7 @@ def launch(plan: Plan, rec) -> Launch:
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
     need_go = plan.network not in ("none", "host", "container") or need_cgroup
-    return Launch(hostname, proc, cfg, need_cgroup, need_go)
+    return Launch(hostname, proc, cfg, need_cgroup, need_go, tuple(ulimits.limits(o.ulimits)))
 
 
 def _abs_source(volume: str) -> str:

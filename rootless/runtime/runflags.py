@@ -1,9 +1,53 @@
-"""Checks of the run/create flags that no other module owns (restart policy, ...), done by
-plan.prepare before anything is created: each failure is one line (ContainerError, exit 125)."""
+"""Checks of the run/create flags that no other module owns (restart policy, stop signal and
+timeout, ulimits), done by plan.prepare before anything is created: each failure is one line
+(ContainerError, exit 125); and ``resolve``, what api.create records of them: the stop signal
+(--stop-signal, else the image's StopSignal, else SIGTERM) as a number, and the ulimits with
+podman's defaults (rootless.runtime.ulimits).
+"""
 
 from __future__ import annotations
 
+import re
+import signal
+
 from rootless.errors import ContainerError
+
+DEFAULT_STOP_TIMEOUT = 10  # containers.conf's stop_timeout
+
+_SIGNALS = {n[3:]: int(s) for n, s in signal.Signals.__members__.items() if n.startswith("SIG")}
+_SIGNALS.update({"RTMIN": 34, "RTMAX": 64, "CLD": 17, "IOT": 6, "POLL": 29})
+_SIGNALS.update({f"RTMIN+{i}": 34 + i for i in range(1, 16)})
+_SIGNALS.update({f"RTMAX-{i}": 64 - i for i in range(1, 15)})
+_ATOI = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def parse_signal(value: str, flag: str = "--stop-signal") -> int:
+    """podman's ParseSignal: a number or a name (SIG optional, any case, RTMIN+N), a leading
+    dash allowed, 1 to 64."""
+    base = value[1:] if value.startswith("-") else value
+    if _ATOI.match(base):
+        n = int(base)
+        if n == 0:
+            raise ContainerError(f"{flag} {value}: invalid signal: {base}")
+    else:
+        up = base.upper()
+        n = _SIGNALS.get(up[3:] if up.startswith("SIG") else up, -1)
+        if n == -1:
+            raise ContainerError(
+                f"{flag} {value}: invalid signal: {base} (use a name: TERM, INT, RTMIN+3, or 1-64)"
+            )
+    if not 1 <= n <= 64:
+        raise ContainerError(f"{flag} {value}: valid signals are 1 through 64")
+    return n
+
+
+def parse_stop_timeout(value: str) -> int:
+    """--stop-timeout: podman's unsigned integer (seconds)."""
+    if not re.fullmatch(r"[0-9]+", value) or int(value) >= 2**64:
+        raise ContainerError(
+            f'invalid argument "{value}" for "--stop-timeout" flag: use a whole number of seconds'
+        )
+    return int(value)
 
 
 def check(opts) -> None:
@@ -16,3 +60,40 @@ def check(opts) -> None:
             raise ContainerError(
                 'the --rm option conflicts with --restart: use one of them (or --restart "no")'
             )
+    if opts.ulimits:
+        from rootless.runtime import ulimits
+
+        ulimits.check(opts.ulimits)
+
+
+def image_stop_signal(image_config: dict) -> int | None:
+    """The image's StopSignal (a Containerfile's STOPSIGNAL) as a number; None if it has none."""
+    raw = ((image_config or {}).get("config") or {}).get("StopSignal") or ""
+    if not raw:
+        return None
+    try:
+        return parse_signal(raw, "the image's StopSignal")
+    except ContainerError as e:
+        raise ContainerError(f"{e}: rebuild the image, or give --stop-signal") from None
+
+
+def resolve(opts, image_config: dict):
+    """The options as a new container's record keeps them: its stop signal as a number and its
+    ulimits with podman's defaults."""
+    from dataclasses import replace
+
+    from rootless.runtime import ulimits
+
+    sig = opts.stop_signal or image_stop_signal(image_config) or int(signal.SIGTERM)
+    return replace(opts, stop_signal=sig, ulimits=ulimits.resolve(opts.ulimits))
+
+
+def stop_signal(run) -> int:
+    """The signal `stop` sends a container (`run`: its record's options, or None)."""
+    return (run and run.stop_signal) or int(signal.SIGTERM)
+
+
+def stop_timeout(run) -> int:
+    """Seconds `stop` waits for a container before SIGKILL (`run`: its record's options)."""
+    t = run.stop_timeout if run is not None else None
+    return DEFAULT_STOP_TIMEOUT if t is None else t

@@ -84,6 +84,13 @@ class RunOptions:
     requires: list[str] = field(default_factory=list)
     restart: str = ""  # --restart: no, on-failure[:N], always, unless-stopped (runtime.restart)
     preserve_fds: int = 0  # --preserve-fds (or LISTEN_FDS): this run only, 0 on a later start
+    # how `stop` stops it (runflags): --stop-signal, else the image's StopSignal (api.create
+    # records the number), else SIGTERM; --stop-timeout seconds before SIGKILL (None: podman's 10)
+    stop_signal: int | None = None
+    stop_timeout: int | None = None
+    # --ulimit NAME=SOFT[:HARD] (or "host"); api.create adds podman's defaults for nofile and
+    # nproc (rootless.runtime.ulimits), so a record keeps the limits every start applies
+    ulimits: list[str] = field(default_factory=list)
 
 
 @dataclass
