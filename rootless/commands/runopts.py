@@ -10,6 +10,9 @@ as new:NAME is created here: both fail with one line before anything else is mad
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import click
 
 from rootless.errors import RootlessError
@@ -149,6 +152,18 @@ _OPTIONS = [
         help="The image's VOLUMEs: anonymous volumes (bind), tmpfs, or ignore.",
     ),
     click.option("--pod", default=None, help="Run in the pod NAME (new:NAME creates it)."),
+    # before the container is made (rootless.commands.runopts.before_create)
+    click.option(
+        "--pull",
+        default="missing",
+        show_default=True,
+        help="Pull the image: always, missing, never, newer.",
+    ),
+    click.option("--replace", is_flag=True, help="Remove a container of the same --name first."),
+    click.option(
+        "--env-host", is_flag=True, help="Pass the caller's environment to the container."
+    ),
+    click.option("--cidfile", default=None, help="Write the container's ID to this (new) file."),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -171,6 +186,8 @@ def storage_driver(ctx) -> str:
 
 def to_run_options(kw: dict, driver: str) -> RunOptions:
     """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
+    before_create(kw)
+    env = [f"{k}={v}" for k, v in os.environ.items()] if kw["env_host"] else []
     opts = RunOptions(
         **{field: kw[flag] for flag, field in _SAME},
         **{field: list(kw[flag]) for flag, field in _LISTS},
@@ -183,12 +200,54 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
         requires=[n for v in kw["requires"] for n in v.split(",") if n],
         **stop_options(kw),
         ulimits=list(kw["ulimit"]),
+        cidfile=kw["cidfile"],
     )
+    if env:  # the caller's environment under the image's and -e's, as podman's --env-host
+        opts = dataclasses.replace(opts, env=env + opts.env)
     if kw["pod"]:
         from rootless.pods import manage
 
         opts = manage.for_run(opts, kw["pod"], driver)
     return opts
+
+
+PULL_POLICIES = ("always", "missing", "never", "newer")
+
+
+def before_create(kw: dict) -> None:
+    """What --pull, --replace and --cidfile do or check before anything is made, as podman."""
+    policy = kw["pull"].lower()
+    if policy not in PULL_POLICIES:
+        raise RootlessError(f'unsupported pull policy "{kw["pull"]}"')
+    if kw["cidfile"] and os.path.lexists(kw["cidfile"]):
+        raise RootlessError(
+            "container id file exists. Ensure another container is not using it or delete "
+            + kw["cidfile"]
+        )
+    if kw["replace"]:
+        if not kw["name"]:
+            raise RootlessError("cannot replace container without --name being set")
+        from rootless.runtime import api, state
+
+        try:
+            old = api.get(kw["name"])
+        except state.NoSuchContainer:
+            old = None
+        if old is not None and old.name == kw["name"]:
+            api.remove(old, force=True)
+    if kw["rootfs"] or policy == "missing":
+        return
+    from rootless.image.store import Store
+
+    if policy == "never":
+        if Store.open().lookup_image(kw["image"]) is None:
+            from rootless.errors import ImageError
+
+            raise ImageError(f"{kw['image']}: image not known")
+        return
+    from rootless.image.pull import pull_image  # always, newer: ask the registry
+
+    pull_image(kw["image"])
 
 
 def stop_options(kw: dict) -> dict:

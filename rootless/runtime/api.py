@@ -17,6 +17,7 @@ runtime.exec and rootless.runtime.manage (acting on a container from its record)
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import replace
 
@@ -96,6 +97,8 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     try:
         rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
                            storage_driver=opts.storage_driver, run=saved)  # fmt: skip
+        if opts.cidfile:
+            _write_cidfile(opts.cidfile, rec)
     except BaseException:
         if p.mounts and any(m.volume for m in p.mounts):  # the anonymous volumes made for it
             from rootless.volumes import usage
@@ -103,6 +106,22 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
             usage.remove_unused_anonymous([m.volume for m in p.mounts if m.volume])
         raise
     return p, rec
+
+
+def _write_cidfile(path: str, rec: state.ContainerRecord) -> None:
+    """--cidfile: the full id in a new file (the container is removed again if it cannot be)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(rec.id)
+    except OSError as e:
+        _manage().remove(rec, force=True)
+        if e.errno == errno.EEXIST:
+            raise ContainerError(
+                "container id file exists. Ensure another container is not using it or "
+                f"delete {path}"
+            ) from None
+        raise ContainerError(f"--cidfile {path}: {e.strerror}") from None
 
 
 def create_only(opts: RunOptions) -> state.ContainerRecord:

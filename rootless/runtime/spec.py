@@ -91,6 +91,7 @@ class RunOptions:
     # --ulimit NAME=SOFT[:HARD] (or "host"); api.create adds podman's defaults for nofile and
     # nproc (rootless.runtime.ulimits), so a record keeps the limits every start applies
     ulimits: list[str] = field(default_factory=list)
+    cidfile: str | None = None  # --cidfile: the id is written there when the container is made
 
 
 @dataclass

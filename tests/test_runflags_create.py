@@ -1,0 +1,91 @@
+"""run/create flags that act before the container is made, beside podman 4.3: --pull
+(always, missing, never, newer), --replace, --cidfile and --env-host, with podman's errors (one line,
+exit 125) and nothing made when they refuse."""
+
+import pytest
+from conftest import Rootless
+
+NONE = ("--network", "none")
+
+
+@pytest.fixture(scope="module")
+def rl(tmp_path_factory, registry, busybox_ref):
+    r = Rootless(str(tmp_path_factory.mktemp("runflags-create")))
+    r.trust(registry)
+    r("pull", "-q", busybox_ref, check=True)
+    r.img = busybox_ref
+    yield r
+    r("rm", "-af", "-t", "0", timeout=300)
+    r.cleanup()
+
+
+@pytest.fixture
+def pm(podman, registry, rl):
+    podman.trust(registry)
+    podman("pull", "-q", rl.img, check=True)
+    return podman
+
+
+def same_refusal(rl, pm, *args):
+    mine, theirs = rl(*args), pm(*args)
+    assert mine.returncode == theirs.returncode == 125, (mine.stderr, theirs.stderr)
+    assert mine.stderr == theirs.stderr, args
+    assert rl("ps", "-aq").stdout == ""
+
+
+def test_pull_policies(rl, pm, registry):
+    same_refusal(rl, pm, "run", "--rm", "--pull", "bogus", *NONE, rl.img, "true")
+    missing = f"{registry.host}/nosuch:latest"
+    same_refusal(rl, pm, "run", "--rm", "--pull", "never", *NONE, missing, "true")
+    same_refusal(rl, pm, "create", "--pull=never", *NONE, missing, "true")
+    for policy in ("always", "missing", "never", "newer", "ALWAYS"):
+        cp = rl("run", "--rm", "--pull", policy, *NONE, rl.img, "echo", policy)
+        assert (cp.returncode, cp.stdout) == (0, policy + "\n"), cp.stderr
+    # always asks the registry: an image that is gone there fails, as podman's
+    registry_only = f"{registry.host}/busybox:gone"
+    rl("tag", rl.img, registry_only, check=True)
+    cp = rl("run", "--rm", "--pull", "always", *NONE, registry_only, "true")
+    assert cp.returncode == 125 and cp.stderr.splitlines()[-1].startswith("Error: ")
+    assert "manifest unknown" in cp.stderr
+    assert rl("run", "--rm", "--pull", "never", *NONE, registry_only, "true").returncode == 0
+
+
+def test_cidfile(rl, pm, tmp_path):
+    path = tmp_path / "cid"
+    cid = rl("run", "-d", "--cidfile", str(path), *NONE, rl.img, "sleep", "60", check=True)
+    assert path.read_text() == cid.stdout.strip()
+    rl("rm", "-f", "-t", "0", cid.stdout.strip(), check=True)
+    fg = tmp_path / "fg"
+    rl("run", "--rm", "--cidfile", str(fg), *NONE, rl.img, "true", check=True)
+    assert len(fg.read_text()) == 64
+    created = tmp_path / "created"
+    out = rl("create", "--cidfile", str(created), *NONE, rl.img, "true", check=True).stdout
+    assert created.read_text() == out.strip()
+    rl("rm", out.strip(), check=True)
+    same_refusal(rl, pm, "create", "--cidfile", str(created), *NONE, rl.img, "true")
+
+
+def test_replace(rl, pm):
+    same_refusal(rl, pm, "run", "--replace", *NONE, rl.img, "true")
+    first = rl("run", "-d", "--name", "r", *NONE, rl.img, "sleep", "60", check=True).stdout
+    second = rl("run", "-d", "--replace", "--name", "r", *NONE, rl.img, "sleep", "60", check=True)
+    assert second.stdout != first
+    assert rl("ps", "-a", "--format", "{{.Names}} {{.ID}}").stdout.split() == [
+        "r",
+        second.stdout[:12],
+    ]
+    rl("create", "--replace", "--name", "r", *NONE, rl.img, "echo", "replaced", check=True)
+    assert rl("start", "-a", "r").stdout == "replaced\n"
+    # --replace with a new name just creates
+    rl("create", "--replace", "--name", "r2", *NONE, rl.img, "true", check=True)
+    rl("rm", "-f", "r", "r2", check=True)
+
+
+def test_env_host(rl):
+    env = {"ROOTLESS_TEST_MARK": "from-host", "LANG": "C.UTF-8"}
+    script = 'echo "$ROOTLESS_TEST_MARK $LANG $OVERRIDE"'
+    cp = rl("run", "--rm", "--env-host", "-e", "OVERRIDE=mine", *NONE, rl.img, "sh", "-c", script,
+            env=env, check=True)  # fmt: skip
+    assert cp.stdout == "from-host C.UTF-8 mine\n"
+    cp = rl("run", "--rm", *NONE, rl.img, "sh", "-c", script, env=env, check=True)
+    assert cp.stdout == "  \n"  # without it nothing of the caller's environment crosses
