@@ -219,14 +219,44 @@ def kill(sig, all_, latest, filters, containers):
     _each_rec(_select(containers, all_, filters, latest, running=True), lambda r: api.kill(r, n))
 
 
+def _interval(value: str) -> float:
+    """podman's --interval: a Go duration (250ms, 1s), a bare number being milliseconds."""
+    import re
+
+    v = value.strip()
+    if re.fullmatch(r"[-+]?\d+", v):
+        return max(int(v), 0) / 1000
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.fullmatch(r"[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+", v)
+    if not parts:
+        raise RootlessError(f'time: invalid duration "{value}"')
+    total = sum(
+        float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", v)
+    )
+    return 0.0 if v.startswith("-") else total
+
+
 @click.command()
-@click.argument("containers", nargs=-1, required=True)
-def wait(containers):
-    """Wait for containers to exit and print their exit codes."""
+@click.option("--condition", "conditions", multiple=True,
+              help="Wait for a state: created, running, stopped, exited, ... (default stopped).")  # fmt: skip
+@click.option("-i", "--interval", default=None, help="Time between polls (a duration: 250ms, 1s).")
+@click.option("-l", "--latest", is_flag=True, help="Wait for the latest container created.")
+@click.argument("containers", nargs=-1)
+def wait(conditions, interval, latest, containers):
+    """Block until containers stop (or reach a --condition) and print their exit codes."""
+    from rootless.runtime.manage import CONDITIONS
+
     api = _api()
-    for c in containers:
-        rec = api.wait(api.get(c))
-        click.echo(-1 if rec.exit_code is None else rec.exit_code)
+    wanted = [c for v in conditions for c in v.split(",")] or ["stopped"]
+    for c in wanted:
+        if c not in CONDITIONS:
+            raise RootlessError(f"unknown container state: {c}: invalid argument")
+    step = 0.1 if interval is None else max(_interval(interval), 0.01)
+    if not containers and not latest:
+        raise RootlessError('"rootless wait" requires a name, id, or the "--latest" flag')
+    targets = [rec for _name, rec in _select(containers, False, (), latest)]
+    for rec in targets:
+        click.echo(api.wait_condition(rec, wanted, step))
 
 
 def _exists(name: str) -> bool:

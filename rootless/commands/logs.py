@@ -33,22 +33,30 @@ def _since(value: str | None) -> float | None:
         ) from None
 
 
+# podman 4.3's --color: one color per container, in the order given, the whole line wrapped
+COLORS = (b"\033[37m", b"\033[31m", b"\033[33m", b"\033[34m", b"\033[35m", b"\033[36m", b"\033[32m")
+
+
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Follow the log output.")
 @click.option("--tail", default=-1, type=int, help="Show only the last N lines (-1: all).")
 @click.option("--since", default=None, help="Show logs since a time or duration (10m).")
 @click.option("--until", default=None, help="Show logs until a time or duration.")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
-@click.option("-n", "--names", is_flag=True, help="Prefix each line with the container's name.")
-@click.argument("containers", nargs=-1, required=True)
-def logs(follow, tail, since, until, timestamps, names, containers):
+@click.option("-n", "--names", is_flag=True,
+              help="With several containers, prefix lines with names instead of IDs.")  # fmt: skip
+@click.option("--color", is_flag=True, help="Output each container in a color of its own.")
+@click.option("-l", "--latest", is_flag=True, help="Show the logs of the latest container created.")
+@click.argument("containers", nargs=-1)
+def logs(follow, tail, since, until, timestamps, names, color, latest, containers):
     """Fetch the logs of one or more containers."""
     from rootless.runtime import logs as L
     from rootless.runtime import manage  # not api: reading a log needs no runtime
 
     since_t, until_t = _since(since), _since(until)
-    recs = [manage.get(c) for c in containers]
+    recs = _targets(manage, containers, latest)
     out, err = sys.stdout.buffer, sys.stderr.buffer
+    colors = {rec.id: COLORS[i % len(COLORS)] for i, rec in enumerate(recs)} if color else {}
 
     def emit(rec, ts, stream, content):
         if since_t is not None or until_t is not None:
@@ -56,11 +64,15 @@ def logs(follow, tail, since, until, timestamps, names, containers):
             if (since_t is not None and t < since_t) or (until_t is not None and t > until_t):
                 return
         prefix = b""
-        if names or len(recs) > 1:
-            prefix += rec.id[:12].encode() + b" "
+        if len(recs) > 1:  # as podman: -n alone changes nothing for one container
+            prefix += (rec.name if names else rec.id[:12]).encode() + b" "
         if timestamps:
             prefix += ts.encode() + b" "
-        (err if stream == "stderr" else out).write(prefix + content)
+        line = prefix + content
+        if rec.id in colors:
+            body, nl = (line[:-1], b"\n") if line.endswith(b"\n") else (line, b"")
+            line = colors[rec.id] + body + b"\033[0m" + nl
+        (err if stream == "stderr" else out).write(line)
 
     try:
         for rec in recs:
@@ -83,3 +95,19 @@ def logs(follow, tail, since, until, timestamps, names, containers):
     except BrokenPipeError:
         pass
     out.flush()
+
+
+def _targets(manage, containers, latest) -> list:
+    """The named containers, or the latest one created (-l)."""
+    if latest:
+        if containers:
+            raise ContainerError("--latest and containers cannot be used together")
+        from rootless.commands.ps import select_containers
+
+        recs = select_containers((), all_=True, latest=True)
+        if not recs:
+            raise ContainerError("no containers to show logs of")
+        return recs
+    if not containers:
+        raise ContainerError('"rootless logs" requires a name, id, or the "--latest" flag')
+    return [manage.get(c) for c in containers]

@@ -9,6 +9,7 @@ raises a RootlessError (one line, podman's exit code); none prints or reads flag
     stop(rec, timeout) -> record        kill(rec, signal)            remove(rec, force, volumes)
     stop_all(recs, timeout) -> [record] (at once, each with its own stop signal and timeout)
     wait(rec) -> record                 get(name) -> record          containers() -> [record]
+    wait_condition(rec, conditions, interval) -> exit code, or -1 (podman's `wait --condition`)
     parse_signal(value) -> int          ACTIVE (the states in which a container runs)
 
 The work is in rootless.runtime.plan (deciding), rootless.runtime.monitor (running), rootless.
@@ -82,6 +83,11 @@ def remove(rec, force: bool = False, volumes: bool = False, infra: bool = False)
 def wait(rec, timeout: float | None = None):
     """The record once the container has exited (its exit code recorded)."""
     return _manage().wait_exit(rec, timeout)
+
+
+def wait_condition(rec, conditions, interval: float = 0.1) -> int:
+    """`wait --condition`: -1 once in one of podman's states, or the exit code (manage.CONDITIONS)."""
+    return _manage().wait_condition(rec, conditions, interval)
 
 
 def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:

@@ -54,15 +54,16 @@ def kill(rec, sig: int) -> None:
         raise ContainerError(f"container {rec.name} is not running")
 
 
-def _poll(pred, timeout: float | None, step: float = 0.02) -> bool:
+def _poll(pred, timeout: float | None, step: float = 0.02, most: float = 0.1) -> bool:
     deadline = None if timeout is None else time.monotonic() + timeout
+    step = min(step, most)
     while True:
         if pred():
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(step)
-        step = min(step * 1.5, 0.1)
+        step = min(step * 1.5, most)
 
 
 def wait_exit(rec, timeout: float | None = None):
@@ -81,6 +82,59 @@ def wait_exit(rec, timeout: float | None = None):
 
     _poll(done, timeout)
     return box[0]
+
+
+# podman 4.3's `wait --condition` values; "stopped" and "exited" wait for the exit
+CONDITIONS = (
+    "created",
+    "initialized",
+    "running",
+    "stopped",
+    "paused",
+    "exited",
+    "removing",
+    "unknown",
+)
+
+
+def wait_condition(rec, conditions, interval: float = 0.1) -> int:
+    """Block until the container is in one of podman's `conditions` (CONDITIONS): its exit code
+    once it has exited when "exited" or "stopped" is among them, -1 when another state is reached
+    (as podman's wait). `interval` bounds the polling step."""
+    for_exit = bool({"exited", "stopped"} & set(conditions))
+    states = set(conditions) - {"exited", "stopped"}
+    box = [None]
+
+    def done():
+        fresh = state.load(rec.id)
+        if fresh is None:
+            if not for_exit:
+                raise ContainerError(
+                    f'no container with name or ID "{rec.name}" found: no such container'
+                )
+            code = state.read_exit(rec.id)  # removed (--rm): its monitor left the exit code behind
+            box[0] = -1 if code is None else code
+            return True
+        fresh = state.refresh(fresh)
+        if fresh.state in states:
+            box[0] = -1
+            return True
+        starting = fresh.state in ("created", "initialized") and fresh.alive("monitor")
+        if for_exit and fresh.state not in ACTIVE and not starting:
+            box[0] = exit_code(fresh)
+            return True
+        return False
+
+    _poll(done, None, most=interval)
+    return box[0]
+
+
+def exit_code(rec) -> int:
+    """What `wait` prints for a container that is not running: its exit code; 0 for one never
+    started (podman's record starts at 0), -1 when the code was lost."""
+    if rec.exit_code is not None:
+        return rec.exit_code
+    return 0 if rec.state in ("created", "initialized") else -1
 
 
 def wait_started(rec, timeout: float = 60.0):
