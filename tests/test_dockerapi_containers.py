@@ -1,0 +1,250 @@
+"""Containers and exec through the Docker API: the docker Python SDK and Debian's docker CLI,
+unchanged, against `rootless system service` (rootless.api.containers, ctrstreams, exec)."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import docker
+import pytest
+from conftest import Rootless
+from support.dockerapi import Service
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, registry, busybox_ref):
+    store = Rootless(str(tmp_path_factory.mktemp("dockerapi-ctr")))
+    store.trust(registry)
+    service = Service(store).start()
+    yield service
+    try:
+        c = docker.DockerClient(base_url=service.host, version="1.41", timeout=60)
+        for ctr in c.containers.list(all=True):
+            ctr.remove(force=True)
+        c.close()
+    finally:
+        service.stop()
+        store.cleanup()
+
+
+@pytest.fixture(scope="module")
+def client(svc, busybox_ref):
+    c = docker.DockerClient(base_url=svc.host, version="auto", timeout=120)
+    c.images.pull(busybox_ref)
+    yield c
+    c.close()
+
+
+def test_run_detached_logs_wait_remove(client, busybox_ref):
+    c = client.containers.run(
+        busybox_ref, ["sh", "-c", "echo out; echo err >&2; exit 3"], detach=True
+    )
+    assert c.wait(timeout=60) == {"StatusCode": 3, "Error": None}
+    assert c.logs(stdout=True, stderr=False) == b"out\n"
+    assert c.logs(stdout=False, stderr=True) == b"err\n"
+    assert sorted(c.logs().splitlines()) == [b"err", b"out"]
+    assert c.logs(tail=1) in (b"out\n", b"err\n")
+    assert c.logs(timestamps=True).split(b" ", 1)[0].endswith(b"Z")
+    c.reload()
+    assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 3
+    c.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(c.id)
+
+
+def test_run_foreground_remove(client, busybox_ref):
+    before = {c.id for c in client.containers.list(all=True)}
+    out = client.containers.run(busybox_ref, ["echo", "hi"], remove=True)
+    assert out == b"hi\n"
+    assert {c.id for c in client.containers.list(all=True)} == before
+    with pytest.raises(docker.errors.ContainerError) as e:
+        client.containers.run(busybox_ref, ["sh", "-c", "echo bad >&2; exit 4"], remove=True)
+    assert e.value.exit_status == 4 and b"bad" in e.value.stderr
+
+
+def test_auto_remove_detached(client, busybox_ref):
+    c = client.containers.run(busybox_ref, ["true"], detach=True, auto_remove=True)
+    assert c.wait(timeout=60, condition="removed")["StatusCode"] == 0
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(c.id)
+
+
+def test_create_inspect_env_labels(client, busybox_ref):
+    c = client.containers.create(
+        busybox_ref,
+        ["sleep", "300"],
+        name="inspected",
+        environment={"GREETING": "hello", "EMPTY": ""},
+        labels={"app": "web", "tier": "front"},
+        working_dir="/tmp",
+        user="1000",
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 2},
+    )
+    a = client.api.inspect_container(c.id)
+    assert a["Id"] == c.id and a["Name"] == "/inspected"
+    assert a["State"]["Status"] == "created" and a["State"]["Running"] is False
+    assert "GREETING=hello" in a["Config"]["Env"] and "EMPTY=" in a["Config"]["Env"]
+    assert a["Config"]["Labels"]["app"] == "web" and a["Config"]["Labels"]["tier"] == "front"
+    assert a["Config"]["WorkingDir"] == "/tmp" and a["Config"]["User"] == "1000"
+    assert a["Config"]["Cmd"] == ["sleep", "300"]
+    assert a["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    c.start()
+    c.reload()
+    assert c.status == "running" and c.attrs["State"]["Pid"] > 0
+    assert c.attrs["State"]["StartedAt"].endswith("Z")
+    assert client.api._post(client.api._url("/containers/{0}/start", c.id)).status_code == 304
+    top = c.top()
+    assert top["Processes"] and any("sleep" in " ".join(p) for p in top["Processes"])
+    stats = c.stats(stream=False)
+    assert stats["id"] == c.id and "cpu_stats" in stats and "memory_stats" in stats
+    assert [x.name for x in client.containers.list(filters={"label": "app=web"})] == ["inspected"]
+    assert client.containers.list(filters={"label": "app=db"}) == []
+    assert [x.id for x in client.containers.list(filters={"name": "^/inspected$"})] == [c.id]
+    c.rename("renamed")
+    assert client.containers.get("renamed").id == c.id
+    c.stop(timeout=1)
+    c.reload()
+    assert c.status == "exited"
+    assert client.api._post(client.api._url("/containers/{0}/stop", c.id)).status_code == 304
+    assert c.id not in {x.id for x in client.containers.list()}
+    assert c.id in {x.id for x in client.containers.list(all=True)}
+    c.remove()
+
+
+def test_memory_limit(client, busybox_ref):
+    """HostConfig.Memory is the library's --memory: shown by inspect where cgroup v2 enforces it,
+    else a 400 that says why (cgroup v1 hosts)."""
+    try:
+        c = client.containers.create(busybox_ref, ["true"], mem_limit="64m", nano_cpus=500000000)
+    except docker.errors.APIError as e:
+        assert e.status_code == 400 and "--memory" in str(e)
+        return
+    a = client.api.inspect_container(c.id)
+    assert a["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert a["HostConfig"]["NanoCpus"] == 500000000
+    c.remove()
+
+
+def _fetch(url: str, deadline: float) -> bytes:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_published_port(client, busybox_ref):
+    c = client.containers.run(
+        busybox_ref,
+        [
+            "sh",
+            "-c",
+            "mkdir /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+        detach=True,
+        ports={"8080/tcp": None},
+    )
+    try:
+        c.reload()
+        port = c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        assert int(port) > 0
+        assert c.ports["8080/tcp"][0]["HostPort"] == port
+        listed = client.api.containers(filters={"id": c.id})[0]["Ports"]
+        assert {"PrivatePort": 8080, "PublicPort": int(port), "Type": "tcp"}.items() <= listed[
+            0
+        ].items()
+        assert _fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 30) == b"served\n"
+    finally:
+        c.remove(force=True)
+
+
+def test_exec(client, busybox_ref):
+    c = client.containers.run(busybox_ref, ["sleep", "300"], detach=True)
+    try:
+        r = c.exec_run(["sh", "-c", "echo a; echo b >&2; exit 2"], demux=True)
+        assert r.exit_code == 2 and r.output == (b"a\n", b"b\n")
+        r = c.exec_run(["cat", "/etc/hostname"], tty=True)
+        assert r.exit_code == 0 and r.output.strip()
+        r = c.exec_run(["sh", "-c", "echo $WHO $PWD"], environment={"WHO": "me"}, workdir="/etc")
+        assert r.output == b"me /etc\n"
+        eid = client.api.exec_create(c.id, ["sh", "-c", "exit 5"])["Id"]
+        client.api.exec_start(eid)
+        assert client.api.exec_inspect(eid)["ExitCode"] == 5
+        sock = client.api.exec_start(
+            client.api.exec_create(c.id, ["cat"], stdin=True)["Id"], socket=True
+        )
+        raw = sock._sock
+        raw.sendall(b"through stdin\n")
+        raw.shutdown(1)  # SHUT_WR: EOF to cat
+        got = b""
+        raw.settimeout(30)
+        while chunk := raw.recv(4096):
+            got += chunk
+        assert got[8:] == b"through stdin\n" and got[0] == 1
+    finally:
+        c.remove(force=True)
+
+
+def test_errors(client, busybox_ref):
+    with pytest.raises(docker.errors.NotFound) as e:
+        client.containers.get("no-such-ctr")
+    assert "No such container: no-such-ctr" in str(e.value)
+    for call in (
+        lambda: client.api.logs("no-such-ctr"),
+        lambda: client.api.wait("no-such-ctr", timeout=10),
+        lambda: client.api.remove_container("no-such-ctr"),
+        lambda: client.api.stop("no-such-ctr"),
+    ):
+        with pytest.raises(docker.errors.NotFound):
+            call()
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.containers.create("127.0.0.1:1/no/such:image", ["true"])
+    c = client.containers.create(busybox_ref, ["true"], name="twice")
+    try:
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create(busybox_ref, ["true"], name="twice")
+        assert e.value.status_code == 409
+        with pytest.raises(docker.errors.APIError) as e:
+            c.kill()
+        assert e.value.status_code == 409
+        with pytest.raises(docker.errors.APIError) as e:
+            c.pause()
+        assert e.value.status_code == 501
+        with pytest.raises(docker.errors.APIError) as e:
+            client.containers.create(busybox_ref, ["true"], healthcheck={"test": ["CMD", "true"]})
+        assert e.value.status_code == 400 and "Healthcheck" in str(e.value)
+    finally:
+        c.remove(force=True)
+    running = client.containers.run(busybox_ref, ["sleep", "300"], detach=True)
+    with pytest.raises(docker.errors.APIError) as e:
+        running.remove()
+    assert e.value.status_code == 409
+    running.remove(force=True)
+    assert client.containers.prune()["SpaceReclaimed"] == 0
+
+
+def test_docker_cli(svc, client, busybox_ref):
+    cp = svc.docker("run", "--rm", busybox_ref, "echo", "hi")
+    assert cp.stdout == "hi\n"
+    cp = svc.docker("run", "--rm", busybox_ref, "sh", "-c", "echo to-err >&2; exit 7", check=False)
+    assert cp.returncode == 7 and "to-err" in cp.stderr
+    cid = svc.docker("run", "-d", "--name", "cli", "-e", "X=1", busybox_ref, "sh", "-c",
+                     "echo started $X; exec sleep 300").stdout.strip()  # fmt: skip
+    assert len(cid) == 64
+    ps = svc.docker("ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout
+    assert f"{cid[:12]} cli Up" in ps
+    deadline = time.monotonic() + 30
+    while svc.docker("logs", "cli").stdout != "started 1\n":
+        assert time.monotonic() < deadline, svc.docker("logs", "cli").stdout
+        time.sleep(0.2)
+    assert svc.docker("exec", "cli", "cat", "/proc/1/cmdline").stdout == "sleep\x00300\x00"
+    svc.docker("rm", "-f", "cli")
+    assert "cli" not in svc.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    cp = svc.docker("logs", "cli", check=False)
+    assert cp.returncode != 0 and "No such container: cli" in cp.stderr
