@@ -8,6 +8,7 @@ import urllib.request
 
 import docker
 import pytest
+import requests
 from conftest import Rootless
 from support.dockerapi import Service
 
@@ -234,6 +235,16 @@ def test_docker_cli(svc, client, busybox_ref):
     assert cp.stdout == "hi\n"
     cp = svc.docker("run", "--rm", busybox_ref, "sh", "-c", "echo to-err >&2; exit 7", check=False)
     assert cp.returncode == 7 and "to-err" in cp.stderr
+    cp = svc.docker(
+        "run", "--name", "kept", busybox_ref, "sh", "-c", "echo kept; exit 3", check=False
+    )
+    assert cp.returncode == 3 and cp.stdout == "kept\n"  # attach, wait next-exit, start
+    assert svc.docker("start", "-a", "kept", check=False).stdout == "kept\n"
+    assert svc.docker("wait", "kept").stdout == "3\n"
+    assert svc.docker("logs", "kept").stdout == "kept\nkept\n"
+    svc.docker("rm", "kept")
+    out = svc.docker("run", "--rm", "-t", busybox_ref, "tty").stdout  # raw, not multiplexed
+    assert out.startswith("/dev/pts/")
     cid = svc.docker("run", "-d", "--name", "cli", "-e", "X=1", busybox_ref, "sh", "-c",
                      "echo started $X; exec sleep 300").stdout.strip()  # fmt: skip
     assert len(cid) == 64
@@ -244,7 +255,31 @@ def test_docker_cli(svc, client, busybox_ref):
         assert time.monotonic() < deadline, svc.docker("logs", "cli").stdout
         time.sleep(0.2)
     assert svc.docker("exec", "cli", "cat", "/proc/1/cmdline").stdout == "sleep\x00300\x00"
+    assert svc.docker("exec", "-i", "cli", "cat", input="piped\n").stdout == "piped\n"
+    svc.docker("stop", "-t", "1", "cli")
+    assert svc.docker("logs", "-f", "cli").stdout == "started 1\n"  # ends: the container has
     svc.docker("rm", "-f", "cli")
     assert "cli" not in svc.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     cp = svc.docker("logs", "cli", check=False)
     assert cp.returncode != 0 and "No such container: cli" in cp.stderr
+
+
+def test_idle_exit_after_abandoned_wait(tmp_path, registry, busybox_ref):
+    """A client that gives up waiting frees its connection: the service still exits when idle, and
+    leaves the container running."""
+    store = Rootless(str(tmp_path / "idle"))
+    store.trust(registry)
+    service = Service(store, idle=1).start()
+    try:
+        c = docker.DockerClient(base_url=service.host, version="1.41", timeout=60)
+        c.images.pull(busybox_ref)
+        ctr = c.containers.run(busybox_ref, ["sleep", "300"], detach=True)
+        with pytest.raises(requests.exceptions.RequestException):  # it timed out
+            docker.APIClient(base_url=service.host, version="1.41").wait(ctr.id, timeout=1)
+        c.close()
+        assert service.proc.wait(60) == 0
+        assert store("ps", "-q", check=True).stdout.strip() == ctr.id[:12]
+    finally:
+        store("rm", "-f", "-a")
+        service.stop()
+        store.cleanup()

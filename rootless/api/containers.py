@@ -264,7 +264,7 @@ def _wait(rec, condition: str, started_here: float | None):
             if ran_since or was_running or (just_ran and fresh.state == "exited"):
                 code = fresh.exit_code
                 break
-        yield b""  # keeps the server's loop going; a gone client ends it at the next write
+        yield b""  # nothing yet: the server checks that the client is still there
         time.sleep(0.1)
     yield {"StatusCode": -1 if code is None else code, "Error": None}
 

@@ -198,6 +198,8 @@ class Connection:
                 for chunk in result.chunks:
                     if chunk:
                         self._send(h11.Data(data=chunk))
+                    elif self._peer_gone():  # an empty chunk: the handler waits; is anyone there?
+                        raise ConnectionResetError("the client went away")
             finally:
                 close = getattr(result.chunks, "close", None)
                 if close is not None:
@@ -212,6 +214,20 @@ class Connection:
         if result.body:
             self._send(h11.Data(data=result.body))
         self._send(h11.EndOfMessage())
+
+    def _peer_gone(self) -> bool:
+        """Whether the client closed its end while waiting for a streamed answer (it sends nothing
+        meanwhile: readable with nothing to read is its EOF)."""
+        import select
+
+        if not select.select([self.sock], [], [], 0)[0]:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _hijack(self, req: protocol.Request, result: protocol.Hijack) -> None:
         if req.upgrade:
