@@ -233,6 +233,8 @@ def test_errors(client, busybox_ref):
 def test_docker_cli(svc, client, busybox_ref):
     cp = svc.docker("run", "--rm", busybox_ref, "echo", "hi")
     assert cp.stdout == "hi\n"
+    other = busybox_ref.rsplit(":", 1)[0] + ":docker"  # not pulled yet: create's 404, pull, create
+    assert svc.docker("run", "--rm", other, "echo", "pulled").stdout == "pulled\n"
     cp = svc.docker("run", "--rm", busybox_ref, "sh", "-c", "echo to-err >&2; exit 7", check=False)
     assert cp.returncode == 7 and "to-err" in cp.stderr
     cp = svc.docker(
@@ -243,6 +245,9 @@ def test_docker_cli(svc, client, busybox_ref):
     assert svc.docker("wait", "kept").stdout == "3\n"
     assert svc.docker("logs", "kept").stdout == "kept\nkept\n"
     svc.docker("rm", "kept")
+    cp = svc.docker("run", "--name", "bad", busybox_ref, "/no/such/cmd", check=False, timeout=60)
+    assert cp.returncode != 0 and "/no/such/cmd" in cp.stderr
+    svc.docker("rm", "-f", "bad")
     out = svc.docker("run", "--rm", "-t", busybox_ref, "tty").stdout  # raw, not multiplexed
     assert out.startswith("/dev/pts/")
     cid = svc.docker("run", "-d", "--name", "cli", "-e", "X=1", busybox_ref, "sh", "-c",
@@ -283,3 +288,16 @@ def test_idle_exit_after_abandoned_wait(tmp_path, registry, busybox_ref):
         store("rm", "-f", "-a")
         service.stop()
         store.cleanup()
+
+
+@pytest.mark.root
+def test_run_path_does_not_import_the_server():
+    """`rootless run`'s modules (the CLI, the run verb, the library it calls) load no API code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rootless.cli, rootless.commands.run, rootless.runtime.api, "
+            "rootless.runtime.monitor; print(sorted(m for m in sys.modules "
+            "if m.startswith('rootless.api') or m == 'h11'))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -89,7 +89,8 @@ def _done(rec, seen: list) -> bool:
     if fresh is None:
         return True
     fresh = state.refresh(fresh)
-    if fresh.state in manage.ACTIVE or fresh.alive("monitor") or fresh.started != rec.started:
+    if fresh.state in manage.ACTIVE or fresh.alive("monitor") or (
+        fresh.started, fresh.finished, fresh.state) != (rec.started, rec.finished, rec.state):  # fmt: skip
         seen[0] = True
     return seen[0] and fresh.state not in manage.ACTIVE and not fresh.alive("monitor") and (
         not fresh.restarting)  # fmt: skip
@@ -132,6 +133,16 @@ def _past(log: _Log, shape: _Shape, tail: int | None, final: bool):
     if tail is not None or final:
         offset = log.size()
     return out, offset
+
+
+def hung_up(sock) -> bool:
+    """Whether the client closed its connection (not only its sending side, as a client that
+    attaches without stdin does at once)."""
+    import select
+
+    p = select.poll()
+    p.register(sock, select.POLLHUP)
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in p.poll(0))
 
 
 def _time(req: Request, name: str) -> float | None:
@@ -204,6 +215,8 @@ def attach(req: Request):
                 for data in follow(log, offset, shape, wait_start=True):
                     if data:
                         sock.sendall(data)
+                    elif hung_up(sock):
+                        return
         except OSError:
             pass  # the client went away
         finally:
