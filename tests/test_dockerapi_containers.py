@@ -301,3 +301,32 @@ def test_run_path_does_not_import_the_server():
             "if m.startswith('rootless.api') or m == 'h11'))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_testcontainers_generic(svc, client, busybox_ref, monkeypatch):
+    """testcontainers-python's generic container with a log wait strategy and a mapped port, with
+    DOCKER_HOST set and its reaper (Ryuk) disabled (TESTCONTAINERS_RYUK_DISABLED=true); when the
+    tests themselves run in a container (/.dockerenv) testcontainers would reach ports through a
+    bridge gateway, which slirp4netns has not: TESTCONTAINERS_CONNECTION_MODE=docker_host."""
+    from testcontainers.core.config import ConnectionMode, testcontainers_config
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    monkeypatch.setenv("DOCKER_HOST", svc.host)
+    monkeypatch.setattr(testcontainers_config, "_ryuk_disabled", True)
+    monkeypatch.setattr(
+        testcontainers_config, "connection_mode_override", ConnectionMode.docker_host
+    )
+    cmd = "sh -c 'mkdir /w && echo tc > /w/index.html && echo ready && exec httpd -f -p 80 -h /w'"
+    wait = LogMessageWaitStrategy("ready").with_startup_timeout(60)
+    with (
+        DockerContainer(busybox_ref)
+        .with_command(cmd)
+        .with_exposed_ports(80)
+        .waiting_for(wait) as ctr
+    ):
+        url = f"http://{ctr.get_container_host_ip()}:{ctr.get_exposed_port(80)}/"
+        assert _fetch(url, time.monotonic() + 30) == b"tc\n"
+        cid = ctr.get_wrapped_container().id
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(cid)

@@ -196,15 +196,21 @@ def _port_map(rec) -> dict:
     return out
 
 
-def _docker_networks(rec, data: dict) -> dict:
-    ns = data["NetworkSettings"]
-    nets = ns.get("Networks")
-    if nets:
-        return nets
-    name = "bridge" if rec.network in ("slirp4netns", "pasta", "") else rec.network
+def _docker_networks(rec) -> dict:
+    """NetworkSettings.Networks: a rootless network's entries, else one named as NetworkMode
+    shows it ("bridge" for slirp4netns and pasta, as Docker's default network)."""
+    net = rec.net or {}
+    if net.get("mode") == "bridge":
+        from rootless.network.attach import inspect_networks
+
+        nets = inspect_networks(rec).get("Networks")
+        if nets:
+            return nets
+    name = _mode(rec)
+    name = "bridge" if name == "default" else name
     return {name: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": name,
-                   "EndpointID": "", "Gateway": ns.get("Gateway") or "",
-                   "IPAddress": ns.get("IPAddress") or "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                   "EndpointID": "", "Gateway": net.get("gateway") or "",
+                   "IPAddress": net.get("address") or "", "IPPrefixLen": 0, "IPv6Gateway": "",
                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                    "DriverOpts": None}}  # fmt: skip
 
@@ -294,7 +300,7 @@ def inspect(rec) -> dict:
             "Gateway": ns.get("Gateway") or "",
             "IPPrefixLen": ns.get("IPPrefixLen") or 0,
             "MacAddress": ns.get("MacAddress") or "",
-            "Networks": _docker_networks(rec, base),
+            "Networks": _docker_networks(rec),
         },
     }
 
@@ -316,7 +322,7 @@ def summary(rec) -> dict:
         "State": docker_state(rec),
         "Status": status_text(rec),
         "HostConfig": {"NetworkMode": _mode(rec)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": _docker_networks(rec)},
         "Mounts": [],
     }
 
