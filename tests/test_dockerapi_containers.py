@@ -3,6 +3,7 @@ unchanged, against `rootless system service` (rootless.api.containers, ctrstream
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 
@@ -248,6 +249,8 @@ def test_docker_cli(svc, client, busybox_ref):
     cp = svc.docker("run", "--name", "bad", busybox_ref, "/no/such/cmd", check=False, timeout=60)
     assert cp.returncode != 0 and "/no/such/cmd" in cp.stderr
     svc.docker("rm", "-f", "bad")
+    cp = svc.docker("run", "-i", "--rm", busybox_ref, "sh", "-c", "cat; echo done", input="in\n")
+    assert cp.stdout == "in\ndone\n"  # attach's stdin; its EOF is the container's
     out = svc.docker("run", "--rm", "-t", busybox_ref, "tty").stdout  # raw, not multiplexed
     assert out.startswith("/dev/pts/")
     cid = svc.docker("run", "-d", "--name", "cli", "-e", "X=1", busybox_ref, "sh", "-c",
@@ -330,3 +333,21 @@ def test_testcontainers_generic(svc, client, busybox_ref, monkeypatch):
         cid = ctr.get_wrapped_container().id
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(cid)
+
+
+def test_docker_cli_run_it(svc, client, busybox_ref):
+    """`docker run -it` from a terminal: the shell's prompt, what is typed, its exit code."""
+    from support.term import Terminal
+
+    env = {**svc.env, "DOCKER_CONFIG": os.path.join(svc.store.base, "docker-config"),
+           "HOME": svc.store.base}  # fmt: skip
+    term = Terminal(["/usr/bin/docker", "run", "-it", "--rm", busybox_ref, "sh"], env)
+    try:
+        assert term.expect(b"# "), term.out
+        term.send(b"echo answer=$((6*7)); tty\r")
+        assert term.expect(b"answer=42"), term.out
+        assert term.expect(b"/dev/pts/"), term.out
+        term.send(b"exit 3\r")
+        assert term.wait(60) == 3
+    finally:
+        term.close()

@@ -23,6 +23,7 @@ from rootless.api.protocol import (
     check_params,
     json_lines,
     not_implemented,
+    once,
     route,
 )
 from rootless.errors import RootlessError
@@ -197,6 +198,14 @@ def kill(req: Request):
     except RootlessError as e:
         raise ApiError(409, str(e)) from None
     return Response(204, b"")
+
+
+@route("POST", "/containers/{name}/resize")
+def resize(req: Request):
+    """Accepted and ignored, as exec's: the detached monitor's pty keeps its size (docs/api.md)."""
+    find(req.args["name"])
+    once("POST /containers/{id}/resize: ignored (rootless keeps the pty's size)")
+    return Response(200, b"")
 
 
 @route("POST", "/containers/{name}/pause")

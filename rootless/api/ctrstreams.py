@@ -51,6 +51,24 @@ class _Log:
             return iter(())
         return logs.entries(self.path, offset, final=final)
 
+    def pieces(self, offset: int):
+        """(ts, stream, bytes, next offset) of each entry from offset, a line's pieces as they
+        were written (so a prompt shows before its line ends)."""
+        from rootless.runtime import logs
+
+        if self.fd is None:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    return  # being written
+                offset += len(line)
+                e = logs.parse_line(line)
+                if e is not None:
+                    ts, stream, full, content = e
+                    yield ts, stream, content + b"\n" if full else content, offset
+
     def close(self) -> None:
         fds.close(self.fd)
         self.fd = None
@@ -103,7 +121,7 @@ def follow(log: _Log, offset: int, shape: _Shape, wait_start: bool):
     while True:
         done = _done(log.rec, seen)
         got = False
-        for ts, stream, content, off in log.entries(offset, final=done):
+        for ts, stream, content, off in log.pieces(offset):
             offset = off
             data = shape.render(ts, stream, content)
             if data:
@@ -195,16 +213,15 @@ def logs(req: Request):
 def attach(req: Request):
     check_params(req, ("stream", "stdin", "stdout", "stderr", "logs", "detachKeys"))
     rec = find(req.args["name"])
-    if req.flag("stdin"):
-        raise ApiError(501, "attaching stdin (docker run -i, docker attach) is not implemented by "
-                            "rootless: run detached and use exec (see docs/api.md)")  # fmt: skip
+    stdin = req.flag("stdin") and bool(rec.run and rec.run.interactive)  # else ignored, as Docker
     tty = bool(rec.run and rec.run.tty)
     shape = _Shape(tty, req.flag("stdout"), req.flag("stderr"))
     log = _Log(rec)
     stream_, replay = req.flag("stream"), req.flag("logs")
     start_at = log.size()  # without logs=1: only what comes from now on
 
-    def run(sock, _early: bytes) -> None:
+    def run(sock, early: bytes) -> None:
+        feeder = _StdinFeeder(sock, early, rec) if stdin else None
         try:
             offset = start_at
             if replay:
@@ -221,8 +238,67 @@ def attach(req: Request):
             pass  # the client went away
         finally:
             log.close()
+            if feeder is not None:
+                feeder.stop()
 
     ctype = "application/vnd.docker.raw-stream"
     if not tty:
         ctype = "application/vnd.docker.multiplexed-stream"
     return Hijack(run, ctype)
+
+
+class _StdinFeeder:
+    """A thread copying what an attached client sends to the container's stdin socket (its
+    monitor's, rootless.runtime.logs.stdin_socket), connected once the container runs; the
+    client's EOF is the container's."""
+
+    def __init__(self, sock, early: bytes, rec):
+        import threading
+
+        from rootless.runtime.logs import stdin_socket
+
+        self.sock, self.early, self.path = sock, early, stdin_socket(rec.run_dir)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _connect(self):
+        from rootless.runtime.logs import socket_address
+
+        while not self.done.is_set():
+            conn = fds.unix_socket()
+            dir_fd = None
+            try:
+                dir_fd = fds.open_file(os.path.dirname(self.path), os.O_PATH)
+                conn.connect(socket_address(self.path, dir_fd))
+                return conn
+            except OSError:
+                fds.close_socket(conn)
+                self.done.wait(0.05)
+            finally:
+                fds.close(dir_fd)
+        return None
+
+    def _run(self) -> None:
+        conn = self._connect()  # meanwhile what the client sends waits in the socket's buffer
+        if conn is None:
+            return
+        try:
+            if self.early:
+                conn.sendall(self.early)
+            while data := self.sock.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            fds.close_socket(conn)  # the client's EOF: the container's stdin is closed
+
+    def stop(self) -> None:
+        import socket
+
+        self.done.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RD)  # wakes the thread's recv
+        except OSError:
+            pass
+        self.thread.join(5)

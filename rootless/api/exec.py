@@ -18,7 +18,7 @@ import threading
 from rootless.api import fds
 from rootless.api.containers import find
 from rootless.api.ctrstreams import frame
-from rootless.api.protocol import ApiError, Hijack, Request, Response, route
+from rootless.api.protocol import ApiError, Hijack, Request, Response, once, route
 from rootless.errors import RootlessError
 
 
@@ -96,7 +96,8 @@ def inspect(req: Request):
 @route("POST", "/exec/{eid}/resize")
 def resize(req: Request):
     _get(req.args["eid"])
-    return Response(201, b"")  # the pty keeps its size (rootless relays no window changes here)
+    once("POST /exec/{id}/resize: ignored (rootless keeps the pty's size)")
+    return Response(201, b"")
 
 
 @route("POST", "/exec/{eid}/start")

@@ -39,6 +39,16 @@ def close(*fds: int | None) -> None:
                 os.close(fd)
 
 
+def unix_socket():
+    """A new unix stream socket, owned from the start."""
+    import socket
+
+    with _MAKING:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        own(sock.fileno())
+    return sock
+
+
 def close_socket(sock) -> None:
     with _MAKING:
         disown(sock.fileno())
