@@ -246,6 +246,8 @@ def wait(req: Request):
         return {"StatusCode": -1 if code is None else code, "Error": None}
     with _STARTS_LOCK:
         started_here = _STARTS.pop(rec.id, None) if condition == "next-exit" else None
+    if started_here is not None and time.time() - started_here > 30:
+        started_here = None  # not the start this wait was sent along with
     return Stream(json_lines(_wait(rec, condition, started_here)))
 
 
