@@ -264,8 +264,16 @@ def test_docker_cli(svc, client, busybox_ref):
         time.sleep(0.2)
     assert svc.docker("exec", "cli", "cat", "/proc/1/cmdline").stdout == "sleep\x00300\x00"
     assert svc.docker("exec", "-i", "cli", "cat", input="piped\n").stdout == "piped\n"
+    assert "sleep 300" in svc.docker("top", "cli").stdout
+    assert "cli" in svc.docker("stats", "--no-stream", "cli").stdout
+    assert (
+        svc.docker("inspect", "-f", "{{.State.Status}} {{.Name}}", "cli").stdout == "running /cli\n"
+    )
+    assert svc.docker("ps", "-q", "--filter", "status=running").stdout.split() == [cid[:12]]
+    svc.docker("restart", "-t", "1", "cli")
+    assert svc.docker("inspect", "-f", "{{.State.Running}}", "cli").stdout == "true\n"
     svc.docker("stop", "-t", "1", "cli")
-    assert svc.docker("logs", "-f", "cli").stdout == "started 1\n"  # ends: the container has
+    assert svc.docker("logs", "-f", "cli").stdout == "started 1\n" * 2  # ends: it has stopped
     svc.docker("rm", "-f", "cli")
     assert "cli" not in svc.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     cp = svc.docker("logs", "cli", check=False)
