@@ -4,6 +4,7 @@ unchanged, against `rootless system service` (rootless.api.containers, ctrstream
 from __future__ import annotations
 
 import os
+import socket
 import time
 import urllib.request
 
@@ -189,6 +190,18 @@ def test_exec(client, busybox_ref):
         while chunk := raw.recv(4096):
             got += chunk
         assert got[8:] == b"through stdin\n" and got[0] == 1
+        eid = client.api.exec_create(c.id, ["sleep", "301"])["Id"]
+        sock = client.api.exec_start(eid, socket=True)
+        sock._sock.shutdown(socket.SHUT_RDWR)  # the client leaves: the exec ends (not held)
+        sock._sock.close()
+        deadline = time.monotonic() + 60
+        while client.api.exec_inspect(eid)["Running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while "sleep 301" in "".join(" ".join(p) for p in c.top()["Processes"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
     finally:
         c.remove(force=True)
 

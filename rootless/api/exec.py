@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import threading
 
 from rootless.api import fds
 from rootless.api.containers import find
-from rootless.api.ctrstreams import frame
+from rootless.api.ctrstreams import frame, hung_up
 from rootless.api.protocol import ApiError, Hijack, Request, Response, once, route
 from rootless.errors import RootlessError
 
@@ -131,6 +132,7 @@ def _fork(inst: Instance, rec, stdin, stdout, stderr, detach: bool = False):
     def main() -> int:
         from rootless.runtime import api
 
+        os.setpgid(0, 0)  # its own group: the joiner and a non-tty process are killed with it
         null = os.open(os.devnull, os.O_RDWR)
         for fd, target in ((stdin, 0), (stdout, 1), (stderr if not inst.tty else stdout, 2)):
             os.dup2(null if fd is None else fd, target)
@@ -165,17 +167,23 @@ def _relay(inst: Instance, rec, sock, early: bytes) -> None:
     inst.pid = child.pid
     fds.close(in_r, out_w, err_w)
     stdin = [in_w]  # None once closed (an fd number is closed once: it may be reused at once)
+    gone = True
     try:
-        _pump(inst, sock, early, stdin, {out_r: "stdout", err_r: "stderr"})
+        gone = _pump(inst, sock, early, stdin, {out_r: "stdout", err_r: "stderr"})
     finally:
         fds.close(stdin[0], out_r, err_r)
+        if gone:  # nobody reads the output: end the exec rather than hold the service
+            try:
+                os.killpg(child.pid, signal.SIGKILL)  # a tty's process: SIGHUP as its pty closes
+            except ProcessLookupError:
+                pass
         inst.exit_code = child.wait()
         inst.running = False
 
 
-def _pump(inst: Instance, sock, early: bytes, stdin: list, outputs: dict) -> None:
+def _pump(inst: Instance, sock, early: bytes, stdin: list, outputs: dict) -> bool:
     """Copy the client's bytes to stdin and the process's output to the client until the output
-    has ended."""
+    has ended; whether the client went away first."""
     from rootless.runtime.console import write_all
 
     if stdin[0] is not None and early:
@@ -185,9 +193,11 @@ def _pump(inst: Instance, sock, early: bytes, stdin: list, outputs: dict) -> Non
     while open_out:
         watch = list(open_out) + ([sock] if reading_client else [])
         try:
-            ready, _, _ = select.select(watch, [], [])
+            ready, _, _ = select.select(watch, [], [], 1.0)
         except InterruptedError:
             continue
+        if not ready and hung_up(sock):
+            return True
         if sock in ready:
             try:
                 data = sock.recv(65536)
@@ -210,4 +220,5 @@ def _pump(inst: Instance, sock, early: bytes, stdin: list, outputs: dict) -> Non
             try:
                 sock.sendall(data if inst.tty else frame(stream, data))
             except OSError:
-                return  # the client went away: closing the pipes ends the process's output
+                return True
+    return False
