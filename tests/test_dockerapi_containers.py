@@ -372,3 +372,26 @@ def test_docker_cli_run_it(svc, client, busybox_ref):
         assert term.wait(60) == 3
     finally:
         term.close()
+
+
+def test_binds_and_anonymous_volumes(client, busybox_ref, tmp_path):
+    """HostConfig.Binds (read-only here) and Config.Volumes: an anonymous volume, except for a
+    path a bind takes (docker-compose lists those there too)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("from host\n")
+    api = client.api
+    cid = api.create_container(
+        busybox_ref,
+        ["sh", "-c", "cat /mnt/f; touch /anon/x && echo anon-ok; touch /mnt/y || echo ro"],
+        volumes=["/mnt", "/anon"],
+        host_config=api.create_host_config(binds={str(src): {"bind": "/mnt", "mode": "ro"}}),
+    )["Id"]
+    api.start(cid)
+    assert api.wait(cid, timeout=60)["StatusCode"] == 0
+    assert api.logs(cid, stderr=False) == b"from host\nanon-ok\nro\n"
+    mounts = {m["Destination"]: m for m in api.inspect_container(cid)["Mounts"]}
+    assert mounts["/mnt"]["Type"] == "bind" and mounts["/mnt"]["RW"] is False
+    assert mounts["/anon"]["Type"] == "volume"
+    api.remove_container(cid, v=True)
+    assert not (src / "y").exists()

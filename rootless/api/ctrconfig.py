@@ -71,7 +71,7 @@ def run_options(body: dict, name: str | None):
         tty=bool(cfg.get("Tty")),
         interactive=bool(cfg.get("OpenStdin")),
         labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
-        volumes=list(host.get("Binds") or []) + [f"{v}" for v in (cfg.get("Volumes") or {})],
+        volumes=list(host.get("Binds") or []) + _anonymous(cfg, host),
         mounts=[m for m in (_mount(m) for m in host.get("Mounts") or []) if m],
         tmpfs=[f"{k}:{v}" if v else k for k, v in (host.get("Tmpfs") or {}).items()]
         + [m["Target"] for m in host.get("Mounts") or [] if m.get("Type") == "tmpfs"],
@@ -96,6 +96,16 @@ def run_options(body: dict, name: str | None):
         volumes_from=list(host.get("VolumesFrom") or []),
         storage_driver=select_driver(None)[0],
     )
+
+
+def _anonymous(cfg: dict, host: dict) -> list[str]:
+    """Config.Volumes as anonymous volumes, but for the paths a bind, mount or tmpfs takes
+    (docker-compose lists every volume's path there)."""
+    taken = {b.split(":")[1] for b in host.get("Binds") or [] if b.count(":") >= 1}
+    taken |= {m.get("Target") for m in host.get("Mounts") or []}
+    taken |= set(host.get("Tmpfs") or {})
+    taken = {os.path.normpath(t) for t in taken if t}
+    return [v for v in cfg.get("Volumes") or {} if os.path.normpath(v) not in taken]
 
 
 def _mount(m: dict) -> str | None:
