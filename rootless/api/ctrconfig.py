@@ -5,7 +5,8 @@ inspect JSON and `json` list entry.
 A create field rootless has no counterpart for is a 400 naming it when it asks for something
 (a zero value, as clients send for every field they do not set, is accepted), never dropped
 silently; fields that only steer the client's side (Attach*, StdinOnce) or are only recorded by
-Docker (LogConfig of the default driver) are accepted.
+Docker (LogConfig) are accepted, and the few that rootless ignores (StopSignal, StopTimeout,
+MacAddress, Domainname, ShmSize, MemorySwappiness) are logged once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def run_options(body: dict, name: str | None):
     if isinstance(entry, str):
         entry = [entry]
     network, networks, aliases = _networks(host, body.get("NetworkingConfig") or {})
+    if cfg.get("NetworkDisabled"):
+        network, networks, aliases = "none", [], []
+    for key, default in (("StopSignal", ("SIGTERM", "TERM", "15")), ("StopTimeout", ()),
+                         ("MacAddress", ()), ("Domainname", ())):  # fmt: skip
+        if cfg.get(key) not in (None, "", *default):
+            once(f"Config.{key} is ignored by rootless (see docs/api.md)")
     return RunOptions(
         image=image,
         command=list(cfg.get("Cmd") or []),
