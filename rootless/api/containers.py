@@ -106,9 +106,8 @@ def select(req: Request, all_: bool):
 
     filters = filters_of(req)
     names = filters.pop("name", [])
-    recs = [r for r in _api().containers() if not (r.restarting and r.state == "created")]
     try:
-        out = listing.select(recs, filters, all_=all_)
+        out = listing.select(_api().containers(), filters, all_=all_)
     except RootlessError as e:
         raise _bad(e) from None
     if names:  # Docker matches names with their leading slash

@@ -192,7 +192,7 @@ def _limits(host: dict) -> dict[str, str]:
 def docker_state(rec) -> str:
     if rec.restarting:
         return "restarting"
-    return {"stopping": "running"}.get(rec.state, rec.state)
+    return {"stopping": "running", "initialized": "created"}.get(rec.state, rec.state)
 
 
 def port_list(rec) -> list[dict]:
