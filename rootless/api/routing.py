@@ -28,6 +28,7 @@ def _load() -> None:
         archive,
         build,
         containers,
+        ctrstreams,
         exec,
         images,
         networks,

@@ -7,10 +7,8 @@ it leaves the socket to us, so a connection can be taken over as a raw stream af
 UPGRADED answer the way Docker's attach and exec start need, and the handlers stay plain blocking
 calls into the library (which forks and waits) instead of being rewritten for an event loop.
 
-Forks: the library forks monitors and exec joiners from these threads. A forked child must not
-keep the server's sockets (a hijacked connection would never see EOF, the socket would outlive the
-service): every fd the server owns is registered, and a fork handler closes them in the child,
-except those the forking thread marked as its child's (`keep_in_child`).
+Forks: the library forks monitors and exec joiners from these threads; every fd the server owns
+is registered in rootless.api.fds, which closes them in any forked child.
 """
 
 from __future__ import annotations
@@ -22,42 +20,9 @@ import socket
 import threading
 import time
 
-from rootless.api import protocol, routing
+from rootless.api import fds, protocol, routing
 
 log = logging.getLogger("rootless.api")
-
-_OWNED: set[int] = set()  # fds to close in any forked child
-_LOCAL = threading.local()
-
-
-def own(fd: int) -> int:
-    _OWNED.add(fd)
-    return fd
-
-
-def disown(fd: int) -> None:
-    _OWNED.discard(fd)
-
-
-@contextlib.contextmanager
-def keep_in_child(*fds: int):
-    """While inside, a fork from this thread keeps these owned fds (they are its child's)."""
-    _LOCAL.keep = set(fds)
-    try:
-        yield
-    finally:
-        _LOCAL.keep = set()
-
-
-def _after_fork_in_child() -> None:
-    keep = getattr(_LOCAL, "keep", set())
-    for fd in list(_OWNED - keep):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _OWNED.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Activity:
@@ -113,7 +78,7 @@ def listen(uri: str) -> tuple[socket.socket, str | None]:
 def serve(uri: str, idle_timeout: float) -> None:
     """Serve until idle for `idle_timeout` seconds (0: forever) or SIGTERM/SIGINT."""
     sock, path = listen(uri)
-    own(sock.fileno())
+    fds.own(sock.fileno())
     activity = Activity()
     conns: set[socket.socket] = set()
     sock.settimeout(0.5)
@@ -122,36 +87,30 @@ def serve(uri: str, idle_timeout: float) -> None:
         while True:
             if idle_timeout and not conns and activity.idle_for() >= idle_timeout:
                 break
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
+            conn = fds.accept(sock, 0.5)
+            if conn is None:
                 continue
             conn.settimeout(None)
-            own(conn.fileno())
             conns.add(conn)
             t = threading.Thread(target=_connection, args=(conn, activity, conns), daemon=True)
             t.start()
             with activity.lock:
                 activity.since = time.monotonic()
     finally:
-        disown(sock.fileno())
-        sock.close()
+        fds.close_socket(sock)
         if path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
 
 def _connection(sock: socket.socket, activity: Activity, conns: set) -> None:
-    fd = sock.fileno()
     try:
         Connection(sock, activity).run()
     except (OSError, ConnectionError):
         pass
     finally:
-        disown(fd)
         conns.discard(sock)
-        with contextlib.suppress(OSError):
-            sock.close()
+        fds.close_socket(sock)
 
 
 class Connection:
@@ -239,6 +198,8 @@ class Connection:
                 for chunk in result.chunks:
                     if chunk:
                         self._send(h11.Data(data=chunk))
+                    elif self._peer_gone():  # an empty chunk: the handler waits; is anyone there?
+                        raise ConnectionResetError("the client went away")
             finally:
                 close = getattr(result.chunks, "close", None)
                 if close is not None:
@@ -253,6 +214,20 @@ class Connection:
         if result.body:
             self._send(h11.Data(data=result.body))
         self._send(h11.EndOfMessage())
+
+    def _peer_gone(self) -> bool:
+        """Whether the client closed its end while waiting for a streamed answer (it sends nothing
+        meanwhile: readable with nothing to read is its EOF)."""
+        import select
+
+        if not select.select([self.sock], [], [], 0)[0]:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _hijack(self, req: protocol.Request, result: protocol.Hijack) -> None:
         if req.upgrade:

@@ -1,9 +1,11 @@
 """Container logs in podman's k8s-file format: written by the detached monitor, read by `logs`.
 
 Each line of <container dir>/ctr.log is ``<RFC 3339 time with ns> <stdout|stderr> <F|P> <text>``: F
-ends a line of output, P is a piece of a longer line (or of a last line with no newline) that the
-next entry continues. pump() copies the container's stdout/stderr pipes (or its pty) into the log
-until the container's setup process exits; read() parses entries back for --since/--tail/-t/-f.
+ends a line of output, P is a piece of a line that the next entry of its stream continues (output
+that has not ended its line yet, a prompt, is written at once, as conmon does). pump() copies the
+container's stdout/stderr pipes (or its pty) into the log until the container's setup process
+exits, and for an -i container what a client of its stdin socket sends to its stdin; entries()
+parses entries back for --since/--tail/-t/-f.
 """
 
 import os
@@ -68,7 +70,7 @@ class LogWriter:
                 break
             out.append(b"%s %s F %s\n" % (ts, tag, buf[:i]))
             buf = buf[i + 1 :]
-        while len(buf) >= _MAX_PARTIAL:
+        while buf:  # what has no newline yet is written at once (a prompt), as conmon does
             out.append(b"%s %s P %s\n" % (ts, tag, buf[:_MAX_PARTIAL]))
             buf = buf[_MAX_PARTIAL:]
         self.partial[stream] = buf
@@ -87,8 +89,66 @@ class LogWriter:
         os.close(self.fd)
 
 
-def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: int) -> None:
-    """Copy the container's output into the log until every writer is gone or setup has exited."""
+def stdin_socket(run_dir: str) -> str:
+    """The unix socket a detached monitor of an interactive (-i) container listens on: what a
+    client sends there is the container's stdin (the Docker API's attach with stdin)."""
+    return os.path.join(run_dir, "attach")
+
+
+def socket_address(path: str, dir_fd: int) -> str:
+    """An address for the socket at `path` that fits sockaddr_un (108 bytes): through
+    /proc/self/fd/N of its directory (`dir_fd`, an O_PATH fd held while binding or connecting),
+    as rootless.network.usernet.sockaddr."""
+    if len(os.fsencode(path)) <= 100:
+        return path
+    return f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}"
+
+
+class StdinRelay:
+    """The stdin socket's one client at a time: its bytes to the container's stdin (`dest`: the
+    pipe, or the pty master), its EOF the container's (the pipe closed, or ^D to the pty), as
+    Docker's StdinOnce; the socket is closed then."""
+
+    def __init__(self, listener, dest: int, pty: bool):
+        self.listener, self.dest, self.pty, self.client = listener, dest, pty, None
+
+    def fds(self) -> list:
+        return [x for x in (self.listener, self.client) if x is not None]
+
+    def handle(self, ready: list) -> None:
+        if self.listener is not None and self.listener in ready:
+            conn, _ = self.listener.accept()
+            if self.client is None:
+                self.client = conn
+            else:
+                conn.close()  # one client at a time
+        if self.client is not None and self.client in ready:
+            try:
+                data = self.client.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                write_all(self.dest, data)
+                return
+            if self.pty:
+                write_all(self.dest, b"\x04")
+            self.close()
+
+    def close(self) -> None:
+        """Close the sockets, and the pipe (the relay's: the monitor gave it over)."""
+        for sock in (self.client, self.listener):
+            if sock is not None:
+                sock.close()
+        self.client = self.listener = None
+        if not self.pty and self.dest is not None:
+            os.close(self.dest)
+        self.dest = None
+
+
+def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: int,
+         stdin: StdinRelay | None = None) -> None:  # fmt: skip
+    """Copy the container's output into the log until every writer is gone or setup has exited;
+    meanwhile `stdin`'s client to the container's stdin."""
     import errno
 
     streams = {out_r: "stdout", err_r: "stderr"}
@@ -102,6 +162,7 @@ def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: 
     exited = False
     while open_fds:
         fds = list(open_fds) + ([pidfd] if pidfd is not None and not exited else [])
+        fds += stdin.fds() if stdin is not None and not exited else []
         try:
             ready, _, _ = select.select(fds, [], [], 0 if exited else None)
         except InterruptedError:
@@ -109,6 +170,9 @@ def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: 
         if pidfd in ready:
             exited = True  # drain what is buffered, then stop
             ready.remove(pidfd)
+        if stdin is not None and not exited:
+            stdin.handle(ready)
+        ready = [fd for fd in ready if fd in open_fds]
         if exited and not ready:
             break
         for fd in ready:
@@ -124,6 +188,8 @@ def pump(log: LogWriter, out_r: int, err_r: int, master: int | None, child_pid: 
             log.feed(streams[fd], data)
     if pidfd is not None:
         os.close(pidfd)
+    if stdin is not None:
+        stdin.close()
     log.close()
 
 

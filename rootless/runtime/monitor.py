@@ -45,6 +45,8 @@ class Monitor:
         self.master: int | None = None
         self.failed: Failed | None = None
         self.fwd: console.SignalForwarder | None = None  # foreground: signals to the container
+        self.relay = None  # detached -i: rootless.runtime.logs.StdinRelay
+        self.private: tuple = ()  # fds setup must not hold (the stdin pipe's writing end: its EOF)
 
     # ---- before the container's processes exist -------------------------------------------------
     def prepare(self) -> None:
@@ -85,7 +87,7 @@ class Monitor:
             self._forward_signals()
         mine, theirs = Channel.pair()
         self.chan = mine
-        monitor, ours = os.getpid(), (mine, self.status)
+        monitor, ours = os.getpid(), (mine, self.status, *self.private)
 
         def body() -> int:
             from rootless.runtime import setup  # imported by _import_setup, in the child
@@ -215,15 +217,19 @@ class Monitor:
         finally:
             self.fwd.uninstall()
 
-    def detached_run(self, log, pipes: tuple[int, int]) -> int:
-        """run -d: tell the CLI once the command runs, then log its output until setup is gone."""
+    def detached_run(self, log, pipes: tuple[int, int], stdin=None) -> int:
+        """run -d: tell the CLI once the command runs, then log its output until setup is gone;
+        `stdin` (-i): (the stdin socket, the stdin pipe's writing end or -1 with a pty)."""
         from rootless.runtime import logs
 
         self.collect()
+        if stdin is not None:
+            pty = self.master is not None
+            self.relay = logs.StdinRelay(stdin[0], self.master if pty else stdin[1], pty)
         if self.failed is None and self.init_pid and self.status is not None:
             self.status.send(Started())
             self.status.close()
-        logs.pump(log, pipes[0], pipes[1], self.master, self.setup.pid)
+        logs.pump(log, pipes[0], pipes[1], self.master, self.setup.pid, self.relay)
         return self.setup.wait()
 
     # ---- the whole start ------------------------------------------------------------------------
@@ -432,8 +438,14 @@ def _detached_run(p: plan.Plan, rec, status: Channel | None) -> tuple[int, bool]
     stdin = in_r if in_r != -1 else os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     mon = Monitor(p, rec, stdio=(stdin, out_w, err_w), status=status)
     rc, ran = EXIT_RUNTIME, False
+    listener = _stdin_socket(rec) if o.interactive else None
+    relayed = (listener, in_w) if listener is not None else None
+    if relayed is not None:
+        mon.private = (relayed[1], listener.fileno())
+        in_w = -1  # the relay's now: it closes it at the client's EOF (or the end)
     try:
-        rc = mon.run(lambda: mon.detached_run(logs.LogWriter(rec.log_path), (out_r, err_r)))
+        rc = mon.run(lambda: mon.detached_run(logs.LogWriter(rec.log_path), (out_r, err_r),
+                                              relayed))  # fmt: skip
         ran = True
     except BaseException as e:  # noqa: B036 - the CLI that waits must hear why
         rc, message = process.failure(e, "in the monitor", "internal error in the monitor")
@@ -443,6 +455,10 @@ def _detached_run(p: plan.Plan, rec, status: Channel | None) -> tuple[int, bool]
             process.say(f"container {rec.name}: {message}")
     finally:
         close_all(status, out_r, err_r, in_w, stdin)
+        if listener is not None:
+            if mon.relay is None:  # never handed over: the pipe is still ours
+                close_all(relayed[1])
+            _remove_stdin_socket(rec, listener)
         if mon.cgroup is not None:
             mon.cgroup.cleanup()
         if o.rm:
@@ -452,6 +468,39 @@ def _detached_run(p: plan.Plan, rec, status: Channel | None) -> tuple[int, bool]
             remove_quietly(rec)
         mon.pod_exit()
     return rc, ran
+
+
+def _stdin_socket(rec):
+    """The socket an -i container's stdin comes from (rootless.runtime.logs.stdin_socket), 0600."""
+    import socket
+
+    from rootless.runtime import logs
+
+    path = logs.stdin_socket(rec.run_dir)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dir_fd = os.open(rec.run_dir, os.O_PATH | os.O_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(logs.socket_address(path, dir_fd))
+    finally:
+        os.umask(old)
+        os.close(dir_fd)
+    sock.listen(4)
+    return sock
+
+
+def _remove_stdin_socket(rec, listener) -> None:
+    from rootless.runtime import logs
+
+    listener.close()
+    try:
+        os.unlink(logs.stdin_socket(rec.run_dir))
+    except OSError:
+        pass
 
 
 def _import_setup() -> None:
