@@ -3,8 +3,8 @@ named volume, a web server on the Debian image that answers through `-p` with wh
 database, and a client that writes the data. The same app comes up three ways -- containers on a
 user-defined network finding each other by name, a pod sharing localhost, and `kube generate` of
 that pod, validated against the Kubernetes schemas, then `kube play` -- and each time the data
-survives taking the app down and up, and nothing is left after teardown. (podman-compose runs the
-same kind of app in tests/test_apps_e2e.py.)
+survives taking the app down and up, and nothing is left after teardown -- and a fourth way, from a
+compose file through both podman-compose versions, unchanged (tests/support/compose.py).
 
 The web server is busybox's httpd (the host's static busybox, bind-mounted read-only) in the
 postgres image, with a CGI script that asks psql."""
@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from support import stores
+from support.compose import VERSIONS, Compose, write_file
 from support.images import exec_ok, wait_for_log, workload_store
 from support.net import free_port, http_get
 from support.wait import poll
@@ -139,3 +140,58 @@ def test_as_a_pod_then_through_kube_generate_and_play(rl, tmp_path):
     rl("kube", "play", "--down", str(path), check=True, timeout=300)
     assert rl("ps", "-aq").stdout == "" and rl("pod", "ps", "-q").stdout == ""
     assert rl("volume", "exists", "appdata").returncode == 0
+
+
+COMPOSE = """\
+services:
+  db:
+    image: {image}
+    environment:
+      POSTGRES_HOST_AUTH_METHOD: trust
+    volumes:
+      - appdata:/var/lib/postgresql/data
+  web:
+    image: {image}
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+    volumes:
+      - ./www:/www:ro
+      - /bin/busybox:/usr/local/bin/busybox:ro
+    ports:
+      - "127.0.0.1:{port}:8080"
+    depends_on:
+      - db
+  client:
+    image: {image}
+    command:
+      - sh
+      - -c
+      - >-
+        trap 'exit 0' TERM;
+        until {psql} -h db -U postgres -v ON_ERROR_STOP=1 -qc "{seed}"; do sleep 1; done;
+        echo seeded; while :; do sleep 1 & wait $$!; done
+    depends_on:
+      - db
+volumes:
+  appdata:
+"""
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_through_podman_compose(rl, tmp_path, version):
+    port = free_port()
+    project = tmp_path / "shop"
+    project.mkdir()
+    os.chmod(project, 0o755)
+    os.rename(www(tmp_path, "db"), project / "www")
+    write_file(str(project), COMPOSE.format(image=rl.img, port=port, psql=PSQL, seed=SEED))
+    compose = Compose(rl, version, str(project))
+    compose("up", "-d", timeout=600)
+    assert answer(port) == "hello from postgres #1\n"
+    compose("down", timeout=600)
+    assert rl("ps", "-aq").stdout == ""
+    assert rl("volume", "exists", "shop_appdata").returncode == 0
+    compose("up", "-d", timeout=600)
+    assert answer(port) == "hello from postgres #1\n"  # the volume kept it; the seed added nothing
+    compose("down", "-v", timeout=600)
+    assert rl("ps", "-aq").stdout == ""
+    assert rl("volume", "exists", "shop_appdata").returncode == 1
