@@ -134,6 +134,18 @@ _OPTIONS = [
         help="The image's VOLUMEs: anonymous volumes (bind), tmpfs, or ignore.",
     ),
     click.option("--pod", default=None, help="Run in the pod NAME (new:NAME creates it)."),
+    # the container's id mapping (rootless.runtime.usermode, docs/userns.md)
+    click.option(
+        "--userns",
+        default="",
+        help="User namespace: host (default), keep-id[:uid=N,gid=M], auto[:size=N], nomap.",
+    ),
+    click.option(
+        "--uidmap", multiple=True, help="Map CONTAINER_UID:HOST_UID:SIZE (host: rootless's ids)."
+    ),
+    click.option(
+        "--gidmap", multiple=True, help="Map CONTAINER_GID:HOST_GID:SIZE (host: rootless's ids)."
+    ),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -156,6 +168,14 @@ def storage_driver(ctx) -> str:
 
 def to_run_options(kw: dict, driver: str) -> RunOptions:
     """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
+    from rootless.runtime import usermode
+
+    usermode.check_flags(kw["userns"], kw["uidmap"], kw["gidmap"])
+    if kw["pod"] and (kw["userns"] not in ("", "host") or kw["uidmap"] or kw["gidmap"]):
+        raise RootlessError(
+            "--userns/--uidmap/--gidmap cannot be used with --pod: a pod's containers share its "
+            "user namespace"
+        )
     opts = RunOptions(
         **{field: kw[flag] for flag, field in _SAME},
         **{field: list(kw[flag]) for flag, field in _LISTS},
@@ -220,13 +240,13 @@ def annotations(items) -> dict[str, str]:
 # click parameter -> RunOptions field
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
-         "cgroups", "no_hosts", "image_volume", "restart")]  # fmt: skip
+         "cgroups", "no_hosts", "image_volume", "restart", "userns")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),
           ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
           ("dns_search", "dns_search"), ("dns_option", "dns_options"),
-          ("volumes_from", "volumes_from")]  # fmt: skip
+          ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

@@ -176,8 +176,26 @@ def _host_config(rec, run) -> dict:
         "SecurityOpt": list(run.security_opts) if run else [],
         "Init": bool(run and run.init),
         "RestartPolicy": _restart_policy(run),
+        **_userns(run),
         **resource_limits(rec),
     }
+
+
+def _userns(run) -> dict:
+    """podman's UsernsMode ("private" for a nested namespace, "" for the default) and IDMappings
+    (its maps, "container:host:size" with host ids of rootless's namespace; null by default)."""
+    if run is None or not (run.userns not in ("", "host") or run.uidmap or run.gidmap):
+        return {"UsernsMode": "", "IDMappings": None}
+    from rootless.runtime import usermode
+
+    try:
+        m = usermode.resolve(run)
+    except Exception:  # noqa: BLE001 - the subordinate ids changed since: show what was asked
+        m = None
+    if m is None:
+        return {"UsernsMode": "private", "IDMappings": None}
+    return {"UsernsMode": "private",
+            "IDMappings": {"UidMap": m.map_strings("uid"), "GidMap": m.map_strings("gid")}}  # fmt: skip
 
 
 def _restart_policy(run) -> dict:

@@ -69,6 +69,7 @@ class RootfsConfig:
     workdir_create: bool = True  # the image defines the workdir: make it if missing (else exit 126)
     container_id: str = ""
     user: str = ""  # the process's user[:group]: a numeric uid unknown to /etc/passwd gets an entry
+    passwd: tuple[str, str] | None = None  # --userns=keep-id: that entry's (name, gecos), as podman
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -404,11 +405,18 @@ def _passwd_entries(cfg: RootfsConfig) -> None:
         return
     uid = int(uname)
     gid = int(gname) if gname.isdigit() else 0
-    for name, exists, line in (
+    entries = (
         ("passwd", lambda f: f[2:3] == [uname], f"{uid}:*:{uid}:{gid}:container user:{cfg.workdir}:/bin/sh"),
         ("group", lambda f: f[2:3] == [str(gid if gname else uid)],
          f"{gid}:x:{gid}:{uid}" if gname.isdigit() else f"{uid}:x:{uid}:"),
-    ):  # fmt: skip
+    )  # fmt: skip
+    if cfg.passwd is not None:  # keep-id: the user's name (podman's keep-id entries)
+        who, gecos = cfg.passwd
+        entries = (
+            ("passwd", entries[0][1], f"{who}:*:{uid}:{gid}:{gecos}:{cfg.workdir}:/bin/sh"),
+            ("group", lambda f: f[2:3] == [str(gid)], f"{who}:x:{gid}:{who}"),
+        )
+    for name, exists, line in entries:
         if name == "group" and gname and not gname.isdigit():
             continue
         target = secure_join(root, f"/etc/{name}")

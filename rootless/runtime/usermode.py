@@ -1,0 +1,188 @@
+"""`--userns`, `--uidmap` and `--gidmap`: the container's own id mapping, podman's modes
+(keep-id[:uid=N,gid=M], host; auto[:size=N] and nomap are parsed and refused) checked and turned
+into a `UsernsMode` (see docs/userns.md).
+
+The default (`host`, or no flag) is rootless's mapping (rootless.idmap.for_user): the container's
+user namespace maps container 0 to the user and 1..N to the subordinate ids. Every other mode is, as
+in podman, a second user namespace nested in that one: its maps are written in terms of the first
+one's ids (0 = the user, 1..N = the subordinate ids), so /proc/self/uid_map inside shows what it
+shows under podman. The image's layers keep the default mapping on disk; the fuse overlay shifts ids
+at its boundary (rootless.fuse_overlay.idshift, from the same triplets): no layer is copied or
+chowned. This module only parses and does arithmetic (cheap: it runs on the `run` path).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from rootless.errors import ContainerError
+
+Triplet = tuple[int, int, int]  # (container id, id in rootless's namespace, size)
+
+
+class UsernsMode(NamedTuple):
+    """A container's nested id mapping (None in the plan for the default mode)."""
+
+    mode: str  # keep-id, uidmap (--uidmap/--gidmap)
+    uid_map: tuple[Triplet, ...]
+    gid_map: tuple[Triplet, ...]
+    user: str | None = None  # keep-id: the process's "uid:gid" unless -u
+    passwd: tuple[str, str] | None = None  # keep-id: (name, gecos) for /etc/passwd and /etc/group
+
+    def map_strings(self, kind: str) -> list[str]:
+        """podman's inspect form: "container:host:size" (host = an id of rootless's namespace)."""
+        return [f"{c}:{h}:{s}" for c, h, s in (self.uid_map if kind == "uid" else self.gid_map)]
+
+    def options(self) -> list[str]:
+        """The fuse overlay's options (fuse-overlayfs's uidmapping=/gidmapping= syntax)."""
+        return [
+            f"{k}mapping=" + ":".join(f"{c}:{h}:{s}" for c, h, s in m)
+            for k, m in (("uid", self.uid_map), ("gid", self.gid_map))
+        ]
+
+
+def _uint(text: str) -> int:
+    if not text.isdigit():
+        raise ContainerError(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    value = int(text)
+    if value >= 1 << 32:
+        raise ContainerError(f'strconv.ParseUint: parsing "{text}": value out of range')
+    return value
+
+
+def _options(spec: str, allowed: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key not in allowed:
+            raise ContainerError(f'unknown option specified: "{key}"')
+        out[key] = _uint(value)
+    return out
+
+
+def check_flags(userns: str, uidmap, gidmap) -> None:
+    """The combinations podman refuses and the values it cannot parse, before anything is made."""
+    if userns and userns != "host" and (uidmap or gidmap):
+        raise ContainerError(
+            "--userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive"
+        )
+    for flag, values in (("--uidmap", uidmap), ("--gidmap", gidmap)):
+        for v in values:
+            parse_triplet(v, "UID" if flag == "--uidmap" else "GID")
+    parse_mode(userns)
+
+
+def parse_triplet(text: str, kind: str = "UID") -> Triplet:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ContainerError(
+            f"initializing ID mappings: {kind} setting is malformed expected "
+            f'["uint32:uint32:uint32"]: ["{text}"]'
+        )
+    c, h, s = (int(p) for p in parts)
+    if s == 0:
+        raise ContainerError(f"container ID {c} cannot be mapped to a host ID")
+    return c, h, s
+
+
+def parse_mode(userns: str) -> tuple[str, dict[str, int]]:
+    """(mode, options) of a --userns value: "" (the default: host), keep-id, auto or nomap."""
+    if userns in ("", "host"):
+        return "", {}
+    name, colon, rest = userns.partition(":")
+    if name == "keep-id":
+        return name, _options(rest, ("uid", "gid")) if colon else {}
+    if name == "auto":
+        return name, _options(rest, ("size",)) if colon else {}
+    if userns == "nomap":
+        return "nomap", {}
+    if userns == "private":
+        raise ContainerError(
+            "must provide at least one UID or GID mapping to configure a user namespace"
+        )
+    if name in ("ns", "container"):
+        raise ContainerError(
+            f"--userns={userns}: joining another user namespace is not supported by rootless; "
+            "use keep-id or host"
+        )
+    raise ContainerError(f"unrecognized namespace mode {userns} passed")
+
+
+def _keep_id(target: int, count: int) -> tuple[Triplet, ...]:
+    """podman's keep-id map: container `target` is the user (0 in rootless's namespace); the
+    subordinate ids (1..count) fill the other container ids from 0 up."""
+    out = [(0, 1, min(target, count)), (target, 0, 1)]
+    if count > target:
+        out.append((target + 1, target + 1, count - target))
+    return tuple(t for t in out if t[2] > 0)
+
+
+def _check_within(m: tuple[Triplet, ...], total: int, flag: str) -> None:
+    for c, h, s in m:
+        if h + s > total:
+            raise ContainerError(
+                f"{flag} {c}:{h}:{s}: rootless's user namespace has only ids 0-{total - 1} (0 is you, "
+                "1 up your subordinate ids): map within them"
+            )
+        if c + s > 1 << 32:
+            raise ContainerError(f"{flag} {c}:{h}:{s}: the container ids overflow 32 bits")
+
+
+UNREACHABLE = (
+    "the container's root would not be you on the host, and then cannot reach the container's "
+    "files in your private (0700) directories; use keep-id, or a map that includes host id 0"
+)
+
+
+def resolve(opts) -> UsernsMode | None:
+    """The container's mapping for `opts` (None: the default)."""
+    mode, o = parse_mode(opts.userns or "")
+    if not mode and not (opts.uidmap or opts.gidmap):
+        return None
+    if os.geteuid() == 0:
+        raise ContainerError("keep-id and the other id maps are only supported in rootless mode")
+    if mode in ("auto", "nomap"):
+        raise ContainerError(f"--userns={opts.userns} is not supported by rootless: {UNREACHABLE}")
+    from rootless import idmap
+
+    d = idmap.for_user()
+    nu, ng = d.uid_count - 1, d.gid_count - 1  # the subordinate ids
+    if mode == "keep-id":
+        uid, gid = o.get("uid", d.uid), o.get("gid", d.gid)
+        passwd = None if "uid" in o else (d.user or str(d.uid), _gecos(d.uid))
+        return UsernsMode("keep-id", _keep_id(uid, nu), _keep_id(gid, ng), f"{uid}:{gid}", passwd)
+    um = tuple(parse_triplet(t, "UID") for t in opts.uidmap)
+    gm = tuple(parse_triplet(t, "GID") for t in opts.gidmap)
+    um, gm = um or gm, gm or um
+    for flag, m, total in (("--uidmap", um, d.uid_count), ("--gidmap", gm, d.gid_count)):
+        _check_within(m, total, flag)
+        if in_outer(m, 0) is None:
+            raise ContainerError(f"{flag} {' '.join(f'{c}:{h}:{s}' for c, h, s in m)} does not map "
+                                 f"host id 0 (you): {UNREACHABLE}")  # fmt: skip
+    return UsernsMode("uidmap", um, gm)
+
+
+def _gecos(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gecos.split(",")[0]
+    except KeyError:
+        return ""
+
+
+def in_outer(m: tuple[Triplet, ...], value: int) -> int | None:
+    """The container id that id `value` of rootless's namespace is, under map `m` (None: unmapped)."""
+    for c, h, s in m:
+        if h <= value < h + s:
+            return c + value - h
+    return None
+
+
+def in_nested(m: tuple[Triplet, ...], value: int) -> int | None:
+    """The id of rootless's namespace that container id `value` is, under map `m` (None: unmapped)."""
+    for c, h, s in m:
+        if c <= value < c + s:
+            return h + value - c
+    return None
