@@ -69,7 +69,7 @@ def check_flags(userns: str, uidmap, gidmap) -> None:
         )
     for flag, values in (("--uidmap", uidmap), ("--gidmap", gidmap)):
         for v in values:
-            parse_triplet(v, "UID" if flag == "--uidmap" else "GID")
+            parse_triplet(v)  # podman says "UID" for --gidmap too
     parse_mode(userns)
 
 
@@ -153,7 +153,7 @@ def resolve(opts) -> UsernsMode | None:
         passwd = None if "uid" in o else (d.user or str(d.uid), _gecos(d.uid))
         return UsernsMode("keep-id", _keep_id(uid, nu), _keep_id(gid, ng), f"{uid}:{gid}", passwd)
     um = tuple(parse_triplet(t, "UID") for t in opts.uidmap)
-    gm = tuple(parse_triplet(t, "GID") for t in opts.gidmap)
+    gm = tuple(parse_triplet(t) for t in opts.gidmap)
     um, gm = um or gm, gm or um
     for flag, m, total in (("--uidmap", um, d.uid_count), ("--gidmap", gm, d.gid_count)):
         _check_within(m, total, flag)
