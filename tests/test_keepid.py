@@ -1,8 +1,8 @@
-"""--userns=keep-id[:uid=,gid=] and --uidmap/--gidmap end to end as the unprivileged user, beside
-podman 4.3 (podman-run(1)): the container's maps, user, HOME and /etc/passwd and /etc/group entries
-as podman makes them, files in a bind mount owned by the user on the host, the image's files with
-their owners and not one layer copied or chowned (the fuse overlay shifts ids), inspect's
-UsernsMode/IDMappings, and podman's errors for bad values. Every id is derived from the user that
+"""--userns=keep-id[:uid=,gid=], nomap, auto[:size=], --uidmap/--gidmap and --subuidname end to end
+as the unprivileged user, beside podman 4.3 (podman-run(1)): the container's maps, user, HOME and
+/etc/passwd and /etc/group entries as podman makes them, files in a bind mount owned by the user on
+the host, the image's files with their owners and not one layer copied or chowned (the fuse overlay
+shifts ids), inspect's UsernsMode/IDMappings, auto's ranges, and podman's errors for bad values. Every id is derived from the user that
 runs the tests (the `ids` marker: the second test user runs them too)."""
 
 import grp
@@ -51,8 +51,32 @@ def errors(cp) -> list[str]:
     return [ln for ln in cp.stderr.splitlines() if ln and "level=warning" not in ln]
 
 
-@pytest.mark.parametrize("mode", ["keep-id", "keep-id:uid=200,gid=300"])
-def test_keep_id_is_podmans(rl, pm, mode):
+def subids():
+    """(first host id, total count) of this user's subordinate uids (rootless maps them in order)."""
+    name = pwd.getpwuid(os.getuid()).pw_name
+    ranges = []
+    for line in open("/etc/subuid"):  # noqa: SIM115
+        f = line.strip().split(":")
+        if len(f) == 3 and f[0] in (name, str(os.getuid())):
+            ranges.append((int(f[1]), int(f[2])))
+    assert ranges, f"{name} has no subordinate uids"
+    return ranges[0][0], sum(c for _s, c in ranges)
+
+
+def other_user() -> str | None:
+    """Another user with subordinate ids (for --subuidname), if /etc/subuid has one."""
+    name = pwd.getpwuid(os.getuid()).pw_name
+    for line in open("/etc/subuid"):  # noqa: SIM115
+        f = line.strip().split(":")
+        if len(f) == 3 and f[0] not in (name, str(os.getuid())):
+            return f[0]
+    return None
+
+
+@pytest.mark.parametrize(
+    "mode", ["keep-id", "keep-id:uid=200,gid=300", "nomap", "auto", "auto:size=2000"]
+)
+def test_modes_are_podmans(rl, pm, mode):
     ours = rl("run", "--rm", f"--userns={mode}", rl.img, "sh", "-c", SHOW, check=True)
     theirs = pm("run", "--rm", f"--userns={mode}", rl.img, "sh", "-c", SHOW, check=True)
     assert ours.stdout == theirs.stdout
@@ -86,9 +110,60 @@ def test_bind_mount_files_belong_to_the_user(rl, tmp_path):
         assert (st.st_uid, st.st_gid) == (uid, gid), p
 
 
+def test_nomap_root_writes_as_the_first_subordinate_id(rl, tmp_path):
+    """Without your id in the map, the container's root is your first subordinate id on the host
+    (it can still reach its root filesystem and mounts under your private directories)."""
+    d = tmp_path / "nomap"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    rl("run", "--rm", "--userns=nomap", "-v", f"{d}:/v", rl.img, "touch", "/v/f", check=True)
+    assert os.lstat(d / "f").st_uid == subids()[0]
+
+
+def test_auto_takes_a_free_range_and_keeps_it(rl):
+    fmt = "{{json .HostConfig.IDMappings.UidMap}}"
+    rl("create", "--name", "a1", "--userns=auto:size=1000", rl.img, "cat", "/proc/self/uid_map",
+       check=True)  # fmt: skip
+    rl("create", "--name", "a2", "--userns=auto:size=1000", rl.img, "cat", "/proc/self/uid_map",
+       check=True)  # fmt: skip
+    try:
+        assert json.loads(rl("inspect", "--format", fmt, "a1", check=True).stdout) == ["0:1:1000"]
+        assert json.loads(rl("inspect", "--format", fmt, "a2", check=True).stdout) == [
+            "0:1001:1000"
+        ]
+        for _ in range(2):  # the same range on every start
+            out = rl("start", "-a", "a2", check=True).stdout.split()
+            assert out == ["0", "1001", "1000"]
+        n = subids()[1]
+        cp = rl("run", "--rm", f"--userns=auto:size={n}", rl.img, "true")
+        assert cp.returncode == 125
+        assert (
+            cp.stderr == "Error: creating container storage: could not find enough available IDs\n"
+        )
+    finally:
+        rl("rm", "-f", "a1", "a2")
+
+
+def test_uidmap_without_the_user_and_subuidname(rl, pm):
+    show = "id; cat /proc/self/uid_map /proc/self/gid_map"
+    ours = rl("run", "--rm", "--uidmap=0:1:500", rl.img, "sh", "-c", show, check=True).stdout
+    theirs = pm("run", "--rm", "--uidmap=0:1:500", rl.img, "sh", "-c", show, check=True).stdout
+    assert ours == theirs
+    name = pwd.getpwuid(os.getuid()).pw_name
+    # rootless podman 4.3 cannot use --subuidname at all; rootless maps your own ranges (= nomap)
+    by_name = rl("run", "--rm", f"--subuidname={name}", rl.img, "sh", "-c", show, check=True)
+    nomap = rl("run", "--rm", "--userns=nomap", rl.img, "sh", "-c", show, check=True)
+    assert by_name.stdout == nomap.stdout
+    other = other_user()
+    if other is not None:  # another user's ranges are not ours to map
+        cp = rl("run", "--rm", f"--subuidname={other}", rl.img, "true")
+        assert cp.returncode == 125 and len(cp.stderr.splitlines()) == 1
+        assert cp.stderr.startswith(f"Error: --subuidname {other}: its range ")
+
+
 def test_image_files_keep_their_owners_and_no_layer_is_touched(rl):
-    """The image's files show their owners (0, 1000, 65534) as without keep-id, and the store's
-    layers are the same files afterwards: no copy, no chown (only the container's own dirs)."""
+    """The image's files show their owners (0, 1000, 65534) in every mode as without one, and the
+    store's layers are the same files afterwards: no copy, no chown (only the containers' dirs)."""
     store = os.path.join(rl.data_dir, "rootless")
     snap = [
         "unshare", "find", store, "-path", os.path.join(store, "containers"), "-prune", "-o",
@@ -97,9 +172,10 @@ def test_image_files_keep_their_owners_and_no_layer_is_touched(rl):
     before = rl(*snap, check=True).stdout
     look = "stat -c '%u:%g %n' / /bin /etc/passwd /home/user; ls -ln / | grep -c ' 1001 ' || true"
     plain = rl("run", "--rm", rl.img, "sh", "-c", look, check=True).stdout
-    kept = rl("run", "--rm", "--userns=keep-id", rl.img, "sh", "-c", look, check=True).stdout
-    assert kept == plain
-    assert "1000:1000 /home/user" in kept and "0:0 /bin" in kept
+    assert "1000:1000 /home/user" in plain and "0:0 /bin" in plain
+    for mode in ("keep-id", "keep-id:uid=5,gid=6", "nomap", "auto"):
+        kept = rl("run", "--rm", f"--userns={mode}", rl.img, "sh", "-c", look, check=True).stdout
+        assert kept == plain, mode
     after = rl(*snap, check=True).stdout
     assert after == before
 
@@ -197,11 +273,9 @@ def test_unsupported_modes_are_refused_with_one_line(rl):
     rl("run", "-d", "--name", "kn", rl.img, "sleep", "60", check=True)
     try:
         for args in (
-            ["--userns=nomap"],
-            ["--userns=auto"],
-            ["--userns=auto:size=2000"],
-            ["--uidmap=0:1:500"],  # the user's own id is not in the map
             ["--userns=keep-id", "--pod=new:kp"],
+            ["--userns=nomap", "--pod=new:kp"],
+            ["--uidmap=0:1:5", "--subuidname=x"],
             ["--userns=keep-id", "--network=container:kn"],
             ["--userns=ns:/proc/1/ns/user"],
             ["--userns=container:kn"],

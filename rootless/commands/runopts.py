@@ -146,6 +146,8 @@ _OPTIONS = [
     click.option(
         "--gidmap", multiple=True, help="Map CONTAINER_GID:HOST_GID:SIZE (host: rootless's ids)."
     ),
+    click.option("--subuidname", default=None, help="Map the /etc/subuid ranges of NAME."),
+    click.option("--subgidname", default=None, help="Map the /etc/subgid ranges of NAME."),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -170,11 +172,12 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
     """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
     from rootless.runtime import usermode
 
-    usermode.check_flags(kw["userns"], kw["uidmap"], kw["gidmap"])
-    if kw["pod"] and (kw["userns"] not in ("", "host") or kw["uidmap"] or kw["gidmap"]):
+    ids = [kw[k] for k in ("userns", "uidmap", "gidmap", "subuidname", "subgidname")]
+    usermode.check_flags(*ids)
+    if kw["pod"] and (ids[0] not in ("", "host") or any(ids[1:])):
         raise RootlessError(
-            "--userns/--uidmap/--gidmap cannot be used with --pod: a pod's containers share its "
-            "user namespace"
+            "--userns/--uidmap/--gidmap/--subuidname cannot be used with --pod: a pod's "
+            "containers share its user namespace"
         )
     opts = RunOptions(
         **{field: kw[flag] for flag, field in _SAME},
@@ -240,7 +243,8 @@ def annotations(items) -> dict[str, str]:
 # click parameter -> RunOptions field
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
-         "cgroups", "no_hosts", "image_volume", "restart", "userns")]  # fmt: skip
+         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname",
+         "subgidname")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),

@@ -184,10 +184,10 @@ def _host_config(rec, run) -> dict:
 def _userns(run) -> dict:
     """podman's UsernsMode ("private" for a nested namespace, "" for the default) and IDMappings
     (its maps, "container:host:size" with host ids of rootless's namespace; null by default)."""
-    if run is None or not (run.userns not in ("", "host") or run.uidmap or run.gidmap):
-        return {"UsernsMode": "", "IDMappings": None}
     from rootless.runtime import usermode
 
+    if run is None or not usermode.wanted(run):
+        return {"UsernsMode": "", "IDMappings": None}
     try:
         m = usermode.resolve(run)
     except Exception:  # noqa: BLE001 - the subordinate ids changed since: show what was asked

@@ -42,7 +42,9 @@ def _enter(plan) -> None:
 
 
 def _nested(sync: tuple[int, int]) -> None:
-    """Unshare the nested user namespace, let setup write its maps, become its root."""
+    """Unshare the nested user namespace and let setup write its maps. The holder stays the host
+    user (with every capability in the new namespace) until _become_root: it still has to open
+    the user's private paths (rootless.runtime.hostpaths)."""
     ready, go = sync
     sc.unshare(sc.CLONE_NEWUSER)
     os.write(ready, b"u")
@@ -51,6 +53,9 @@ def _nested(sync: tuple[int, int]) -> None:
     os.close(go)
     if got != b"g":
         raise ContainerError("creating the container's user namespace: setup could not map it")
+
+
+def _become_root() -> None:
     os.setresgid(0, 0, 0)
     os.setgroups([])
     os.setresuid(0, 0, 0)
@@ -90,6 +95,11 @@ def main(plan, launch, rootfs, chan, stdio, sync=None) -> int:
         if sync is not None:
             _nested(sync)
         _enter(plan)
+        if sync is not None:
+            from rootless.runtime import hostpaths
+
+            rootfs = hostpaths.pin(rootfs)
+            _become_root()
     except OSError as e:
         raise ContainerError(f"creating the container's namespaces: {e.strerror}") from None
     child = process.fork(

@@ -133,7 +133,7 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     runflags.check(opts)
     image = image or _image(opts, image_id)
     userns = None
-    if opts.userns or opts.uidmap or opts.gidmap:
+    if opts.userns or opts.uidmap or opts.gidmap or opts.subuidname or opts.subgidname:
         opts, userns = _userns(opts, image, mode, join)
     vol_reqs, image_tmpfs = [], []
     if opts.volumes or opts.mounts or opts.volumes_from or _declares_volumes(image):
@@ -160,10 +160,10 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
 
 def _userns(opts: spec.RunOptions, image: Image, mode: str, join):
     """The nested user namespace's maps (rootless.runtime.usermode) and the options they imply:
-    keep-id's user, the fuse overlay for the id shift."""
+    keep-id's user, auto's range (kept for later starts), the fuse overlay for the id shift."""
     from rootless.runtime import usermode
 
-    flag = f"--userns={opts.userns}" if opts.userns else "--uidmap/--gidmap"
+    flag = f"--userns={opts.userns}" if opts.userns else "--uidmap/--gidmap/--subuidname"
     if join is not None or opts.pod:
         raise ContainerError(f"{flag} cannot be used with --pod: a pod's containers share its "
                              "user namespace")  # fmt: skip
@@ -173,12 +173,23 @@ def _userns(opts: spec.RunOptions, image: Image, mode: str, join):
     if opts.storage_driver == "vfs":
         raise ContainerError(f"{flag} needs the overlay or fuse-overlay storage driver: vfs would "
                              "copy every layer (use --storage-driver fuse-overlay)")  # fmt: skip
-    m = usermode.resolve(opts)
+    others = ()
+    if opts.userns.startswith("auto") and not opts.uidmap:  # the ranges other auto ones took
+        from rootless.runtime import state
+
+        others = [
+            usermode.resolve(r.run).uid_map
+            for r in state.list_records()
+            if r.run is not None and r.run.userns.startswith("auto") and r.run.uidmap
+        ]
+    m = usermode.resolve(opts, image.layer_dirs, others)
     if m is None:
         return opts, None
     changes: dict = {}
     if m.user and opts.user is None:
         changes["user"] = m.user
+    if m.mode == "auto" and not opts.uidmap:  # kept in the record: the same range on every start
+        changes.update(uidmap=m.map_strings("uid"), gidmap=m.map_strings("gid"))
     if opts.storage_driver == "overlay":  # the kernel's cannot shift ids without a copy
         changes["storage_driver"] = "fuse-overlay"
     return (replace(opts, **changes) if changes else opts), m

@@ -84,11 +84,14 @@ class RunOptions:
     requires: list[str] = field(default_factory=list)
     restart: str = ""  # --restart: no, on-failure[:N], always, unless-stopped (runtime.restart)
     preserve_fds: int = 0  # --preserve-fds (or LISTEN_FDS): this run only, 0 on a later start
-    # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=], host),
-    # --uidmap/--gidmap
+    # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
+    # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
+    # --subuidname/--subgidname
     userns: str = ""
     uidmap: list[str] = field(default_factory=list)
     gidmap: list[str] = field(default_factory=list)
+    subuidname: str | None = None
+    subgidname: str | None = None
 
 
 @dataclass

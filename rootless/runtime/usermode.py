@@ -1,6 +1,6 @@
-"""`--userns`, `--uidmap` and `--gidmap`: the container's own id mapping, podman's modes
-(keep-id[:uid=N,gid=M], host; auto[:size=N] and nomap are parsed and refused) checked and turned
-into a `UsernsMode` (see docs/userns.md).
+"""`--userns`, `--uidmap`, `--gidmap`, `--subuidname` and `--subgidname`: the container's own id
+mapping, podman's modes (keep-id[:uid=N,gid=M], auto[:size=N], nomap, host) checked and turned into
+a `UsernsMode` (see docs/userns.md).
 
 The default (`host`, or no flag) is rootless's mapping (rootless.idmap.for_user): the container's
 user namespace maps container 0 to the user and 1..N to the subordinate ids. Every other mode is, as
@@ -24,7 +24,7 @@ Triplet = tuple[int, int, int]  # (container id, id in rootless's namespace, siz
 class UsernsMode(NamedTuple):
     """A container's nested id mapping (None in the plan for the default mode)."""
 
-    mode: str  # keep-id, uidmap (--uidmap/--gidmap)
+    mode: str  # keep-id, auto, nomap, uidmap (--uidmap/--gidmap/--subuidname)
     uid_map: tuple[Triplet, ...]
     gid_map: tuple[Triplet, ...]
     user: str | None = None  # keep-id: the process's "uid:gid" unless -u
@@ -61,15 +61,18 @@ def _options(spec: str, allowed: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def check_flags(userns: str, uidmap, gidmap) -> None:
+def check_flags(userns: str, uidmap, gidmap, subuidname=None, subgidname=None) -> None:
     """The combinations podman refuses and the values it cannot parse, before anything is made."""
-    if userns and userns != "host" and (uidmap or gidmap):
+    if userns and userns != "host" and (uidmap or gidmap or subuidname or subgidname):
         raise ContainerError(
             "--userns and --uidmap/--gidmap/--subuidname/--subgidname are mutually exclusive"
         )
-    for flag, values in (("--uidmap", uidmap), ("--gidmap", gidmap)):
-        for v in values:
-            parse_triplet(v)  # podman says "UID" for --gidmap too
+    if (uidmap or gidmap) and (subuidname or subgidname):
+        raise ContainerError(
+            "--uidmap/--gidmap and --subuidname/--subgidname are mutually exclusive"
+        )
+    for v in (*uidmap, *gidmap):
+        parse_triplet(v)  # podman says "UID" for --gidmap too
     parse_mode(userns)
 
 
@@ -104,7 +107,7 @@ def parse_mode(userns: str) -> tuple[str, dict[str, int]]:
     if name in ("ns", "container"):
         raise ContainerError(
             f"--userns={userns}: joining another user namespace is not supported by rootless; "
-            "use keep-id or host"
+            "use keep-id, auto, nomap or host"
         )
     raise ContainerError(f"unrecognized namespace mode {userns} passed")
 
@@ -129,21 +132,25 @@ def _check_within(m: tuple[Triplet, ...], total: int, flag: str) -> None:
             raise ContainerError(f"{flag} {c}:{h}:{s}: the container ids overflow 32 bits")
 
 
-UNREACHABLE = (
-    "the container's root would not be you on the host, and then cannot reach the container's "
-    "files in your private (0700) directories; use keep-id, or a map that includes host id 0"
-)
+def wanted(opts) -> bool:
+    """Whether `opts` ask for a nested user namespace at all."""
+    return bool(
+        (opts.userns or "") not in ("", "host")
+        or opts.uidmap
+        or opts.gidmap
+        or opts.subuidname
+        or opts.subgidname
+    )
 
 
-def resolve(opts) -> UsernsMode | None:
-    """The container's mapping for `opts` (None: the default)."""
+def resolve(opts, image_layers=(), others=()) -> UsernsMode | None:
+    """The container's mapping for `opts` (None: the default). `image_layers`: for auto's size;
+    `others`: the uid maps of other containers (auto takes a range none of them uses)."""
     mode, o = parse_mode(opts.userns or "")
-    if not mode and not (opts.uidmap or opts.gidmap):
+    if not mode and not wanted(opts):
         return None
     if os.geteuid() == 0:
         raise ContainerError("keep-id and the other id maps are only supported in rootless mode")
-    if mode in ("auto", "nomap"):
-        raise ContainerError(f"--userns={opts.userns} is not supported by rootless: {UNREACHABLE}")
     from rootless import idmap
 
     d = idmap.for_user()
@@ -152,15 +159,93 @@ def resolve(opts) -> UsernsMode | None:
         uid, gid = o.get("uid", d.uid), o.get("gid", d.gid)
         passwd = None if "uid" in o else (d.user or str(d.uid), _gecos(d.uid))
         return UsernsMode("keep-id", _keep_id(uid, nu), _keep_id(gid, ng), f"{uid}:{gid}", passwd)
-    um = tuple(parse_triplet(t, "UID") for t in opts.uidmap)
+    if mode == "nomap":
+        return UsernsMode("nomap", ((0, 1, nu),), ((0, 1, ng),))
+    if mode == "auto":
+        if opts.uidmap:  # the range it was given when it was created
+            um = tuple(parse_triplet(t) for t in opts.uidmap)
+            return UsernsMode("auto", um, tuple(parse_triplet(t) for t in opts.gidmap) or um)
+        return _auto(o.get("size"), min(nu, ng), image_layers, d, others)
+    if opts.subuidname or opts.subgidname:
+        um = _by_name(opts.subuidname or opts.subgidname, d, "uid")
+        gm = _by_name(opts.subgidname or opts.subuidname, d, "gid")
+        return UsernsMode("uidmap", um, gm)
+    um = tuple(parse_triplet(t) for t in opts.uidmap)
     gm = tuple(parse_triplet(t) for t in opts.gidmap)
     um, gm = um or gm, gm or um
-    for flag, m, total in (("--uidmap", um, d.uid_count), ("--gidmap", gm, d.gid_count)):
-        _check_within(m, total, flag)
-        if in_outer(m, 0) is None:
-            raise ContainerError(f"{flag} {' '.join(f'{c}:{h}:{s}' for c, h, s in m)} does not map "
-                                 f"host id 0 (you): {UNREACHABLE}")  # fmt: skip
+    _check_within(um, d.uid_count, "--uidmap")
+    _check_within(gm, d.gid_count, "--gidmap")
     return UsernsMode("uidmap", um, gm)
+
+
+def _by_name(name: str, d, kind: str) -> tuple[Triplet, ...]:
+    """--subuidname/--subgidname NAME: NAME's ranges in /etc/subuid (subgid), which must be among
+    the user's own (rootless can only map those), from container id 0 up."""
+    from rootless import idmap
+
+    path = d.subuid_path if kind == "uid" else d.subgid_path
+    ranges = idmap.parse_subid_file(path, name, -1)
+    if not ranges:
+        raise ContainerError(f'no sub{kind} ranges found for user "{name}" in {path}')
+    out, nxt = [], 0
+    to_ns = d.to_container_uid if kind == "uid" else d.to_container_gid
+    for start, count in ranges:
+        try:
+            first, last = to_ns(start), to_ns(start + count - 1)
+        except idmap.UnmappedIdError:
+            first = last = -1
+        if first < 0 or last - first != count - 1:
+            raise ContainerError(
+                f"--sub{kind}name {name}: its range {start}-{start + count - 1} in {path} is not "
+                f"among your ids: rootless can only map your own subordinate {kind}s"
+            )
+        out.append((nxt, first, count))
+        nxt += count
+    return tuple(out)
+
+
+def _auto(size, available: int, image_layers, d, others) -> UsernsMode:
+    """auto[:size=N]: N ids (default: the image's highest id + 1, at least 1024, as podman), the
+    lowest range of rootless's subordinate ids (1..) that no other auto container uses."""
+    if size is None:
+        size = max(1024, min(available, _image_max_id(image_layers, d) + 1))
+    start = 1
+    for lo, hi in sorted((h, h + s) for m in others for _c, h, s in m):
+        if start + size <= lo:
+            break
+        start = max(start, hi)
+    if size == 0 or start + size > available + 1:
+        raise ContainerError("creating container storage: could not find enough available IDs")
+    m = ((0, start, size),)
+    return UsernsMode("auto", m, m)
+
+
+def _image_max_id(layers, d) -> int:
+    """The highest container uid or gid owning a file of the image (its layers are on disk in the
+    default mapping, in host ids)."""
+    from rootless.idmap import UnmappedIdError
+
+    top = 0
+    seen: set[tuple[int, int]] = set()
+    for layer in layers:
+        for dirpath, dirnames, filenames in os.walk(layer):
+            for name in dirnames + filenames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                if (st.st_uid, st.st_gid) in seen:
+                    continue
+                seen.add((st.st_uid, st.st_gid))
+                for back, host in (
+                    (d.to_container_uid, st.st_uid),
+                    (d.to_container_gid, st.st_gid),
+                ):
+                    try:
+                        top = max(top, back(host))
+                    except UnmappedIdError:  # not one of ours
+                        pass
+    return top
 
 
 def _gecos(uid: int) -> str:
@@ -170,14 +255,6 @@ def _gecos(uid: int) -> str:
         return pwd.getpwuid(uid).pw_gecos.split(",")[0]
     except KeyError:
         return ""
-
-
-def in_outer(m: tuple[Triplet, ...], value: int) -> int | None:
-    """The container id that id `value` of rootless's namespace is, under map `m` (None: unmapped)."""
-    for c, h, s in m:
-        if h <= value < h + s:
-            return c + value - h
-    return None
 
 
 def in_nested(m: tuple[Triplet, ...], value: int) -> int | None:
