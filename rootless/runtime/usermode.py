@@ -24,7 +24,7 @@ Triplet = tuple[int, int, int]  # (container id, id in rootless's namespace, siz
 class UsernsMode(NamedTuple):
     """A container's nested id mapping (None in the plan for the default mode)."""
 
-    mode: str  # keep-id, auto, nomap, uidmap (--uidmap/--gidmap/--subuidname)
+    mode: str  # keep-id, auto, nomap, uidmap (--uidmap/--gidmap), subidname (--subuidname)
     uid_map: tuple[Triplet, ...]
     gid_map: tuple[Triplet, ...]
     user: str | None = None  # keep-id: the process's "uid:gid" unless -u
@@ -169,7 +169,7 @@ def resolve(opts, image_layers=(), others=()) -> UsernsMode | None:
     if opts.subuidname or opts.subgidname:
         um = _by_name(opts.subuidname or opts.subgidname, d, "uid")
         gm = _by_name(opts.subgidname or opts.subuidname, d, "gid")
-        return UsernsMode("uidmap", um, gm)
+        return UsernsMode("subidname", um, gm)
     um = tuple(parse_triplet(t) for t in opts.uidmap)
     gm = tuple(parse_triplet(t) for t in opts.gidmap)
     um, gm = um or gm, gm or um
