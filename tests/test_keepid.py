@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 
 import pytest
 from conftest import Rootless
@@ -293,6 +294,28 @@ def test_unsupported_modes_are_refused_with_one_line(rl):
         assert "kp" not in rl("pod", "ps", "--format", "{{.Name}}").stdout  # nothing was made
     finally:
         rl("rm", "-f", "-t", "0", "kn")
+
+
+def test_overlay_daemon_shifts_ids_at_its_boundary(rl, tmp_path):
+    """The fuse overlay alone (fuse-overlayfs's uidmapping=/gidmapping=, as the runtime mounts it
+    for a nested namespace): on-disk id d shows as the id container id d maps to; a chown target is
+    stored as the container id it stands for; an id outside the map shows as the overflow id."""
+    d = tmp_path / "ov"
+    for sub in ("l", "u", "w", "m"):
+        (d / sub).mkdir(parents=True)
+    os.chmod(tmp_path, 0o755)
+    script = f"""set -e
+cd {d}
+touch l/f l/far && chown 5:6 l/f && chown 500:500 l/far
+{sys.executable} -m rootless.fuse_overlay \
+  -o lowerdir=l,upperdir=u,workdir=w,uidmapping=0:10:100,gidmapping=0:20:100 m
+stat -c %u:%g m/f m/far
+chown 12:23 m/f
+stat -c %u:%g m/f u/f
+umount m
+"""
+    out = rl("unshare", "unshare", "-m", "sh", "-c", script, check=True).stdout.split()
+    assert out == ["15:26", "65534:65534", "12:23", "2:3"]
 
 
 def test_no_process_left(rl):
