@@ -21,7 +21,11 @@ def run(ctx, **kw):
     import sys
 
     prestart = sys.modules.get("rootless.fuse_overlay.prestart")  # imported if started early
-    if driver == "fuse-overlay" and not detach:
+    # a nested user namespace (--userns=keep-id...) runs on the fuse overlay (runtime.usermode)
+    nested = kw["userns"] not in ("", "host") or any(
+        kw[k] for k in ("uidmap", "gidmap", "subuidname", "subgidname")
+    )
+    if (driver == "fuse-overlay" or (nested and driver == "overlay")) and not detach:
         # the daemon's interpreter imports pyfuse3 and trio while the runtime sets up (if the CLI's
         # first lines have not started it already: prestart.early)
         from rootless.fuse_overlay import prestart

@@ -164,6 +164,20 @@ _OPTIONS = [
         "--env-host", is_flag=True, help="Pass the caller's environment to the container."
     ),
     click.option("--cidfile", default=None, help="Write the container's ID to this (new) file."),
+    # the container's id mapping (rootless.runtime.usermode, docs/userns.md)
+    click.option(
+        "--userns",
+        default="",
+        help="User namespace: host (default), keep-id[:uid=N,gid=M], auto[:size=N], nomap.",
+    ),
+    click.option(
+        "--uidmap", multiple=True, help="Map CONTAINER_UID:HOST_UID:SIZE (host: rootless's ids)."
+    ),
+    click.option(
+        "--gidmap", multiple=True, help="Map CONTAINER_GID:HOST_GID:SIZE (host: rootless's ids)."
+    ),
+    click.option("--subuidname", default=None, help="Map the /etc/subuid ranges of NAME."),
+    click.option("--subgidname", default=None, help="Map the /etc/subgid ranges of NAME."),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -186,6 +200,15 @@ def storage_driver(ctx) -> str:
 
 def to_run_options(kw: dict, driver: str) -> RunOptions:
     """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
+    from rootless.runtime import usermode
+
+    ids = [kw[k] for k in ("userns", "uidmap", "gidmap", "subuidname", "subgidname")]
+    usermode.check_flags(*ids)
+    if kw["pod"] and (ids[0] not in ("", "host") or any(ids[1:])):
+        raise RootlessError(
+            "--userns/--uidmap/--gidmap/--subuidname cannot be used with --pod: a pod's "
+            "containers share its user namespace"
+        )
     before_create(kw)
     env = [f"{k}={v}" for k, v in os.environ.items()] if kw["env_host"] else []
     opts = RunOptions(
@@ -307,13 +330,14 @@ def annotations(items) -> dict[str, str]:
 # click parameter -> RunOptions field
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
-         "cgroups", "no_hosts", "image_volume", "restart")]  # fmt: skip
+         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname",
+         "subgidname")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),
           ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
           ("dns_search", "dns_search"), ("dns_option", "dns_options"),
-          ("volumes_from", "volumes_from")]  # fmt: skip
+          ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

@@ -1,6 +1,7 @@
 """Mount options and the daemon's main loop.
 
-Parses fuse-overlayfs's option syntax (``lowerdir=L1:L2,upperdir=U,workdir=W[,allow_other]``),
+Parses fuse-overlayfs's option syntax (``lowerdir=L1:L2,upperdir=U,workdir=W[,allow_other]``, and
+``uidmapping=``/``gidmapping=`` for a nested user namespace: rootless.fuse_overlay.idshift),
 mounts with pyfuse3 (directly through /dev/fuse as root, also inside a user namespace; through
 fusermount3 otherwise), tells the parent that the mount is live through an inherited pipe fd, and
 runs until SIGTERM/SIGINT (then unmounts) or until the mountpoint is unmounted from outside.
@@ -49,6 +50,9 @@ class MountConfig:
     # tuning knobs, for measuring each one (bench/overlay): -o timeout=SECONDS,keep_cache=0
     timeout: float | None = None
     keep_cache: bool = True
+    # id shifting (rootless.fuse_overlay.idshift): -o uidmapping=C:H:S[:...],gidmapping=...
+    uid_map: tuple = ()
+    gid_map: tuple = ()
 
 
 def _split_lowers(value: str) -> list[str]:
@@ -85,6 +89,13 @@ def parse_options(opts: list[str], mountpoint: str) -> MountConfig:
                 work = value
             elif key == "timeout":
                 knobs["timeout"] = float(value)
+            elif key in ("uidmapping", "gidmapping"):
+                from rootless.fuse_overlay import idshift
+
+                try:
+                    knobs[key[:3] + "_map"] = idshift.parse(value)
+                except ValueError as e:
+                    raise OptionError(str(e)) from None
             elif key == "keep_cache":
                 knobs["keep_cache"] = value not in ("0", "no", "false")
             elif key in PASSTHROUGH:
@@ -141,6 +152,10 @@ def run(cfg: MountConfig, ready_fd: int | None = None) -> int:
         knobs = {"keep_cache": cfg.keep_cache}
         if cfg.timeout is not None:
             knobs["timeout"] = cfg.timeout
+        if cfg.uid_map or cfg.gid_map:
+            from rootless.fuse_overlay.idshift import IdShift
+
+            knobs["shift"] = IdShift(cfg.uid_map, cfg.gid_map)
         ops = OverlayOps(cfg.lowerdirs, cfg.upperdir, cfg.workdir, **knobs)
         options = set(pyfuse3.default_options) | cfg.fuse_options
         options |= {"fsname=rootless-overlay", "subtype=overlay", "default_permissions"}

@@ -42,6 +42,7 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
         *,
         timeout: float = TIMEOUT,
         keep_cache: bool = True,
+        shift=None,
     ):
         super().__init__()
         self.timeout = timeout
@@ -49,6 +50,7 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
         self.table = InodeTable()
         self.hardlinks = HardlinkIndex()
         self.euid = os.geteuid()
+        self.shift = shift  # rootless.fuse_overlay.idshift.IdShift: on-disk ids <-> the caller's
         upper = os.open(upperdir, layers.O_DIR_PATH)
         lowers = [(i + 1, os.open(p, layers.O_DIR_PATH)) for i, p in enumerate(lowerdirs)]
         wd = os.open(workdir, layers.O_DIR_PATH)
@@ -154,8 +156,9 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
         elif node.unlinked:
             nlink = 0
         e.st_nlink = nlink
-        e.st_uid = st.st_uid
-        e.st_gid = st.st_gid
+        e.st_uid, e.st_gid = (
+            self.shift.out(st.st_uid, st.st_gid) if self.shift else (st.st_uid, st.st_gid)
+        )
         e.st_rdev = st.st_rdev
         e.st_size = st.st_size
         e.st_blksize = st.st_blksize
@@ -182,8 +185,12 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
 
     def _owner(self, d: Node, ctx) -> tuple[int, int]:
         dst = self._stat(d)
-        gid = dst.st_gid if dst.st_mode & stat.S_ISGID else ctx.gid
-        return ctx.uid, gid
+        sh = self.shift
+        if dst.st_mode & stat.S_ISGID:
+            gid = dst.st_gid
+        else:
+            gid = sh.disk_gid(ctx.gid) if sh else ctx.gid
+        return (sh.disk_uid(ctx.uid) if sh else ctx.uid), gid
 
     def _create_at(self, d: Node, name: bytes, ctx, make, *, is_dir=False, mode=None):
         """Create ``name`` in dir ``d`` through ``make(dirfd, name)``; handles whiteouts, owner."""
@@ -298,8 +305,7 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
             or fields.update_mtime
         )
         if fields.update_uid or fields.update_gid or only_ctime:
-            uid = attr.st_uid if fields.update_uid else -1
-            gid = attr.st_gid if fields.update_gid else -1
+            uid, gid = self._chown_ids(attr, fields)
             os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
         if fields.update_mode:
             os.chmod(name, stat.S_IMODE(attr.st_mode), dir_fd=fd)
@@ -310,6 +316,13 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
             os.utime(name, ns=(at, mt), dir_fd=fd, follow_symlinks=False)
         return self._entry(node)
 
+    def _chown_ids(self, attr, fields) -> tuple[int, int]:
+        uid = attr.st_uid if fields.update_uid else -1
+        gid = attr.st_gid if fields.update_gid else -1
+        if self.shift is not None:
+            uid, gid = self.shift.disk_uid(uid), self.shift.disk_gid(gid)
+        return uid, gid
+
     def _setattr_fd(self, node, attr, fields, fh):
         fd = fh if fh in self.handles else next((f for f in node.open_fds if f >= 0), None)
         if fd is None:
@@ -317,11 +330,7 @@ class OverlayOps(CopyUpMixin, DirsMixin, NamesMixin, RenameMixin, XattrsMixin, p
         if fields.update_size:
             os.ftruncate(fd, attr.st_size)
         if fields.update_uid or fields.update_gid:
-            os.fchown(
-                fd,
-                attr.st_uid if fields.update_uid else -1,
-                attr.st_gid if fields.update_gid else -1,
-            )
+            os.fchown(fd, *self._chown_ids(attr, fields))
         if fields.update_mode:
             os.fchmod(fd, stat.S_IMODE(attr.st_mode))
         if fields.update_atime or fields.update_mtime:

@@ -43,7 +43,7 @@ class Prestarted:
         """In setup: only the monitor that started the daemon (our parent) can hand it over."""
         return not self.claimed and self.chan is not None and os.getppid() == self.owner
 
-    def mount(self, lowers: list[str], upper: str, work: str, mountpoint: str):
+    def mount(self, lowers: list[str], upper: str, work: str, mountpoint: str, extra=()):
         """In setup: mount the root on a fresh /dev/fuse fd and hand the fd to the daemon."""
         from rootless import syscalls as sc
         from rootless.errors import ContainerError
@@ -68,7 +68,7 @@ class Prestarted:
             except OSError as e:
                 raise ContainerError(f"cannot mount fuse-overlay: {e.strerror}") from None
             # allow_other: container users other than root; only processes in this userns qualify
-            opts = ",".join(mount_options(lowers, upper, work, ["allow_other"]))
+            opts = ",".join(mount_options(lowers, upper, work, ["allow_other", *extra]))
             chan, self.chan = self.chan, None
             sent = chan.send(MountFuse(os.getpid(), opts, fuse))
             chan.close()

@@ -102,7 +102,7 @@ def create(opts: RunOptions) -> tuple[plan.Plan, state.ContainerRecord]:
     saved = replace(plan.saved_options(p.opts), labels={**image_labels, **p.opts.labels})
     try:
         rec = state.create(opts.image, p.image.id, name=opts.name, rm=opts.rm,
-                           storage_driver=opts.storage_driver, run=saved)  # fmt: skip
+                           storage_driver=p.opts.storage_driver, run=saved)  # fmt: skip
         if opts.cidfile:
             _write_cidfile(opts.cidfile, rec)
     except BaseException:

@@ -127,6 +127,12 @@ def _joiner_main(req: _Request, pidfd: int, flags: int, chan: Channel, cli_end: 
     except OSError as ex:
         raise ContainerError(f"cannot join the container's namespaces: {ex}") from None
     os.close(pidfd)
+    if (
+        os.getuid() != 0
+    ):  # a nested user namespace (--userns=keep-id...): be its root, as the init was
+        os.setresgid(0, 0, 0)
+        os.setgroups([])
+        os.setresuid(0, 0, 0)
     child = process.fork(
         lambda: _process_main(req, chan),
         pdeathsig=None if req.detach else signal.SIGKILL,  # -d: the process lives on without us

@@ -50,6 +50,8 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     rootfs.setup(rootfs_cfg)
     proc = launch.process
     user = spec.resolve_user(proc.user)
+    if plan.userns is not None and plan.userns.mode in ("auto", "uidmap"):
+        user.groups = [g for g in user.groups if g != user.gid]  # podman 4.3 adds no primary gid
     env = dict(proc.env)
     env.setdefault("HOME", user.home)
     _stdio(chan, stdio, user, plan.opts)

@@ -178,9 +178,27 @@ def _host_config(rec, run) -> dict:
         "SecurityOpt": list(run.security_opts) if run else [],
         "Init": bool(run and run.init),
         "RestartPolicy": _restart_policy(run),
+        **_userns(run),
         **resource_limits(rec),
         "Ulimits": ulimits.inspect(run.ulimits) if run else [],
     }
+
+
+def _userns(run) -> dict:
+    """podman's UsernsMode ("private" for a nested namespace, "" for the default) and IDMappings
+    (its maps, "container:host:size" with host ids of rootless's namespace; null by default)."""
+    from rootless.runtime import usermode
+
+    if run is None or not usermode.wanted(run):
+        return {"UsernsMode": "", "IDMappings": None}
+    try:
+        m = usermode.resolve(run)
+    except Exception:  # noqa: BLE001 - the subordinate ids changed since: show what was asked
+        m = None
+    if m is None:
+        return {"UsernsMode": "private", "IDMappings": None}
+    return {"UsernsMode": "private",
+            "IDMappings": {"UidMap": m.map_strings("uid"), "GidMap": m.map_strings("gid")}}  # fmt: skip
 
 
 def _restart_policy(run) -> dict:

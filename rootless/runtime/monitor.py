@@ -57,8 +57,9 @@ class Monitor:
         self.launch = launch = plan.launch(self.plan, rec)
         os.makedirs(rec.run_dir, mode=0o700, exist_ok=True)
         volatile = o.volatile or (o.rm and not self.detached)
+        shift = self.plan.userns.options() if self.plan.userns else ()  # ids shifted by the overlay
         self.storage = Storage(
-            o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile
+            o.storage_driver, list(self.plan.image.layer_dirs), rec.dir, volatile, shift
         )
         self.storage.prepare_host()
         rootfs.rewrite(
@@ -189,7 +190,10 @@ class Monitor:
             net = self.net
             net.connect(pid, rec, self.plan.network_options["endpoints"], published)
         else:
-            self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{pid}/ns/user",
+            # a nested user namespace (--userns=keep-id...): the helper runs as root of setup's,
+            # which owns the nested one (as root of the nested one it could not reach the init)
+            owner = self.setup.pid if self.plan.userns is not None else pid
+            self.net = net = mode.start(self.plan.network, f"/proc/{pid}/ns/net", f"/proc/{owner}/ns/user",
                                         rec.run_dir, self.plan.network_options, published)  # fmt: skip
         self._write_etc(net)
         rec.net = net.to_dict()

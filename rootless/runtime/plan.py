@@ -64,6 +64,8 @@ class Plan(NamedTuple):
     volumes: tuple = ()  # rootless.volumes.mounts.VolumeUse
     # pods (rootless.pods): what a pod's container joins (rootless.pods.members.Join), else None
     pod: object | None = None
+    # a nested user namespace's maps (rootless.runtime.usermode.UsernsMode), None for the default
+    userns: object | None = None
 
     def namespace(self, type_: str) -> Namespace | None:
         return next((ns for ns in self.namespaces if ns.type == type_), None)
@@ -131,6 +133,9 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     sec = security.of_options(opts)
     runflags.check(opts)
     image = image or _image(opts, image_id)
+    userns = None
+    if opts.userns or opts.uidmap or opts.gidmap or opts.subuidname or opts.subgidname:
+        opts, userns = _userns(opts, image, mode, join)
     vol_reqs, image_tmpfs = [], []
     if opts.volumes or opts.mounts or opts.volumes_from or _declares_volumes(image):
         from rootless.volumes import mounts as volume_mounts
@@ -150,7 +155,45 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
         mounts += vmounts
     return Plan(opts=opts, image=image, security=sec, network=mode,
                 network_options=net_opts, mounts=tuple(mounts), namespaces=tuple(namespaces),
-                cgroup=cgroup, init=TINI if opts.init else None, volumes=uses, pod=join)  # fmt: skip
+                cgroup=cgroup, init=TINI if opts.init else None, volumes=uses, pod=join,
+                userns=userns)  # fmt: skip
+
+
+def _userns(opts: spec.RunOptions, image: Image, mode: str, join):
+    """The nested user namespace's maps (rootless.runtime.usermode) and the options they imply:
+    keep-id's user, auto's range (kept for later starts), the fuse overlay for the id shift."""
+    from rootless.runtime import usermode
+
+    flag = f"--userns={opts.userns}" if opts.userns else "--uidmap/--gidmap/--subuidname"
+    if join is not None or opts.pod:
+        raise ContainerError(f"{flag} cannot be used with --pod: a pod's containers share its "
+                             "user namespace")  # fmt: skip
+    if mode in ("container", "bridge"):
+        what = "--network container:" if mode == "container" else "--network NAME (a network)"
+        raise ContainerError(f"{flag} cannot be used with {what}: that user namespace is shared")
+    if opts.storage_driver == "vfs":
+        raise ContainerError(f"{flag} needs the overlay or fuse-overlay storage driver: vfs would "
+                             "copy every layer (use --storage-driver fuse-overlay)")  # fmt: skip
+    others = ()
+    if opts.userns.startswith("auto") and not opts.uidmap:  # the ranges other auto ones took
+        from rootless.runtime import state
+
+        others = [
+            usermode.resolve(r.run).uid_map
+            for r in state.list_records()
+            if r.run is not None and r.run.userns.startswith("auto") and r.run.uidmap
+        ]
+    m = usermode.resolve(opts, image.layer_dirs, others)
+    if m is None:
+        return opts, None
+    changes: dict = {}
+    if m.user and opts.user is None:
+        changes["user"] = m.user
+    if m.mode == "auto" and not opts.uidmap:  # kept in the record: the same range on every start
+        changes.update(uidmap=m.map_strings("uid"), gidmap=m.map_strings("gid"))
+    if opts.storage_driver == "overlay":  # the kernel's cannot shift ids without a copy
+        changes["storage_driver"] = "fuse-overlay"
+    return (replace(opts, **changes) if changes else opts), m
 
 
 def _declares_volumes(image: Image) -> bool:
@@ -216,7 +259,8 @@ def launch(plan: Plan, rec) -> Launch:
                               privileged=o.privileged, init=plan.init, workdir=proc.cwd,
                               new_netns=plan.namespace("network") is not None,
                               workdir_create=o.workdir in (None, image_wd), container_id=rec.id,
-                              user=proc.user)  # fmt: skip
+                              user=proc.user,
+                              passwd=plan.userns.passwd if plan.userns else None)  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
     need_go = plan.network not in ("none", "host", "container") or need_cgroup

@@ -69,6 +69,10 @@ class RootfsConfig:
     workdir_create: bool = True  # the image defines the workdir: make it if missing (else exit 126)
     container_id: str = ""
     user: str = ""  # the process's user[:group]: a numeric uid unknown to /etc/passwd gets an entry
+    passwd: tuple[str, str] | None = None  # --userns=keep-id: that entry's (name, gecos), as podman
+    # host paths are /proc/self/fd/N, opened by the holder (rootless.runtime.hostpaths): root is
+    # a mount point already, and the passwd/group copies are among etc_files
+    pinned: bool = False
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -336,8 +340,10 @@ def setup(cfg: RootfsConfig) -> None:
     first process, root in the user namespace, in a fresh mount namespace."""
     root = cfg.root
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    # pivot_root needs the new root to be a mount point; a bind of it onto itself makes sure.
-    sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+    # pivot_root needs the new root to be a mount point; a bind of it onto itself makes sure
+    # (a pinned root is one: a bind over it would not be seen through its fd)
+    if not cfg.pinned:
+        sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
     _mount_proc(root)
     _mount_sys(root, cfg.new_netns)
     _mount_dev(root)
@@ -394,21 +400,38 @@ def setup(cfg: RootfsConfig) -> None:
 def _passwd_entries(cfg: RootfsConfig) -> None:
     """As podman: a numeric uid that the image's /etc/passwd lacks gets an entry (name = the uid,
     home = the workdir), and its group one in /etc/group, in copies in the container's runtime dir
-    bind-mounted over the image's files (the container's upper dir is left alone)."""
+    bind-mounted over the image's files (the container's upper dir is left alone). With `pinned`
+    paths the namespace holder made the copies already (they are among cfg.etc_files)."""
+    if cfg.pinned:
+        return
+    for cpath, copy in passwd_copies(cfg):
+        sc.mount(copy, secure_join(cfg.root, cpath), None, sc.MS_BIND)
+
+
+def passwd_copies(cfg: RootfsConfig) -> list[tuple[str, str]]:
+    """Write the copies _passwd_entries mounts; [(container path, copy)]."""
     uname, _, gname = (cfg.user or "").partition(":")
     if not uname.isdigit() or uname == "0":
-        return
+        return []
     root = cfg.root
     run_dir = os.path.dirname(cfg.etc_files.get("/etc/hostname", ""))
     if not run_dir:
-        return
+        return []
     uid = int(uname)
     gid = int(gname) if gname.isdigit() else 0
-    for name, exists, line in (
+    entries = (
         ("passwd", lambda f: f[2:3] == [uname], f"{uid}:*:{uid}:{gid}:container user:{cfg.workdir}:/bin/sh"),
         ("group", lambda f: f[2:3] == [str(gid if gname else uid)],
          f"{gid}:x:{gid}:{uid}" if gname.isdigit() else f"{uid}:x:{uid}:"),
-    ):  # fmt: skip
+    )  # fmt: skip
+    if cfg.passwd is not None:  # keep-id: the user's name (podman's keep-id entries)
+        who, gecos = cfg.passwd
+        entries = (
+            ("passwd", entries[0][1], f"{who}:*:{uid}:{gid}:{gecos}:{cfg.workdir}:/bin/sh"),
+            ("group", lambda f: f[2:3] == [str(gid)], f"{who}:x:{gid}:{who}"),
+        )
+    out = []
+    for name, exists, line in entries:
         if name == "group" and gname and not gname.isdigit():
             continue
         target = secure_join(root, f"/etc/{name}")
@@ -422,7 +445,8 @@ def _passwd_entries(cfg: RootfsConfig) -> None:
         copy = os.path.join(run_dir, name)
         with open(copy, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
-        sc.mount(copy, target, None, sc.MS_BIND)
+        out.append((f"/etc/{name}", copy))
+    return out
 
 
 def mask_paths() -> None:

@@ -64,7 +64,7 @@ class _Setup:
         from rootless.volumes import firstuse
 
         try:
-            firstuse.prepare(self.plan.volumes, root, self.launch.process.user)
+            firstuse.prepare(self.plan.volumes, root, self.launch.process.user, self.plan.userns)
         except Exception as e:
             self.chan.fail(getattr(e, "exit_code", EXIT_RUNTIME), f"preparing the volumes: {e}")
             return False
@@ -75,11 +75,24 @@ class _Setup:
         if daemon is not None:
             self.chan.send(Pid("daemon", daemon.pid))
         chan, stdio = self.chan, self.stdio
-        self.holder = process.fork(
-            lambda: nsholder.main(self.plan, self.launch, rootfs, chan, stdio),
-            report=chan.fail,
-            context="creating the container's namespaces",
-        )
+        nested = self.plan.userns
+        pipes = (*os.pipe(), *os.pipe()) if nested is not None else ()  # ready r/w, go r/w
+        theirs = (pipes[1], pipes[2]) if pipes else None
+        try:
+            self.holder = process.fork(
+                lambda: nsholder.main(self.plan, self.launch, rootfs, chan, stdio,
+                                      _only(theirs, pipes)),
+                report=chan.fail,
+                context="creating the container's namespaces",
+            )  # fmt: skip
+        finally:
+            for fd in theirs or ():
+                os.close(fd)
+        if pipes:
+            try:
+                nsholder.write_maps(self.holder.pid, nested, (pipes[0], pipes[3]))
+            except Exception as e:  # the holder reads EOF and fails; it is reaped below
+                self.chan.fail(getattr(e, "exit_code", EXIT_RUNTIME), str(e))
         if self.orphaned:
             self.holder.kill()
         close_all(chan, *(stdio or ()))
@@ -94,6 +107,16 @@ class _Setup:
                     self.storage.remove()
                 except OSError as e:
                     os.write(2, f"WARNING: removing the container's storage: {e}\n".encode())
+
+
+def _only(keep, fds):
+    """In the holder: close the pipe ends that are setup's; return ours."""
+    if keep is None:
+        return None
+    for fd in fds:
+        if fd not in keep:
+            os.close(fd)
+    return keep
 
 
 def _wait(holder: process.Child, daemon) -> int:

@@ -92,6 +92,14 @@ class RunOptions:
     # nproc (rootless.runtime.ulimits), so a record keeps the limits every start applies
     ulimits: list[str] = field(default_factory=list)
     cidfile: str | None = None  # --cidfile: the id is written there when the container is made
+    # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
+    # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
+    # --subuidname/--subgidname
+    userns: str = ""
+    uidmap: list[str] = field(default_factory=list)
+    gidmap: list[str] = field(default_factory=list)
+    subuidname: str | None = None
+    subgidname: str | None = None
 
 
 @dataclass

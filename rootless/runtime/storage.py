@@ -24,7 +24,8 @@ DRIVERS = ("overlay", "fuse-overlay", "vfs")
 
 
 class Storage:
-    def __init__(self, driver: str, layer_dirs: list[str], cdir: str, volatile: bool = False):
+    def __init__(self, driver: str, layer_dirs: list[str], cdir: str, volatile: bool = False,
+                 fuse_options: tuple[str, ...] = ()):  # fmt: skip
         if driver not in DRIVERS:
             raise ContainerError(
                 f"unknown storage driver {driver!r}: use overlay, fuse-overlay or vfs"
@@ -40,6 +41,8 @@ class Storage:
         # kernel overlay: mount with `volatile` (no syncs to the upper fs, none at unmount), for an
         # upper dir that is removed after one use (a foreground --rm run; podman does the same)
         self.volatile = volatile
+        # fuse-overlay: uidmapping=/gidmapping= for a nested user namespace (rootless.runtime.usermode)
+        self.fuse_options = tuple(fuse_options)
 
     def prepare_host(self) -> None:
         """Create the container's storage dirs as the host user (= container root)."""
@@ -61,9 +64,10 @@ class Storage:
             lowers = list(reversed(self.layers))
             pre = prestart.claim()
             if pre is not None:
-                self.proc = pre.mount(lowers, self.upper, self.work, self.merged)
+                self.proc = pre.mount(lowers, self.upper, self.work, self.merged, self.fuse_options)
             else:
-                self.proc = _spawn_fuse(lowers, self.upper, self.work, self.merged)
+                self.proc = _spawn_fuse(lowers, self.upper, self.work, self.merged,
+                                        extra=self.fuse_options)  # fmt: skip
             return self.merged
         return self._vfs()
 
@@ -150,13 +154,14 @@ class Storage:
                 remove_tree(d)
 
 
-def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0):
+def _spawn_fuse(lowers: list[str], upper: str, work: str, mountpoint: str, timeout: float = 30.0,
+                extra: tuple[str, ...] = ()):  # fmt: skip
     """Start the fuse-overlay daemon in the foreground with PDEATHSIG; return once the mount is live."""
     from rootless import fuse_overlay
 
     # allow_other: container users other than root; only processes in this userns qualify
     return fuse_overlay.spawn(
-        lowers, upper, work, mountpoint, options=["allow_other"], timeout=timeout,
+        lowers, upper, work, mountpoint, options=["allow_other", *extra], timeout=timeout,
         new_session=False, pdeathsig=signal.SIGKILL,
     )  # fmt: skip
 

@@ -36,6 +36,17 @@ def _user_ids(root: str, user: str) -> tuple[int, int]:
     return u.uid, u.gid
 
 
+def _outer(userns, uid, gid):
+    """Container ids as setup's namespace has them (a nested user namespace's maps)."""
+    if userns is None:
+        return uid, gid
+    from rootless.runtime.usermode import in_nested
+
+    u = None if uid is None else in_nested(userns.uid_map, uid)
+    g = None if gid is None else in_nested(userns.gid_map, gid)
+    return (uid if u is None else u), (gid if g is None else g)
+
+
 def _copy_up(src: str, dst: str) -> None:
     from rootless import process
 
@@ -73,7 +84,9 @@ def _first(vol, use, target: str, ids) -> dict:
         changes["needs_copy_up"] = False
     if vol.needs_chown:
         uid, gid = vol.owner()
-        if uid is None and gid is None:
+        if uid is not None or gid is not None:
+            uid, gid = ids.outer(uid, gid)
+        else:
             uid, gid = ids()
             if is_dir:  # podman: the image's directory gives its owner, mode and times
                 uid, gid = st.st_uid, st.st_gid
@@ -84,17 +97,20 @@ def _first(vol, use, target: str, ids) -> dict:
     return changes
 
 
-def prepare(uses, root: str, user: str) -> None:
-    """Do each volume's first-use work (see the module docstring); ContainerError on failure."""
+def prepare(uses, root: str, user: str, userns=None) -> None:
+    """Do each volume's first-use work (see the module docstring); ContainerError on failure.
+    `userns`: the container's nested maps (rootless.runtime.usermode.UsernsMode): its container
+    ids are then written as the ids of setup's namespace they stand for."""
     from rootless.runtime.rootfs import secure_join
 
     cache: list[tuple[int, int]] = []
 
     def ids() -> tuple[int, int]:
         if not cache:
-            cache.append(_user_ids(root, user))
+            cache.append(_outer(userns, *_user_ids(root, user)))
         return cache[0]
 
+    ids.outer = lambda u, g: _outer(userns, u, g)
     for use in uses:
         vol = store.find(use.name)
         if vol is None:
