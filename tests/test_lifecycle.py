@@ -246,7 +246,7 @@ def test_rm_force_all_and_prune(rl):
 
 
 def test_run_d_rm_removes_itself(rl):
-    cid = run_d(rl, "--rm", *NONE, rl.img, "sh", "-c", "sleep 0.5; exit 4")
+    cid = run_d(rl, "--rm", *NONE, rl.img, "sh", "-c", "sleep 3; exit 4")
     assert rl("wait", cid, check=True).stdout == "4\n"
     poll(lambda: rl("ps", "-aq").stdout == "", timeout=30)
     assert cid not in leftovers(rl)
