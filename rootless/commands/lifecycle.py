@@ -348,7 +348,7 @@ for _name, _cmd in (
     container.add_command(_cmd, name=_name)
 for _name, _mod, _attr in (("create", "create", "create"), ("init", "create", "init"),
                            ("commit", "commit", "commit"), ("diff", "history", "container_diff"),
-                           ("export", "commit", "export")):  # fmt: skip
+                           ("export", "commit", "export"), ("cp", "cp", "cp")):  # fmt: skip
     container.add_command(
         getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name
     )
