@@ -322,3 +322,28 @@ def test_stdin_that_is_no_tar(engines):
 
     assert both(engines, go) == (
         125, "Error: source must be a (compressed) tar archive when copying from stdin\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("driver", ["overlay", "fuse-overlay", "vfs"])
+def test_stopped_containers_on_each_storage_driver(engines, busybox_ref, driver):
+    """rootless alone: a created container's storage is mounted for the copy, then let go (no fuse
+    daemon or mount stays); a copy within one stopped container works too; the container then
+    runs on what was copied."""
+    from support import leftovers
+
+    rl = engines["rootless"]
+    name = f"sd-{driver}"
+    rl("--storage-driver", driver, "create", "--name", name, *NONE, busybox_ref,
+       "cat", "/tmp/d/a", "/tmp/d/sub/b", "/tmp/pw", check=True)  # fmt: skip
+    cp(rl, "@/h/d", f"{name}:/tmp/")
+    cp(rl, f"{name}:/etc/passwd", f"{name}:/tmp/pw")
+    got = {x[0] for x in in_ctr(rl, name, "/tmp")}
+    assert got >= {"tmp/d/a", "tmp/d/sub/b", "tmp/pw"}
+    cid = rl("inspect", "-f", "{{.Id}}", name, check=True).stdout.strip()
+    assert [m for m in leftovers.mounts(rl) if cid in m] == []  # gone with the copier
+    r = rl("start", "-a", name)
+    assert (r.returncode, r.stdout.split("\n")[:3]) == (
+        0,
+        ["x", "y", "root:x:0:0:root:/root:/bin/sh"],
+    )
+    rl("rm", name, check=True)

@@ -126,6 +126,7 @@ def _mounted(rec, layers: list[str], chan: Channel, mine: Channel, req: dict) ->
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     storage = Storage(rec.storage_driver, layers, rec.dir)
     root = storage.mount()
+    host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in rec.mounts:
             if m.get("kind") != "bind" or not m.get("source"):
@@ -136,6 +137,8 @@ def _mounted(rec, layers: list[str], chan: Channel, mine: Channel, req: dict) ->
         os.chroot(root)
         return serve(chan, req)
     finally:
+        os.fchdir(host_root)  # back out of the container: unmounting reads the host's /proc
+        os.chroot(".")
         storage.unmount()
 
 
