@@ -52,7 +52,8 @@ def engines(tmp_path_factory, registry, busybox_ref):
             e("create", "--name", "cr", *NONE, busybox_ref, "sleep", "1000", check=True)
             links = (f"ln -s /../../../../..{e.work} /tmp/esc; "
                      f"ln -s ../../../../../..{e.work}/secret /tmp/esc2; ln -s /etc /tmp/etclink; "
-                     "mkdir /tmp/q /tmp/q/f; echo z > /tmp/z")  # fmt: skip
+                     "mkdir /tmp/q /tmp/q/f; echo z > /tmp/z; ln -s /tmp/tgt /tmp/dang; "
+                     "ln -s /nonexist/x /tmp/dang2")  # fmt: skip
             e("run", "-d", "--name", "rn", *NONE, "--tmpfs", "/tt", "-v", f"{e.work}/vol:/vol",
               busybox_ref, "sh", "-c", f"{links}; exec sleep 1000", check=True)  # fmt: skip
             e("run", "-d", "--name", "usr", *NONE, "--user", "1000:1000", busybox_ref,
@@ -154,6 +155,7 @@ TO_CONTAINER = [
     ("file-onto-file", ["@/h/f", "rn:/tmp/z"], ("rn", "/tmp/z")),
     ("through-inner-symlink", ["@/h/f", "rn:/tmp/etclink/"], ("rn", "/etc/f")),
     ("dotdot-stays-inside", ["@/h/f", "rn:/../../tmp/dd"], ("rn", "/tmp/dd")),
+    ("through-dangling-symlink", ["@/h/f", "rn:/tmp/dang"], ("rn", "/tmp/tgt")),
     ("into-tmpfs", ["@/h/d", "rn:/tt/"], ("rn", "/tt/d")),
     ("into-exited", ["@/h/d", "ex:/tmp/"], ("ex", "/tmp/d")),
     ("archive-default-owner", ["@/h/d", "usr:/tmp/da"], ("usr", "/tmp/da")),
@@ -292,6 +294,7 @@ ERRORS = [
     (["rn:/nosuch", "@/out"], 'Error: "/nosuch" could not be found on container rn: no such file or directory'),
     (["cr:/nosuch", "@/out"], 'Error: "/nosuch" could not be found on container cr: no such file or directory'),
     (["@/h/f", "rn:/tmp/no/such"], 'Error: "/tmp/no/such" could not be found on container rn: no such file or directory'),
+    (["@/h/f", "rn:/tmp/dang2"], 'Error: "/tmp/dang2" could not be found on container rn: no such file or directory'),
     (["@/h/f", "cr:/tmp/nodir/"], 'Error: "/tmp/nodir/" could not be found on container cr: no such file or directory'),
     (["rn:/etc/passwd", "@/out/nodir/"], 'Error: "@/out/nodir/" could not be found on the host: no such file or directory'),
     (["@/h/f", "@/out/x"], "Error: name or ID cannot be empty"),
@@ -347,3 +350,16 @@ def test_stopped_containers_on_each_storage_driver(engines, busybox_ref, driver)
         ["x", "y", "root:x:0:0:root:/root:/bin/sh"],
     )
     rl("rm", name, check=True)
+
+
+def test_trailing_slashes(engines):
+    """podman cleans a container path (a file's `PATH/` is the file) but puts nothing into a file
+    named as a directory."""
+
+    def go(e):
+        os.makedirs(f"{e.work}/out/slash")
+        got = cp(e, "rn:/etc/passwd/", "@/out/slash/", check=False).returncode
+        put = cp(e, "@/h/f", "rn:/tmp/z/", check=False).returncode
+        return got, put, host_listing(f"{e.work}/out/slash"), in_ctr(e, "rn", "/tmp/z")
+
+    assert both(engines, go)[:2] == (0, 125)

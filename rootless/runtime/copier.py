@@ -8,7 +8,8 @@ mapping and its own mount namespace, mounts the container's storage as the runti
 volumes and bind mounts, and chroots into it. Either way a symlink in the container resolves inside
 the container: an absolute one from the container's root, `..` never above it.
 
-The CLI sends ``CopyOp`` messages over a channel: ``stat`` (what a path is), ``get`` (a tar of a
+The CLI sends ``CopyOp`` messages over a channel: ``stat`` (what a path is), ``resolve`` (where
+a path that may not exist leads: a dangling symlink is written through, as podman does), ``get`` (a tar of a
 path to the fd sent with it, every entry owned by the container's user, as podman's copier chowns
 them) and ``put``
 (extract the tar on the fd into a directory, owned by the container's user with --archive, else as
@@ -49,6 +50,8 @@ def _do(msg: CopyOp, req: dict) -> dict:
     opts = json.loads(msg.options or "{}")
     if msg.op == "stat":
         return archive.stat_path(msg.path, req["cwd"])
+    if msg.op == "resolve":  # where a path leads, symlinks followed, even if it does not exist
+        return {"resolved": os.path.realpath(os.path.join(req["cwd"], msg.path))}
     if msg.op == "get":
         archive.write_tar(msg.path, os.dup(msg.fd), top=opts.get("top"), owner=_owner(req["user"]),
                           exclude=True, ignore_unreadable=req["running"])  # fmt: skip

@@ -93,12 +93,13 @@ def _dest_in_container(cop: Copier, name: str, path: str, src_is_dir: bool, src_
             raise ContainerError(
                 f'"{path}" could not be found on container {name}: {_reason(e.errno, str(e))}'
             ) from None
-        parent = _ctr_stat(cop, name, posixpath.dirname(path.rstrip("/")) or ".", path)
+        target = cop.call("resolve", path)["resolved"]  # a dangling symlink: its target
+        parent = _ctr_stat(cop, name, posixpath.dirname(target) or "/", path)
         if not parent["is_dir"]:
             raise ContainerError(
                 f'"{path}" could not be found on container {name}: not a directory'
             ) from None
-        return parent["resolved"], posixpath.basename(path.rstrip("/"))
+        return parent["resolved"], posixpath.basename(target)
     if info["is_dir"]:
         return info["resolved"], None if (src_is_dir and dot) else src_base
     if path.endswith("/"):
