@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import stat
 
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import archive, state
@@ -132,7 +133,7 @@ def to_container(host: str, name: str, path: str, *, archive_ids: bool, overwrit
     stdin = host == "-"
     if not stdin:
         try:
-            st_dir = os.path.isdir(host) if os.stat(host) else False
+            st_dir = stat.S_ISDIR(os.stat(host).st_mode)
         except OSError as e:
             raise _host_missing(host, e) from None
     cop = _open(name)
@@ -187,8 +188,7 @@ def from_container(name: str, path: str, host: str, *, overwrite: bool) -> None:
             cop.call("get", info["resolved"], 1, top=None if dot else src_base)
             return
         try:
-            host_dir = os.path.isdir(host) if os.stat(host) else False
-            if host_dir:
+            if stat.S_ISDIR(os.stat(host).st_mode):
                 dest, top = host, (None if dot else src_base)
             elif info["is_dir"]:
                 raise RootlessError("destination must be a directory when copying a directory")
