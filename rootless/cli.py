@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "create": ("rootless.commands.create", "create", "Create but do not start a container"),
     "init": ("rootless.commands.create", "init", "Initialize one or more containers"),
     "exec": (_CTR, "exec_", "Run a process in a running container"),
+    "cp": ("rootless.commands.cp", "cp", "Copy files/folders between a container and the local filesystem"),
     "ps": ("rootless.commands.ps", "ps", "List containers"),
     "logs": ("rootless.commands.logs", "logs", "Fetch the logs of a container"),
     "start": (_CTR, "start", "Start one or more stopped containers"),

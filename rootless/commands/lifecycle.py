@@ -386,7 +386,8 @@ for _name, _cmd in (
     container.add_command(_cmd, name=_name)
 for _name, _mod, _attr in (("create", "create", "create"), ("init", "create", "init"),
                            ("commit", "commit", "commit"), ("diff", "history", "container_diff"),
-                           ("export", "commit", "export"), ("rename", "rename", "rename")):  # fmt: skip
+                           ("export", "commit", "export"), ("rename", "rename", "rename"),
+                           ("cp", "cp", "cp")):  # fmt: skip
     container.add_command(
         getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name
     )

@@ -18,6 +18,9 @@ Who sends what (see docs/DEVELOPING.md, "Life of rootless run -d"):
   child); ``Failed`` there carries the unshare errno.
 - ``MountFuse(pid, options, fd)``: setup -> the early-started fuse-overlay daemon: the /dev/fuse fd
   of the mount setup made, setup's pid (whose namespaces the daemon joins) and the overlay options.
+- ``CopyOp(op, path, options, fd)`` / ``CopyDone(result)``: the `cp` CLI -> its copier in a
+  container (rootless.runtime.copier) and back: stat, get (a tar to fd) or put (a tar from fd),
+  options and result as JSON text; a failure is ``Failed`` with the errno.
 """
 
 from __future__ import annotations
@@ -66,8 +69,21 @@ class MountFuse(NamedTuple):
     fd: int = -1
 
 
-Message = Pid | Pty | Go | Ready | Started | Failed | MountFuse
-KINDS: dict[str, type] = {c.__name__: c for c in (Pid, Pty, Go, Ready, Started, Failed, MountFuse)}
+class CopyOp(NamedTuple):
+    op: str
+    path: str
+    options: str  # JSON
+    fd: int = -1
+
+
+class CopyDone(NamedTuple):
+    result: str  # JSON
+
+
+Message = Pid | Pty | Go | Ready | Started | Failed | MountFuse | CopyOp | CopyDone
+KINDS: dict[str, type] = {
+    c.__name__: c for c in (Pid, Pty, Go, Ready, Started, Failed, MountFuse, CopyOp, CopyDone)
+}
 _INTS = frozenset({"pid", "code", "errno"})  # the int fields; the others are text
 
 
