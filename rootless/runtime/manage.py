@@ -183,9 +183,18 @@ def stop_all(recs: list, timeout: float | None = None, sig: int | None = None) -
         s = runflags.stop_signal(rec.run) if sig is None else sig
         if init and state.signal_pid(init[0], init[1], s):
             waiting.append((init, start + t))
-    for init, deadline in waiting:
-        if not _poll(lambda i=init: not state.alive(*i), max(0.0, deadline - time.monotonic())):
-            state.signal_pid(init[0], init[1], signal.SIGKILL)
+    step = 0.02
+    while waiting:  # each is watched on its own deadline, not after the others
+        now = time.monotonic()
+        for init, deadline in list(waiting):
+            if not state.alive(*init):
+                waiting.remove((init, deadline))
+            elif now >= deadline:
+                state.signal_pid(init[0], init[1], signal.SIGKILL)
+                waiting.remove((init, deadline))
+        if waiting:
+            time.sleep(step)
+            step = min(step * 1.5, 0.1)
     return [wait_settled(rec) if is_running(rec) else rec for rec in recs]
 
 
