@@ -105,7 +105,7 @@ def test_commit_of_a_running_container_pauses_it(rootless, base):
         n = rootless("run", "--rm", "--network", "none", "frozen", "cat", "/count", check=True)
         assert int(n.stdout) > 0
     finally:
-        rootless("rm", "-f", "live", check=True)
+        rootless("rm", "-f", "-t", "0", "live", check=True)
 
 
 def test_export_and_import_round_trip(rootless, changed, tmp_path):

@@ -17,7 +17,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
     for name in ("c-alpha", "c-beta"):
         r("create", "--name", name, "--network", "none", busybox_ref, "true", check=True)
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 

@@ -309,7 +309,7 @@ def test_idle_exit_after_abandoned_wait(tmp_path, registry, busybox_ref):
         assert service.proc.wait(60) == 0
         assert store("ps", "-q", check=True).stdout.strip() == ctr.id[:12]
     finally:
-        store("rm", "-f", "-a")
+        store("rm", "-f", "-t", "0", "-a")
         service.stop()
         store.cleanup()
 

@@ -29,7 +29,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
     r("pull", busybox_ref, check=True)
     r.img = busybox_ref
     yield r
-    r("rm", "-af", timeout=120)
+    r("rm", "-af", "-t", "0", timeout=120)
     r.cleanup()
 
 
@@ -146,7 +146,7 @@ def test_auto_takes_a_free_range_and_keeps_it(rl):
             cp.stderr == "Error: creating container storage: could not find enough available IDs\n"
         )
     finally:
-        rl("rm", "-f", "a1", "a2")
+        rl("rm", "-f", "-t", "0", "a1", "a2")
 
 
 def test_uidmap_without_the_user_and_subuidname(rl, pm):

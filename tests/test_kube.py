@@ -28,7 +28,7 @@ def store(tmp_path_factory, registry, busybox_ref):
 def rl(store):
     yield store
     store("pod", "rm", "-af", "-t", "0", check=True, timeout=300)
-    store("rm", "-af", check=True, timeout=300)
+    store("rm", "-af", "-t", "0", check=True, timeout=300)
     store("volume", "prune", "-f", check=True)
     stores.assert_nothing_left(store)
 

@@ -34,7 +34,7 @@ def rl(store):
                 recs.append(config(store, cid))
             except AssertionError:
                 pass
-    store("rm", "-af", check=True, timeout=300)
+    store("rm", "-af", "-t", "0", check=True, timeout=300)
     assert_clean(store, recs)
 
 
@@ -171,7 +171,7 @@ def test_exec_into_non_root_container(rl, driver):
     assert cp.stdout.strip().startswith("/dev/pts/")
     assert rl("exec", "-d", "nr", "sh", "-c", "echo bg > /tmp/bg", check=True).stdout == ""
     poll(lambda: rl("exec", "nr", "cat", "/tmp/bg").stdout == "bg\n")
-    rl("rm", "-f", "nr", check=True)
+    rl("rm", "-f", "-t", "0", "nr", check=True)
     cp = rl("exec", "nr", "true")
     assert cp.returncode == 125 and "no container" in cp.stderr
 
@@ -205,7 +205,7 @@ def test_start_restart_on_the_preserved_upper_dir(rl):
     assert rl("exec", "keep", "cat", "/data", check=True).stdout == "run\nrun\n"
     assert rl("restart", "-t", "0", "keep", check=True).stdout == "keep\n"
     poll(lambda: rl("exec", "keep", "cat", "/data").stdout == "run\nrun\nrun\n")
-    rl("rm", "-f", "keep", check=True)
+    rl("rm", "-f", "-t", "0", "keep", check=True)
     # start -a: output and exit code of the container
     rl("run", "--name", "once", *NONE, rl.img, "sh", "-c", "echo hi; exit 3")
     cp = rl("start", "-a", "once")
@@ -240,7 +240,7 @@ def test_rm_force_all_and_prune(rl):
     assert rl("ps", "-aq", "--no-trunc", check=True).stdout == f"{a}\n"
     c = run_d(rl, *NONE, rl.img, "true")
     rl("wait", c, check=True)
-    out = rl("rm", "-f", "-v", "--all", check=True).stdout.split()
+    out = rl("rm", "-f", "-t", "0", "-v", "--all", check=True).stdout.split()
     assert sorted(out) == sorted([a, c])
     assert rl("ps", "-aq", check=True).stdout == ""
 
@@ -356,7 +356,7 @@ def test_a_record_written_before_typed_fields_still_works(rl):
     assert json.loads(rl("inspect", "old", check=True).stdout)[0] == before
     rl("start", "old", check=True)
     assert rl("exec", "old", "sh", "-c", "echo $V", check=True).stdout == "1\n"
-    rl("rm", "-f", "old", check=True)
+    rl("rm", "-f", "-t", "0", "old", check=True)
 
 
 # --- many at once ---------------------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_twenty_in_parallel_leave_nothing(rl):
     assert {d["State"] for d in data} == {"running"}
     recs = [config(rl, cid) for cid in ids]
     with ThreadPoolExecutor(20) as pool:
-        rms = list(pool.map(lambda i: rl("rm", "-f", f"p{i}", timeout=180), range(20)))
+        rms = list(pool.map(lambda i: rl("rm", "-f", "-t", "0", f"p{i}", timeout=180), range(20)))
     assert [r.returncode for r in rms] == [0] * 20, [r.stderr for r in rms]
     assert_clean(rl, recs)
 
@@ -498,7 +498,7 @@ def test_sigkill_everything_rm_cleans_up(rl):
     for role in ("monitor", "setup", "daemon"):
         os.kill(rec["pids"][role][0], 9)
     poll(lambda: json.loads(rl("ps", "-a", "--format", "json").stdout)[0]["State"] == "exited")
-    rl("rm", "-f", cid, check=True)
+    rl("rm", "-f", "-t", "0", cid, check=True)
     assert_clean(rl, [rec])
     assert our_procs(rl) == []
 

@@ -99,7 +99,7 @@ def test_two_containers_by_name_alias_and_ip(rl):
     out = run_py(rl, "--network", "other", code="import socket\ntry:\n    print(socket.gethostbyname('web'))\n"
                  "except OSError as e:\n    print('unknown', e.errno)\n")  # fmt: skip
     assert out.startswith("unknown")
-    rl("rm", "-f", "web", check=True)
+    rl("rm", "-f", "-t", "0", "web", check=True)
 
 
 def test_internal_network_cannot_reach_outside(rl):
@@ -122,7 +122,7 @@ def test_publish_to_a_container_on_a_network(rl):
        check=True)  # fmt: skip
     assert wait_for_http(f"http://127.0.0.1:{port}/index.html") == "published\n"
     assert rl("port", "srv").stdout.strip() == f"8000/tcp -> 127.0.0.1:{port}"
-    rl("rm", "-f", "srv", check=True)
+    rl("rm", "-f", "-t", "0", "srv", check=True)
     with pytest.raises(AssertionError):
         curl(f"http://127.0.0.1:{port}/index.html")  # the port went with the container
     assert_no_helper(rl)
@@ -221,5 +221,5 @@ def test_static_ip_taken_leaves_nothing(rl):
     assert "requested ip address 10.89.8.50 is already allocated to container ID" in cp.stderr
     status = rl("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "first").stdout.strip()
     assert status == "10.89.8.50"
-    rl("rm", "-f", "first", check=True)
+    rl("rm", "-f", "-t", "0", "first", check=True)
     assert_no_helper(rl)

@@ -164,4 +164,4 @@ def test_run_publish_all_uses_the_image_exposed_ports(rootless, image):
         )
         assert body == b"hello from run\n"
     finally:
-        rootless("rm", "-f", cid, check=True)
+        rootless("rm", "-f", "-t", "0", cid, check=True)

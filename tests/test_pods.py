@@ -24,7 +24,7 @@ def rl(store):
     """The module's store; after each test no pod, container, process or mount is left."""
     yield store
     store("pod", "rm", "-af", "-t", "0", check=True, timeout=300)
-    store("rm", "-af", check=True, timeout=300)
+    store("rm", "-af", "-t", "0", check=True, timeout=300)
     stores.assert_nothing_left(store)
 
 

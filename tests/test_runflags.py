@@ -74,7 +74,7 @@ def test_requires_starts_the_other_container_first(rl):
     rl("run", "-d", "--name", "needy2", "--network", "none", "--requires", "dep",
        rl.img, "true", check=True)  # fmt: skip
     assert inspect(rl, "needy2")["Dependencies"] == [inspect(rl, "dep")["Id"]]
-    rl("rm", "-f", "dep", "needy2", check=True)
+    rl("rm", "-f", "-t", "0", "dep", "needy2", check=True)
 
 
 BAD = [

@@ -78,7 +78,7 @@ def test_replace(rl, pm):
     assert rl("start", "-a", "r").stdout == "replaced\n"
     # --replace with a new name just creates
     rl("create", "--replace", "--name", "r2", *NONE, rl.img, "true", check=True)
-    rl("rm", "-f", "r", "r2", check=True)
+    rl("rm", "-f", "-t", "0", "r", "r2", check=True)
 
 
 def test_env_host(rl):

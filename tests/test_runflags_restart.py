@@ -71,7 +71,7 @@ def test_always_until_the_user_stops_it_and_start_resets_the_count(rl):
     assert settled(rl, "alw", None, timeout=0)["RestartCount"] == count
     rl("start", "alw", check=True)  # the user's start: podman counts from 0 again
     assert json.loads(rl("inspect", "alw").stdout)[0]["RestartCount"] == 0
-    rl("rm", "-f", "alw", check=True)
+    rl("rm", "-f", "-t", "0", "alw", check=True)
 
 
 def test_foreground_run_returns_and_the_container_restarts(rl):
@@ -96,5 +96,5 @@ def test_no_policy_shows_as_podman(rl, podman, registry):
         theirs = json.loads(podman("inspect", "p").stdout)[0]["HostConfig"]["RestartPolicy"]
         assert mine == theirs
         # unless-stopped runs `true` again and again (podman's does the same): remove it with -f
-        rl("rm", "-f", "p", check=True)
+        rl("rm", "-f", "-t", "0", "p", check=True)
         podman("rm", "-f", "p", check=True)

@@ -212,7 +212,7 @@ def test_early_started_daemon_is_used_or_reaped(rl):
     assert rl("run", "--rm", "localhost:1/none:1", "true", env=env).returncode == 125
     cid = rl("run", "-d", "--network", "none", rl.img, "sleep", "60", env=env, check=True).stdout
     assert len(_daemons(rl)) == 1  # the container's own, started by its monitor
-    rl("rm", "-f", cid.strip(), check=True)
+    rl("rm", "-f", "-t", "0", cid.strip(), check=True)
     _poll(lambda: _daemons(rl) == [])
     assert _mounts(rl) == []
 
@@ -242,7 +242,7 @@ def test_helper_interpreters_never_import_a_rootless_from_the_working_directory(
     )
     cid = run(*FUSE, "run", "-d", "--network", "none", rl.img, "sleep", "60").strip()
     assert rl("exec", cid, "echo", "ok", check=True).stdout == "ok\n"
-    rl("rm", "-f", cid, check=True)
+    rl("rm", "-f", "-t", "0", cid, check=True)
 
 
 @pytest.mark.parametrize("driver", ["overlay", "fuse-overlay"])

@@ -17,7 +17,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
     r("pull", "-q", busybox_ref, check=True)
     r.img = busybox_ref
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 

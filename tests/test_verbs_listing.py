@@ -29,7 +29,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
     r("run", "--name", "lab", *NONE, "localhost/labelled:1", "true", check=True)
     r("wait", "made", check=True)
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 

@@ -26,7 +26,7 @@ def store(tmp_path_factory, registry, busybox_ref):
 def rl(store):
     """The module's store; after each test no container, volume, process or mount is left."""
     yield store
-    store("rm", "-af", "-v", check=True, timeout=300)
+    store("rm", "-af", "-t", "0", "-v", check=True, timeout=300)
     store("volume", "rm", "-af", check=True)
     stores.assert_nothing_left(store)
     assert store("volume", "ls", "-q").stdout == ""

@@ -115,7 +115,7 @@ def store(tmp_path_factory, registry, python_ref, debian_ref):
         {"threads.py": THREADS_PY, "mp.py": MP_PY, "aio.py": AIO_PY, "hello.txt": "hello\n"},
     )
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 
@@ -129,7 +129,7 @@ def py(request, store, python_ref):
         "python3", "-m", "http.server", "8000", "--directory", "/w",
     )  # fmt: skip
     yield SimpleNamespace(name=name, url=f"http://127.0.0.1:{port}")
-    store("rm", "-f", name, timeout=120)
+    store("rm", "-f", "-t", "0", name, timeout=120)
 
 
 def test_python_http_server_on_published_port(store, py):

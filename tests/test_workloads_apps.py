@@ -35,7 +35,7 @@ def store(tmp_path_factory, registry, postgres_ref, nginx_ref, python_ref):
     )
     yield r
     r("pod", "rm", "-af", "-t", "0", timeout=300)
-    r("rm", "-af", "-v", timeout=300)
+    r("rm", "-af", "-t", "0", "-v", timeout=300)
     r("volume", "rm", "-af", timeout=300)
     r.cleanup()
 
@@ -43,7 +43,7 @@ def store(tmp_path_factory, registry, postgres_ref, nginx_ref, python_ref):
 def teardown(store, *pods, volumes=()):
     for p in pods:
         store("pod", "rm", "-f", "-t", "0", p, timeout=300)
-    store("rm", "-af", "-v", timeout=300)
+    store("rm", "-af", "-t", "0", "-v", timeout=300)
     for v in volumes:
         store("volume", "rm", "-f", v, timeout=300)
     poll(lambda: not leftovers.processes(store), timeout=30)

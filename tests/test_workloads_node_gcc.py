@@ -114,7 +114,7 @@ def store(tmp_path_factory, registry, node_ref, gcc_ref):
     files = {"server.js": SERVER_JS, "pbkdf2.js": PBKDF2_JS, "threads.c": THREADS_C, **PROJECT}
     r.src = write_files(str(tmp_path_factory.mktemp("src")), files)
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 
@@ -127,7 +127,7 @@ def node(request, store, node_ref):
         "-v", f"{store.src}:/src:ro", node_ref, "node", "/src/server.js",
     )  # fmt: skip
     yield SimpleNamespace(name=name, url=f"http://127.0.0.1:{port}")
-    store("rm", "-f", name, timeout=120)
+    store("rm", "-f", "-t", "0", name, timeout=120)
 
 
 @pytest.fixture(scope="module", params=DRIVERS)

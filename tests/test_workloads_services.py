@@ -42,7 +42,7 @@ PARALLEL = (
 def store(tmp_path_factory, registry, postgres_ref, nginx_ref):
     r = workload_store(str(tmp_path_factory.mktemp("services")), registry, postgres_ref, nginx_ref)
     yield r
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 
@@ -106,7 +106,7 @@ def test_postgres_entrypoint_gosu_volume_and_clean_stop(store, postgres_ref, dri
         assert "database system was interrupted" not in logs  # no crash recovery
         assert psql(store, name, "SELECT count(*) FROM t", "-U", "postgres") == "1000\n"
     finally:
-        store("rm", "-f", name, timeout=120)
+        store("rm", "-f", "-t", "0", name, timeout=120)
         store("unshare", "rm", "-rf", str(data))
 
 
@@ -120,7 +120,7 @@ def test_stop_sends_the_images_stop_signal(store, postgres_ref):
         cp = store("inspect", "--format", "{{.Config.StopSignal}}", name, check=True)
         assert cp.stdout.strip() in ("SIGINT", "2")
     finally:
-        store("rm", "-f", name, timeout=120)
+        store("rm", "-f", "-t", "0", name, timeout=120)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -191,4 +191,4 @@ def test_nginx_serves_a_file_and_reloads_on_hup(store, nginx_ref, driver):
         store("stop", name, check=True, timeout=60)
         assert store("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
     finally:
-        store("rm", "-f", name, timeout=120)
+        store("rm", "-f", "-t", "0", name, timeout=120)

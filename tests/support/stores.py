@@ -16,7 +16,7 @@ def busybox_store(rootless_cls, tmp_path_factory, registry, busybox_ref, name: s
     r.img = busybox_ref
     yield r
     r("pod", "rm", "-af", "-t", "0", timeout=300)
-    r("rm", "-af", timeout=300)
+    r("rm", "-af", "-t", "0", timeout=300)
     r.cleanup()
 
 
