@@ -47,3 +47,21 @@ class LayerError(ImageError):
 
 class BuildError(RootlessError):
     """A Containerfile or a build step that cannot be built (rootless.build)."""
+
+
+class ImageUnknown(ImageError):
+    """An image that is not in the store (podman's rmi: exit 1)."""
+
+    exit_code = 1
+
+
+class ImageInUse(ImageError):
+    """An image a container uses, so it cannot be removed (podman's rmi: exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, container_id: str):
+        super().__init__(
+            f"image used by {container_id}: image is in use by a container: "
+            "consider listing external containers and force-removing image"
+        )

@@ -104,7 +104,7 @@ def remove_unused_parents(store, image_id: str) -> list[str]:
         if any(parent(c) == cur for c in _children_ids() if store.get(c) is not None):
             break
         nxt = parent(cur)
-        store.remove_image(cur, force=True)
+        store.remove_image(cur)
         _forget(cur)
         removed.append(cur)
         cur = nxt

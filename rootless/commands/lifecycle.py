@@ -263,9 +263,10 @@ def _names_or_all(containers, all_, running: bool) -> list[str]:
 def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
     """Remove one or more containers."""
     api = _api()
-    if ignore:
+    if ignore or force:  # podman: rm -f of a container that does not exist succeeds
+        had = bool(containers)
         containers = [n for n in containers if _exists(n)]
-        if not containers and not (all_ or filters or latest):
+        if (had or ignore) and not containers and not (all_ or filters or latest):
             return
     try:
         targets = _select(containers, all_, filters, latest)
