@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from rootless import paths
-from rootless.errors import ImageError, ImageInUse, StoreError
+from rootless.errors import ImageError, ImageInUse, StoreError, store_error
 from rootless.image import reference
 
 
@@ -524,16 +524,7 @@ def _alias(ref: reference.Reference) -> reference.Reference | None:
 def store_write_error(root: str, e: OSError) -> StoreError | None:
     """The one-line error for a write that failed because the store's filesystem is full or
     read-only (None for any other OSError)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "full"
-    elif e.errno == errno.EROFS:
-        why = "read-only"
-    else:
-        return None
-    return StoreError(
-        f"the store at {root} is {why} ({e.strerror}); free some space (rootless image prune, "
-        "rootless rmi) or move the store, then try again"
-    )
+    return store_error(root, e)
 
 
 def helper_error(stderr: str) -> str:

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+from rootless import paths
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import state
 
@@ -160,7 +161,12 @@ def remove_storage(rec) -> None:
         return  # removed meanwhile (by its monitor, for --rm)
     try:
         state.remove_files(rec)
-    except OSError:
+    except OSError as e:
+        from rootless.errors import store_error
+
+        err = store_error(paths.data_home(), e)
+        if err is not None:  # a read-only store: the user namespace cannot help
+            raise err from None
         if os.path.lexists(rec.dir):
             from rootless.runtime.storage import remove_tree
             from rootless.userns import fork_userns

@@ -22,7 +22,7 @@ import time
 from rootless import process, userns
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, RootlessError
-from rootless.runtime import console, plan, rootfs
+from rootless.runtime import console, plan, rootfs, state
 from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
 from rootless.runtime.storage import Storage
 
@@ -76,6 +76,7 @@ class Monitor:
         rec.pids, rec.net = {}, None
         rec.mounts = [dataclasses.asdict(m) for m in self.plan.mounts]
         rec.set_pid("monitor", os.getpid())
+        state.reserve_exit(rec)  # room for the exit code, taken while the store has some
         rec.set_state("created", exit_code=None, finished=None, pid=0)
 
     # ---- up to the command's exec ---------------------------------------------------------------
@@ -246,14 +247,22 @@ class Monitor:
                 self.net.stop()
             close_all(self.chan, self.master)
             if not self.plan.opts.rm:
-                self.rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
+                self._exited(rc)
         if self.failed is not None:
             if not self.plan.opts.rm:
-                self.rec.set_state(
-                    "exited", exit_code=self.failed.code, finished=time.time(), pid=0
-                )
+                self._exited(self.failed.code)
             raise RootlessError(self.failed.message, exit_code=self.failed.code)
         return rc
+
+    def _exited(self, code: int | None) -> None:
+        """Record the exit: first in its reserved room (a full store cannot lose it), then the
+        record (refresh() reads the room when that save failed)."""
+        now = time.time()
+        state.record_exit(self.rec, code, now)
+        try:
+            self.rec.set_state("exited", exit_code=code, finished=now, pid=0)
+        except RootlessError as e:
+            process.say(f"WARNING: container {self.rec.name}: {e}")
 
     def cleanup(self) -> None:
         """After the run: the cgroup, and the container itself for --rm."""
