@@ -435,9 +435,7 @@ def write_exit(cid: str, code: int | None) -> None:
             except OSError:
                 pass
         tmp = os.path.join(d, f".{cid}.{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write("" if code is None else str(code))
-        os.replace(tmp, os.path.join(d, cid))
+        paths.write_text_atomic(os.path.join(d, cid), "" if code is None else str(code), tmp)
     except OSError:
         pass
 
@@ -451,14 +449,53 @@ def read_exit(cid: str) -> int | None:
     return int(text) if text.lstrip("-").isdigit() else None
 
 
+def trash_path(cid: str) -> str:
+    """Where a container's directory goes while it is removed: hidden from list_records, named
+    with the remover's pid so that a removal killed part-way is collected (orphans())."""
+    return os.path.join(containers_root(), f".removing-{cid}-{os.getpid()}")
+
+
+def orphans() -> list[str]:
+    """Directories a crash left behind, made ready for removal: a container directory without a
+    record (its removal or creation was killed part-way) is renamed to a trash name, and every
+    trash directory whose remover is gone is returned. Empty when there is nothing to collect."""
+    root = containers_root()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    if not any(n.startswith(".removing-") or not _has_record(n) for n in names):
+        return []
+    out = []
+    with lock():  # create() makes a directory and its record under this lock: no race with it
+        for n in os.listdir(root):
+            if not n.startswith(".") and not _has_record(n):
+                t = trash_path(n) + "-orphan"
+                os.rename(os.path.join(root, n), t)
+                out.append(t)
+            elif n.startswith(".removing-"):
+                pid = n.rsplit("-", 2)[-2] if n.endswith("-orphan") else n.rsplit("-", 1)[-1]
+                if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+                    out.append(os.path.join(root, n))
+    return out
+
+
+def _has_record(name: str) -> bool:
+    if name.startswith(".") or name.endswith(".lock"):
+        return True  # not a container directory
+    path = os.path.join(containers_root(), name)
+    return not os.path.isdir(path) or os.path.exists(os.path.join(path, "config.json"))
+
+
 def remove_files(rec: ContainerRecord) -> None:
     """Remove the record and runtime dir (host-owned). Storage owned by subordinate ids must already be
     gone (the runtime removes it inside the user namespace)."""
     import shutil
 
     shutil.rmtree(rec.run_dir, ignore_errors=True)
-    with lock():  # nobody saves the record halfway through its removal
-        cfg = os.path.join(rec.dir, "config.json")
-        if os.path.exists(cfg):
-            os.replace(cfg, os.path.join(rec.dir, ".removing"))
-    shutil.rmtree(rec.dir)
+    trash = trash_path(rec.id)
+    with lock():  # one rename: the record and its storage vanish together; a crash after it
+        if os.path.isdir(rec.dir):  # leaves a trash directory that orphans() collects
+            os.rename(rec.dir, trash)
+    if os.path.lexists(trash):
+        shutil.rmtree(trash)
