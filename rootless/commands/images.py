@@ -374,9 +374,9 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not username:
-        username = click.prompt("Username")
+        username = _ask("Username", "username", hide=False)
     if password is None:
-        password = click.prompt("Password", hide_input=True)
+        password = _ask("Password", "password", hide=True)
     insecure = registries_conf.load().insecure_for(key.split("/")[0]) or tls_verify is False
 
     # check the credentials against the registry before storing them
@@ -393,6 +393,19 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
     trio.run(check)
     auth.store(key, username, password)
     click.echo("Login Succeeded!")
+
+
+def _ask(prompt: str, what: str, hide: bool) -> str:
+    """A prompt on the terminal; without one (or at EOF) podman's error, not a Python warning."""
+    if hide and not sys.stdin.isatty():
+        raise ImageError(
+            f"getting username and password: reading {what}: no terminal to read it from (use --password-stdin)"
+        )
+    try:
+        return click.prompt(prompt, hide_input=hide)
+    except click.exceptions.Abort:
+        click.echo("")  # end the prompt's line
+        raise ImageError(f"getting username and password: reading {what}: EOF") from None
 
 
 def _registry_key(registry: str) -> str:

@@ -115,7 +115,12 @@ class Monitor:
         if self.fwd is not None:
             self.fwd.target(self.init_pid)
         if self.plan.network not in ("none", "host", "container"):
-            self._start_network()
+            try:
+                self._start_network()
+            except RootlessError:
+                if self._container_failed():
+                    return  # its own error wins: the network helper only lost its namespace
+                raise
             if self.plan.network == "bridge" and self.plan.opts.pod and self.plan.pod is None:
                 from rootless.pods import members  # a pod's infra: the pod's name in the DNS
 
@@ -126,6 +131,19 @@ class Monitor:
             self.rec.save()
         if self.launch.need_go:
             self.chan.send(Go())  # if the init has died meanwhile, its Failed message follows
+
+    def _container_failed(self) -> bool:
+        """After a network helper failed: whether the container's init had died first (it then
+        sent its own Failed message, which says what went wrong)."""
+        init = self.rec.pid_of("init")
+        for _ in range(100):  # the helper fails once the namespace is gone: the init is dying
+            if not init or not state.alive(*init):
+                break
+            time.sleep(0.02)
+        else:
+            return False
+        self.collect()
+        return self.failed is not None
 
     def _userns(self) -> str | None:
         """The user namespace to join instead of making one: the per-user network helper's for a
