@@ -18,6 +18,7 @@ import tempfile
 
 import pytest
 from support import oci
+from support.registry import Registry
 
 pytestmark = pytest.mark.root
 
@@ -144,8 +145,21 @@ def store(tmp_path):
         s.cleanup()
 
 
-def test_full_store(store, registry, busybox_ref):
-    s = store
+@pytest.fixture
+def own_registry(tmp_path):
+    """A registry of this test's own, stopped at its end (the session's would outlive it as a
+    child of the root pass, which later root tests check for)."""
+    reg = Registry(str(tmp_path / "registry")).start()
+    try:
+        layout = oci.build_busybox_layout(str(tmp_path / "busybox"))
+        reg.push(layout, "latest", "busybox:latest", fmt="oci")
+        yield reg
+    finally:
+        reg.stop()
+
+
+def test_full_store(store, own_registry):
+    s, registry, busybox_ref = store, own_registry, f"{own_registry.host}/busybox:latest"
     cfg = os.path.join(s.base, "config", "containers")
     os.makedirs(cfg)
     with open(os.path.join(cfg, "registries.conf"), "w") as f:
