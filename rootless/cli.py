@@ -3,7 +3,8 @@
 Every verb lives in its own module under rootless.commands and is imported only when it is invoked
 (or when --help lists it), so `rootless run` does not pay for `pull`'s HTTP stack and vice versa.
 Errors: a RootlessError prints ``Error: <message>`` and exits with its code (125 by default); a usage
-error exits 125 as in podman; any other exception is a bug and prints one line, or its traceback with
+error exits 125 as in podman; any other exception prints the one line `errors.describe` makes of it
+(never a Python type name: a full or read-only store says so), or its traceback with
 ``--log-level debug``.
 """
 
@@ -171,10 +172,9 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(
-            f"Error: internal error: {type(e).__name__}: {e} (rerun with --log-level debug)",
-            err=True,
-        )
+        from rootless.errors import describe
+
+        click.echo(f"Error: {describe(e)}", err=True)
         sys.exit(EXIT_RUNTIME)
     sys.exit(rc if isinstance(rc, int) else 0)
 

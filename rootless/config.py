@@ -9,6 +9,7 @@ is probed once per boot and kernel (a throw-away user+mount namespace) and cache
 the path of every `rootless run`.
 """
 
+import contextlib
 import json
 import os
 
@@ -162,4 +163,8 @@ def probe_kernel_overlay() -> tuple[bool, str]:
             "" if rc == 0 else "mount -t overlay with userxattr failed in a user namespace",
         )
     finally:
+        for dirpath, dirs, _ in os.walk(base):  # overlay's w/work is mode 000: open it up first
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(dirpath, d), 0o700)
         shutil.rmtree(base, ignore_errors=True)

@@ -47,3 +47,68 @@ class LayerError(ImageError):
 
 class BuildError(RootlessError):
     """A Containerfile or a build step that cannot be built (rootless.build)."""
+
+
+class ImageUnknown(ImageError):
+    """An image that is not in the store (podman's rmi: exit 1)."""
+
+    exit_code = 1
+
+
+class ImageInUse(ImageError):
+    """An image a container uses, so it cannot be removed (podman's rmi: exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, container_id: str):
+        super().__init__(
+            f"image used by {container_id}: image is in use by a container: "
+            "consider listing external containers and force-removing image"
+        )
+
+
+_FULL = {28: "full", 122: "full", 30: "read-only"}  # ENOSPC, EDQUOT, EROFS
+
+
+def store_error(root: str, exc: OSError) -> StoreError | None:
+    """The one-line error for a write that failed because the store's filesystem is full or
+    read-only (None for any other OSError)."""
+    why = _FULL.get(exc.errno or 0)
+    if why is None:
+        return None
+    return StoreError(
+        f"the store at {root} is {why} ({exc.strerror}): free some space (rootless rm, rootless rmi, "
+        "rootless image prune) or make it writable, or move the store; then try again"
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the user about any exception, never a Python type name: the CLI boundary's
+    last resort (a RootlessError already has its line)."""
+    import errno as _errno
+
+    if isinstance(exc, RootlessError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        from rootless import paths
+
+        root = paths.data_home()
+        name = exc.filename if isinstance(exc.filename, str) else None
+        if exc.errno in _FULL and (name is None or name.startswith(root)):
+            return str(store_error(root, exc))
+        what = exc.strerror or _errno.errorcode.get(exc.errno or 0, "") or "system error"
+        where = f"{name}: " if name else ""
+        if isinstance(exc.filename2, str):
+            where = f"{name} -> {exc.filename2}: "
+        return f"{where}{what}"
+    if isinstance(exc, UnicodeError):
+        return "text that is not valid UTF-8"
+    if isinstance(exc, (OverflowError, ValueError, TypeError)):
+        text = str(exc) or "invalid value"
+        return f"invalid value: {text}"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error: {text or 'unexpected failure'} (rerun with --log-level debug)"

@@ -36,9 +36,29 @@ def locked(lock_file: str, *, makedirs: str | None = None):
 
     if makedirs:
         os.makedirs(makedirs, mode=0o700, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:  # a read-only store can still be read under its lock
+        if e.errno != 30 or not os.path.exists(lock_file):  # EROFS
+            raise
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def write_text_atomic(path: str, text: str, tmp: str | None = None) -> None:
+    """Write a record atomically (a temporary file renamed over it). If the write fails (a full or
+    read-only store) the temporary file is removed and the OSError raised: never a half-written
+    record or a stray temporary file."""
+    tmp = tmp or f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

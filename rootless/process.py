@@ -236,9 +236,11 @@ def failure(e: BaseException, context: str, bug: str | None = None) -> tuple[int
     code = getattr(e, "exit_code", None)
     if isinstance(code, int):
         return code, str(e)
+    from rootless.errors import describe
+
     if isinstance(e, OSError):
-        return EXIT_RUNTIME, f"{context}: {e}"
-    return EXIT_RUNTIME, f"{bug or context}: {type(e).__name__}: {e}"
+        return EXIT_RUNTIME, f"{context}: {describe(e)}"
+    return EXIT_RUNTIME, f"{bug or context}: {describe(e)}"
 
 
 def fork(

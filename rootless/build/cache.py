@@ -50,10 +50,7 @@ def lookup(store, k: str):
 
 def _write(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    paths.write_text_atomic(path, text)
 
 
 def remember(k: str, image_id: str) -> None:
@@ -104,7 +101,7 @@ def remove_unused_parents(store, image_id: str) -> list[str]:
         if any(parent(c) == cur for c in _children_ids() if store.get(c) is not None):
             break
         nxt = parent(cur)
-        store.remove_image(cur, force=True)
+        store.remove_image(cur)
         _forget(cur)
         removed.append(cur)
         cur = nxt

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from rootless.errors import EXIT_RUNTIME, RootlessError
+from rootless.errors import EXIT_RUNTIME, RootlessError, describe
 
 
 def call(fn, *args, mount_ns: bool = False):
@@ -28,10 +28,8 @@ def call(fn, *args, mount_ns: bool = False):
             out = {"ok": fn(*args)}
         except RootlessError as e:
             out = {"error": str(e), "code": e.exit_code}
-        except OSError as e:
-            out = {"error": f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")}
-        except Exception as e:  # noqa: BLE001 - one line for the parent
-            out = {"error": f"{type(e).__name__}: {e}"}
+        except Exception as e:  # noqa: BLE001 - one line for the parent (a full store says so)
+            out = {"error": describe(e)}
         data = json.dumps(out).encode()
         mv = memoryview(data)
         while mv:

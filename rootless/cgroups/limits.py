@@ -99,6 +99,9 @@ class Limits:
     ) -> Limits:
         """Parse and validate podman's flag values ("64m", "0.5", "0-1"); None means the flag was not given."""
         lim = cls()
+        for flag, value in (("memory", memory), ("memory-reservation", memory_reservation)):
+            if value is not None and str(value).strip().startswith("-"):
+                raise CgroupError(f"invalid value for {flag}: invalid size: {str(value)!r}")
         if memory is not None:
             lim.memory = parse_bytes(memory, "--memory")
             if lim.memory == -1 or lim.memory == 0:

@@ -216,69 +216,6 @@ def _by_rows(recs, rows) -> list:
     return [by_id[row["Id"]] for row in rows]
 
 
-def _remove(store, names, force: bool, all_: bool) -> int:
-    from rootless.image import reference
-
-    errors = 0
-    if all_:
-        names = [r.id for r in store.images()]
-    if not names:
-        raise click.UsageError("rmi needs at least one image (or --all)")
-    for name in names:
-        try:
-            rec = store.require(name)
-            by_id = reference.looks_like_id_prefix(
-                name.removeprefix("sha256:")
-            ) and rec.id.startswith(name.removeprefix("sha256:"))
-            if not by_id:
-                full = _full_name(rec, name)
-                if full and len(rec.names) > 1:
-                    store.remove_name(rec.id, full)
-                    click.echo(f"Untagged: {full}")
-                    continue
-                if full:
-                    click.echo(f"Untagged: {full}")
-            elif len(rec.names) > 1 and not force:
-                raise ImageError(
-                    f"image {rec.id[:12]} has {len(rec.names)} names; remove them by name or use -f"
-                )
-            users = store.image_in_use_check(rec.id)
-            if users and not force:
-                raise ImageError(
-                    f"image {rec.id[:12]} is in use by container {', '.join(users)}; remove the container first or use -f"
-                )
-            store.remove_image(rec.id, force=True)
-            click.echo(f"Deleted: {rec.id}")
-            from rootless.build.cache import remove_unused_parents
-
-            for parent in remove_unused_parents(store, rec.id):  # a built image's steps
-                click.echo(f"Deleted: {parent}")
-        except ImageError as e:
-            errors += 1
-            click.echo(f"Error: {e}", err=True)
-    return errors
-
-
-def _full_name(rec, name: str) -> str | None:
-    from rootless.image import reference
-    from rootless.image.store import match_name as _match_name
-
-    try:
-        ref = reference.parse(name)
-    except ImageError:
-        return None
-    tag = ref.tag or "latest"
-    if not ref.is_short:
-        full = f"{ref.name}:{tag}"
-        return full if full in rec.names else None
-    for n in rec.names:
-        if _match_name([rec], reference.parse(n)) and (
-            n.endswith(f"/{ref.path}:{tag}") or n == f"{ref.path}:{tag}"
-        ):
-            return n
-    return None
-
-
 @click.command()
 @click.argument("images", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Remove even if containers use it.")
@@ -286,22 +223,34 @@ def _full_name(rec, name: str) -> str | None:
 @click.option("-i", "--ignore", is_flag=True, help="Ignore images that do not exist.")
 def rmi(images, force, all_, ignore):
     """Remove one or more images."""
+    from rootless.image import remove
     from rootless.image.store import Store
 
-    store = Store.open()
-    if ignore:
-        images = [i for i in images if _known(store, i)]
-        if not images and not all_:
-            return
-    if _remove(store, list(images), force, all_):
-        sys.exit(1 if len(images) == 1 else 2)
+    report = remove.remove(
+        Store.open(),
+        list(images),
+        force=force,
+        all_=all_,
+        ignore=ignore,
+        remove_container=_remove_container,
+    )
+    for cid in report.containers:
+        click.echo(f"Removed container {cid[:12]}, which used a removed image", err=True)
+    for name in report.untagged:
+        click.echo(f"Untagged: {name}")
+    for image_id in report.deleted:
+        click.echo(f"Deleted: {image_id}")
+    for e in report.errors:
+        click.echo(f"Error: {e}", err=True)
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
-def _known(store, name: str) -> bool:
-    try:
-        return store.lookup_image(name) is not None
-    except ImageError:
-        return True  # ambiguous: let rmi say so
+def _remove_container(cid: str) -> None:
+    """rmi -f: remove a container that uses the image, as `rm -f` does."""
+    from rootless.runtime import api
+
+    api.remove(api.get(cid), force=True)
 
 
 def _local_name(name: str) -> str:
@@ -425,9 +374,9 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not username:
-        username = click.prompt("Username")
+        username = _ask("Username", "username", hide=False)
     if password is None:
-        password = click.prompt("Password", hide_input=True)
+        password = _ask("Password", "password", hide=True)
     insecure = registries_conf.load().insecure_for(key.split("/")[0]) or tls_verify is False
 
     # check the credentials against the registry before storing them
@@ -444,6 +393,19 @@ def login(registry, username, password, password_stdin, tls_verify, get_login):
     trio.run(check)
     auth.store(key, username, password)
     click.echo("Login Succeeded!")
+
+
+def _ask(prompt: str, what: str, hide: bool) -> str:
+    """A prompt on the terminal; without one (or at EOF) podman's error, not a Python warning."""
+    if hide and not sys.stdin.isatty():
+        raise ImageError(
+            f"getting username and password: reading {what}: no terminal to read it from (use --password-stdin)"
+        )
+    try:
+        return click.prompt(prompt, hide_input=hide)
+    except click.exceptions.Abort:
+        click.echo("")  # end the prompt's line
+        raise ImageError(f"getting username and password: reading {what}: EOF") from None
 
 
 def _registry_key(registry: str) -> str:

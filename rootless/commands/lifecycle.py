@@ -297,9 +297,10 @@ def rm(force, volumes, all_, ignore, filters, latest, timeout, containers):
     api = _api()
     if timeout is not None and not force:
         raise ContainerError("--force option must be specified to use the --time option")
-    if ignore:
+    if ignore or force:  # podman: rm -f of a container that does not exist succeeds
+        had = bool(containers)
         containers = [n for n in containers if _exists(n)]
-        if not containers and not (all_ or filters or latest):
+        if (had or ignore) and not containers and not (all_ or filters or latest):
             return
     try:
         targets = _select(containers, all_, filters, latest)

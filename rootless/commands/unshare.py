@@ -22,6 +22,8 @@ def unshare(command: tuple[str, ...]) -> None:
     """
     from rootless import userns
 
+    if command and command[0].startswith("-") and command[0] != "-":
+        raise click.UsageError(f"unknown flag: {command[0]}")  # podman: its flags come first
     argv = list(command) or [os.environ.get("SHELL") or "/bin/sh"]
     env = dict(os.environ)
     env["ROOTLESS_UNSHARE"] = "1"

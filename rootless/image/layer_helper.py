@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from rootless.errors import LayerError
+from rootless.errors import LayerError, describe
 from rootless.image.layer import extract
 from rootless.image.safetree import IdRangeError, rmtree
 
@@ -56,9 +56,9 @@ def job(blob: str, dest: str, diff_id: str, progress=None) -> dict:
     except IdRangeError as e:
         out.update(rc=3, err=f"{e.name}: {_range_message(e)}")
     except OSError as e:
-        out.update(rc=4, err=f"extracting the layer failed: {e}")
+        out.update(rc=4, err=f"extracting the layer failed: {describe(e)}")
     except Exception as e:  # noqa: BLE001 - one line for the user, whatever happened
-        out.update(rc=5, err=f"extracting the layer failed: {type(e).__name__}: {e}")
+        out.update(rc=5, err=f"extracting the layer failed: {describe(e)}")
     if "err" in out:
         out["err"] = out["err"][:1500]
     return out

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from rootless import paths
-from rootless.errors import ImageError, StoreError
+from rootless.errors import ImageError, ImageInUse, StoreError, store_error
 from rootless.image import reference
 
 
@@ -391,32 +391,31 @@ class Store:
         return rec
 
     # --- containers and removal --------------------------------------------------------------------
-    def image_in_use_check(self, image_id: str) -> list[str]:
-        """Names (or ids) of containers (data_home()/containers/<id>/config.json) using the image."""
+    def image_users(self, image_id: str) -> list[tuple[str, str]]:
+        """(id, name) of the containers (data_home()/containers/<id>/config.json) using the image."""
         users = []
-        for path in glob.glob(os.path.join(self.root, "containers", "*", "config.json")):
+        for path in sorted(glob.glob(os.path.join(self.root, "containers", "*", "config.json"))):
             try:
                 with open(path) as f:
                     data = json.load(f)
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and _hex(str(data.get("image_id", ""))) == image_id:
-                users.append(
-                    str(
-                        data.get("name")
-                        or data.get("id")
-                        or os.path.basename(os.path.dirname(path))
-                    )
-                )
+                cid = str(data.get("id") or os.path.basename(os.path.dirname(path)))
+                users.append((cid, str(data.get("name") or cid)))
         return users
 
-    def remove_image(self, image_id: str, *, force: bool = False) -> None:
-        users = self.image_in_use_check(image_id)
-        if users and not force:
-            raise ImageError(
-                f"image {image_id[:12]} is in use by container {', '.join(users)}; remove the container or use -f"
-            )
+    def image_in_use_check(self, image_id: str) -> list[str]:
+        """Names of the containers using the image."""
+        return [name for _cid, name in self.image_users(image_id)]
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove an image's record, then what no other image needs. Refused while a container
+        uses it, whoever asks: its layers are that container's lower layers."""
         with self.lock("gc"), self.lock("names"):
+            users = self.image_users(image_id)
+            if users:
+                raise ImageInUse(users[0][0])
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._record_path(image_id))
         self.gc()
@@ -525,16 +524,7 @@ def _alias(ref: reference.Reference) -> reference.Reference | None:
 def store_write_error(root: str, e: OSError) -> StoreError | None:
     """The one-line error for a write that failed because the store's filesystem is full or
     read-only (None for any other OSError)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "full"
-    elif e.errno == errno.EROFS:
-        why = "read-only"
-    else:
-        return None
-    return StoreError(
-        f"the store at {root} is {why} ({e.strerror}); free some space (rootless image prune, "
-        "rootless rmi) or move the store, then try again"
-    )
+    return store_error(root, e)
 
 
 def helper_error(stderr: str) -> str:

@@ -285,9 +285,7 @@ def _new_id(nets: list[dict]) -> str:
 def _write(net: dict) -> None:
     path = os.path.join(networks_dir(), net["name"] + ".json")
     tmp = os.path.join(networks_dir(), f".{net['name']}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(net, indent=5) + "\n")
-    os.replace(tmp, path)
+    paths.write_text_atomic(path, json.dumps(net, indent=5) + "\n", tmp)
 
 
 def remove(name: str) -> None:

@@ -200,7 +200,9 @@ class Holder:
         except Refused as e:
             reply = {"ok": False, "error": str(e), "code": e.code}
         except Exception as e:  # noqa: BLE001 - one line back to the client, and the loop goes on
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}", "code": 125}
+            from rootless.errors import describe
+
+            reply = {"ok": False, "error": describe(e), "code": 125}
         try:
             conn.send(json.dumps(reply).encode())
         except OSError:

@@ -60,11 +60,9 @@ class PodRecord:
 
     def save(self) -> None:
         """Write the record atomically (the caller holds lock())."""
-        path = os.path.join(self.dir, "pod.json")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-        os.replace(tmp, path)
+        paths.write_text_atomic(
+            os.path.join(self.dir, "pod.json"), json.dumps(asdict(self), indent=1)
+        )
 
 
 def root() -> str:

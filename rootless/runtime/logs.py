@@ -58,6 +58,7 @@ class LogWriter:
     def __init__(self, path: str):
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.partial: dict[str, bytes] = {}
+        self.dropped = 0  # bytes not logged because the store was full
 
     def feed(self, stream: str, data: bytes) -> None:
         buf = self.partial.get(stream, b"") + data
@@ -75,13 +76,23 @@ class LogWriter:
             buf = buf[_MAX_PARTIAL:]
         self.partial[stream] = buf
         if out:
-            write_all(self.fd, b"".join(out))
+            self._write(b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        """Append to the log; on a full (or read-only) store the lines are dropped, as conmon
+        drops them, and the container runs on (its exit code must still be recorded)."""
+        try:
+            write_all(self.fd, data)
+        except OSError as e:
+            if e.errno not in (28, 30, 122):  # ENOSPC, EROFS, EDQUOT
+                raise
+            self.dropped += len(data)
 
     def flush(self) -> None:
         ts = timestamp().encode()
         for stream, buf in self.partial.items():
             if buf:
-                write_all(self.fd, b"%s %s P %s\n" % (ts, stream.encode(), buf))
+                self._write(b"%s %s P %s\n" % (ts, stream.encode(), buf))
         self.partial.clear()
 
     def close(self) -> None:

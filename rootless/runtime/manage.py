@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+from rootless import paths
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import state
 
@@ -22,6 +23,7 @@ def get(name: str) -> state.ContainerRecord:
 
 
 def records() -> list[state.ContainerRecord]:
+    collect_orphans()
     return [state.refresh(r) for r in state.list_records()]
 
 
@@ -233,24 +235,51 @@ def remove_storage(rec) -> None:
     import shutil
 
     shutil.rmtree(rec.run_dir, ignore_errors=True)
-    if not os.path.isdir(rec.dir):
+    if not os.path.isdir(rec.dir) and not os.path.lexists(state.trash_path(rec.id)):
         return  # removed meanwhile (by its monitor, for --rm)
     try:
         state.remove_files(rec)
-    except OSError:
-        if os.path.lexists(rec.dir):
-            from rootless.runtime.storage import remove_tree
-            from rootless.userns import fork_userns
+    except OSError as e:
+        from rootless.errors import store_error
 
-            def rm():
-                if os.path.lexists(rec.dir):
-                    remove_tree(rec.dir)
-
-            fork_userns(rm).wait()
+        err = store_error(paths.data_home(), e)
+        if err is not None:  # a read-only store: the user namespace cannot help
+            raise err from None
+        trash = state.trash_path(rec.id)
+        _remove_in_userns([p for p in (rec.dir, trash) if os.path.lexists(p)])
+        if os.path.lexists(trash):
+            raise ContainerError(
+                f"could not remove {trash}: remove it with `rootless unshare rm -rf`"
+            ) from None
     if os.path.exists(rec.dir):
         raise ContainerError(
             f"could not remove {rec.dir}: remove it with `rootless unshare rm -rf`"
         )
+
+
+def _remove_in_userns(trees: list[str]) -> None:
+    """Remove directories holding files of subordinate ids (overlay's 0000 work/work included)."""
+    if not trees:
+        return
+    from rootless.runtime.storage import remove_tree
+    from rootless.userns import fork_userns
+
+    def rm():
+        for t in trees:
+            if os.path.lexists(t):
+                remove_tree(t)
+
+    fork_userns(rm).wait()
+
+
+def collect_orphans() -> None:
+    """Remove what a crash left in the containers directory (a removal killed part-way): run by
+    the listing verbs, so nothing stays unreachable. Best effort: a read-only store keeps them."""
+    try:
+        trees = state.orphans()
+        _remove_in_userns(trees)
+    except (OSError, RootlessError):
+        pass
 
 
 def remove(rec, force: bool = False) -> None:

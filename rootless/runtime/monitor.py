@@ -22,7 +22,7 @@ import time
 from rootless import process, userns
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, RootlessError
-from rootless.runtime import console, plan, rootfs
+from rootless.runtime import console, plan, rootfs, state
 from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
 from rootless.runtime.storage import Storage
 
@@ -79,6 +79,7 @@ class Monitor:
         rec.pids, rec.net = {}, None
         rec.mounts = [dataclasses.asdict(m) for m in self.plan.mounts]
         rec.set_pid("monitor", os.getpid())
+        state.reserve_exit(rec)  # room for the exit code, taken while the store has some
         rec.set_state("created", exit_code=None, finished=None, pid=0)
 
     # ---- up to the command's exec ---------------------------------------------------------------
@@ -117,7 +118,12 @@ class Monitor:
         if self.fwd is not None:
             self.fwd.target(self.init_pid)
         if self.plan.network not in ("none", "host", "container"):
-            self._start_network()
+            try:
+                self._start_network()
+            except RootlessError:
+                if self._container_failed():
+                    return  # its own error wins: the network helper only lost its namespace
+                raise
             if self.plan.network == "bridge" and self.plan.opts.pod and self.plan.pod is None:
                 from rootless.pods import members  # a pod's infra: the pod's name in the DNS
 
@@ -128,6 +134,19 @@ class Monitor:
             self.rec.save()
         if self.launch.need_go:
             self.chan.send(Go())  # if the init has died meanwhile, its Failed message follows
+
+    def _container_failed(self) -> bool:
+        """After a network helper failed: whether the container's init had died first (it then
+        sent its own Failed message, which says what went wrong)."""
+        init = self.rec.pid_of("init")
+        for _ in range(100):  # the helper fails once the namespace is gone: the init is dying
+            if not init or not state.alive(*init):
+                break
+            time.sleep(0.02)
+        else:
+            return False
+        self.collect()
+        return self.failed is not None
 
     def _userns(self) -> str | None:
         """The user namespace to join instead of making one: the per-user network helper's for a
@@ -256,14 +275,22 @@ class Monitor:
                 self.net.stop()
             close_all(self.chan, self.master)
             if not self.plan.opts.rm:
-                self.rec.set_state("exited", exit_code=rc, finished=time.time(), pid=0)
+                self._exited(rc)
         if self.failed is not None:
             if not self.plan.opts.rm:
-                self.rec.set_state(
-                    "exited", exit_code=self.failed.code, finished=time.time(), pid=0
-                )
+                self._exited(self.failed.code)
             raise RootlessError(self.failed.message, exit_code=self.failed.code)
         return rc
+
+    def _exited(self, code: int | None) -> None:
+        """Record the exit: first in its reserved room (a full store cannot lose it), then the
+        record (refresh() reads the room when that save failed)."""
+        now = time.time()
+        state.record_exit(self.rec, code, now)
+        try:
+            self.rec.set_state("exited", exit_code=code, finished=now, pid=0)
+        except RootlessError as e:
+            process.say(f"WARNING: container {self.rec.name}: {e}")
 
     def cleanup(self) -> None:
         """After the run: the cgroup, and the container itself for --rm."""

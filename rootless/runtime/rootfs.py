@@ -85,7 +85,7 @@ def _abs_target(t: str, flag: str) -> str:
 
 
 def parse_volume(spec: str) -> Mount:
-    """-v HOST:CTR[:ro|rw|z|Z|...]: a bind mount; the host dir is created when missing (not with :ro)."""
+    """-v HOST:CTR[:ro|rw|z|Z|...]: a bind mount of an existing host path (podman refuses a missing one)."""
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
         raise ContainerError(f"-v {spec}: expected HOST-DIR:CONTAINER-DIR[:OPTIONS]")
@@ -117,10 +117,11 @@ def parse_volume(spec: str) -> Mount:
             continue
         else:
             raise ContainerError(f"-v {spec}: unknown option {o!r} (use ro or rw)")
-    if not os.path.exists(src):
-        if ro:
-            raise ContainerError(f"-v {spec}: {src} does not exist: create it or drop :ro")
-        os.makedirs(src, exist_ok=True)
+    try:
+        os.stat(src)
+    except OSError as e:  # podman 4.3 refuses a missing (or unreachable) bind source
+        why = (e.strerror or "cannot be reached").lower()
+        raise ContainerError(f"statfs {src}: {why}") from None
     return Mount("bind", _abs_target(dst, "-v"), src, readonly=ro)
 
 

@@ -181,10 +181,17 @@ def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
     for item in opts.env:
         env_line(item, "-e", env)
     env.setdefault("HOSTNAME", hostname)
+    for k, v in env.items():
+        if "\0" in k or "\0" in v:  # podman: the runtime refuses it (126)
+            raise ContainerError(
+                f"environment variable value can't contain null(\\x00): {k}={v!r}", exit_code=126
+            )
     cwd = opts.workdir or cfg.get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise ContainerError(f"--workdir {cwd!r}: must be an absolute path")
     user = opts.user if opts.user is not None else (cfg.get("User") or "")
+    if any(p.isdigit() and int(p) > 2147483647 for p in str(user).split(":", 1)):
+        raise ContainerError("uids and gids must be in range 0-2147483647", exit_code=126)
     return ProcessSpec(args=args, env=env, cwd=cwd, user=user, terminal=opts.tty)
 
 
@@ -222,7 +229,9 @@ def resolve_user(user: str, etc: str = "/etc") -> ResolvedUser:
     else:
         entry = next((e for e in passwd if len(e) >= 4 and e[0] == uname), None)
         if entry is None or not entry[2].isdigit():
-            raise ContainerError(f"unable to find user {uname}: no matching entries in passwd file")
+            raise ContainerError(  # podman: 126, the runtime could not start the command
+                f"unable to find user {uname}: no matching entries in passwd file", exit_code=126
+            )
         uid, gid = int(entry[2]), int(entry[3]) if entry[3].isdigit() else 0
     if gname:
         if gname.isdigit():
@@ -231,7 +240,8 @@ def resolve_user(user: str, etc: str = "/etc") -> ResolvedUser:
             g = next((e for e in groups if len(e) >= 3 and e[0] == gname), None)
             if g is None or not g[2].isdigit():
                 raise ContainerError(
-                    f"unable to find group {gname}: no matching entries in group file"
+                    f"unable to find group {gname}: no matching entries in group file",
+                    exit_code=126,
                 )
             gid = int(g[2])
     home = entry[5] if entry and len(entry) >= 6 and entry[5] else "/"

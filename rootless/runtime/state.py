@@ -15,6 +15,7 @@ is kept with its start time (/proc/PID/stat field 22), so a recycled pid is neve
 container: a "running" container whose init is gone is reported "exited" with an unknown code (None).
 """
 
+import contextlib
 import json
 import os
 import time
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from rootless import paths
-from rootless.errors import ContainerError
+from rootless.errors import ContainerError, store_error
 from rootless.runtime.spec import RunOptions
 
 STATES = ("created", "running", "stopping", "exited")
@@ -100,9 +101,14 @@ class ContainerRecord:
         data = asdict(self)
         if self.process is not None:
             data["process"] = self.process._asdict()  # a dict in the file, as before
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=1)
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # never leave a half-written record behind
+            raise store_error(paths.data_home(), e) or e from None
 
     def set_state(self, state: str, **kw) -> None:
         self.state = state
@@ -236,18 +242,69 @@ def refresh(rec: "ContainerRecord") -> "ContainerRecord":
     if rec.state == "created" and not init:
         if not monitor or not os.path.isdir(rec.dir):
             return rec
-    # nobody is left to record the exit: it is unknown
-    with lock():
-        fresh = _load(rec.id)
-        if fresh is None:
-            return rec
-        if fresh.state in ("running", "created", "stopping"):
-            fresh.state = "exited"
-            fresh.exit_code = None
-            fresh.pid = 0
-            fresh.finished = fresh.finished or time.time()
-            fresh.save(locked=True)
-        return fresh
+    # nobody is left to record the exit: the code its monitor reserved room for, else unknown.
+    # Only in memory: reading verbs never write (the store may be full or read-only); the next
+    # verb that changes the container saves it.
+    fresh = _load(rec.id) or rec
+    if fresh.state in ("running", "created", "stopping"):
+        code, finished = read_reserved_exit(fresh)
+        fresh.state = "exited"
+        fresh.exit_code = code
+        fresh.pid = 0
+        fresh.finished = fresh.finished or finished or _mtime(fresh)
+    return fresh
+
+
+def _mtime(rec: "ContainerRecord") -> float:
+    try:
+        return os.stat(os.path.join(rec.dir, "config.json")).st_mtime
+    except OSError:
+        return time.time()
+
+
+# The exit code survives a full store: the monitor writes it in place into room reserved at start
+# (a file of EXIT_ROOM bytes), which needs no new blocks, before it tries to save the record.
+EXIT_ROOM = 64
+
+
+def _exit_file(rec: "ContainerRecord") -> str:
+    return os.path.join(rec.dir, "exit")
+
+
+def reserve_exit(rec: "ContainerRecord") -> None:
+    """Reserve the room for this run's exit code (blank). Raises the store error if it is full."""
+    try:
+        fd = os.open(_exit_file(rec), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.pwrite(fd, b" " * EXIT_ROOM, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise store_error(paths.data_home(), e) or e from None
+
+
+def record_exit(rec: "ContainerRecord", code: int | None, finished: float) -> None:
+    """Write the exit code into its reserved room (best effort: the record is saved too)."""
+    text = f"{'' if code is None else code} {finished:.6f}".encode().ljust(EXIT_ROOM)[:EXIT_ROOM]
+    with contextlib.suppress(OSError):
+        fd = os.open(_exit_file(rec), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, text, 0)
+        finally:
+            os.close(fd)
+
+
+def read_reserved_exit(rec: "ContainerRecord") -> tuple[int | None, float | None]:
+    try:
+        with open(_exit_file(rec), "rb") as f:
+            parts = f.read(EXIT_ROOM).split()
+    except OSError:
+        return None, None
+    try:
+        return (int(parts[0]), float(parts[1])) if len(parts) == 2 else (None, None)
+    except ValueError:
+        return None, None
 
 
 def new_id() -> str:
@@ -322,13 +379,22 @@ def create(image: str, image_id: str, *, name: str | None, **kw) -> ContainerRec
         cid = new_id()
         while any(r.startswith(cid[:12]) or cid.startswith(r[:12]) for r in _ids()):
             cid = new_id()  # 12-character ids stay unique, as podman's short ids
-        os.mkdir(container_dir(cid), 0o700)
-        os.makedirs(paths.runtime_dir(), mode=0o700, exist_ok=True)
-        os.mkdir(runtime_dir(cid), 0o700)
         rec = ContainerRecord(
             id=cid, name=name, image=image, image_id=image_id, created=time.time(), **kw
         )
-        rec.save(locked=True)
+        try:
+            os.mkdir(container_dir(cid), 0o700)
+            os.makedirs(paths.runtime_dir(), mode=0o700, exist_ok=True)
+            os.mkdir(runtime_dir(cid), 0o700)
+            rec.save(locked=True)
+        except BaseException as e:  # no directory without a record: nothing half-created
+            import shutil
+
+            for d in (container_dir(cid), runtime_dir(cid)):
+                shutil.rmtree(d, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise store_error(paths.data_home(), e) or e from None
+            raise
     return rec
 
 
@@ -389,9 +455,7 @@ def write_exit(cid: str, code: int | None) -> None:
             except OSError:
                 pass
         tmp = os.path.join(d, f".{cid}.{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write("" if code is None else str(code))
-        os.replace(tmp, os.path.join(d, cid))
+        paths.write_text_atomic(os.path.join(d, cid), "" if code is None else str(code), tmp)
     except OSError:
         pass
 
@@ -405,14 +469,53 @@ def read_exit(cid: str) -> int | None:
     return int(text) if text.lstrip("-").isdigit() else None
 
 
+def trash_path(cid: str) -> str:
+    """Where a container's directory goes while it is removed: hidden from list_records, named
+    with the remover's pid so that a removal killed part-way is collected (orphans())."""
+    return os.path.join(containers_root(), f".removing-{cid}-{os.getpid()}")
+
+
+def orphans() -> list[str]:
+    """Directories a crash left behind, made ready for removal: a container directory without a
+    record (its removal or creation was killed part-way) is renamed to a trash name, and every
+    trash directory whose remover is gone is returned. Empty when there is nothing to collect."""
+    root = containers_root()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    if not any(n.startswith(".removing-") or not _has_record(n) for n in names):
+        return []
+    out = []
+    with lock():  # create() makes a directory and its record under this lock: no race with it
+        for n in os.listdir(root):
+            if not n.startswith(".") and not _has_record(n):
+                t = trash_path(n) + "-orphan"
+                os.rename(os.path.join(root, n), t)
+                out.append(t)
+            elif n.startswith(".removing-"):
+                pid = n.rsplit("-", 2)[-2] if n.endswith("-orphan") else n.rsplit("-", 1)[-1]
+                if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+                    out.append(os.path.join(root, n))
+    return out
+
+
+def _has_record(name: str) -> bool:
+    if name.startswith(".") or name.endswith(".lock"):
+        return True  # not a container directory
+    path = os.path.join(containers_root(), name)
+    return not os.path.isdir(path) or os.path.exists(os.path.join(path, "config.json"))
+
+
 def remove_files(rec: ContainerRecord) -> None:
     """Remove the record and runtime dir (host-owned). Storage owned by subordinate ids must already be
     gone (the runtime removes it inside the user namespace)."""
     import shutil
 
     shutil.rmtree(rec.run_dir, ignore_errors=True)
-    with lock():  # nobody saves the record halfway through its removal
-        cfg = os.path.join(rec.dir, "config.json")
-        if os.path.exists(cfg):
-            os.replace(cfg, os.path.join(rec.dir, ".removing"))
-    shutil.rmtree(rec.dir)
+    trash = trash_path(rec.id)
+    with lock():  # one rename: the record and its storage vanish together; a crash after it
+        if os.path.isdir(rec.dir):  # leaves a trash directory that orphans() collects
+            os.rename(rec.dir, trash)
+    if os.path.lexists(trash):
+        shutil.rmtree(trash)

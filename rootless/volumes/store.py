@@ -21,6 +21,7 @@ the plain directory instead).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -95,11 +96,7 @@ class Volume:
 
     def save(self) -> None:
         """Write the record atomically (the caller holds lock())."""
-        path = os.path.join(self.dir, RECORD)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-        os.replace(tmp, path)
+        paths.write_text_atomic(os.path.join(self.dir, RECORD), json.dumps(asdict(self), indent=1))
 
     def inspect(self, mount_count: int = 0) -> dict:
         """podman's `volume inspect` object."""
@@ -230,10 +227,15 @@ def create(name: str | None = None, *, labels: dict | None = None, options: dict
         )
         if os.path.lexists(vol.dir):  # an unfinished create: no record, so nothing used it
             _remove_dir(vol.dir)
-        os.mkdir(vol.dir, 0o700)
-        os.mkdir(vol.mountpoint, 0o755)
-        os.chmod(vol.mountpoint, 0o755)  # whatever the umask: container root owns a 0755 dir
-        vol.save()
+        try:
+            os.mkdir(vol.dir, 0o700)
+            os.mkdir(vol.mountpoint, 0o755)
+            os.chmod(vol.mountpoint, 0o755)  # whatever the umask: container root owns a 0755 dir
+            vol.save()
+        except OSError:  # a full store: no directory without its record
+            with contextlib.suppress(OSError):
+                _remove_dir(vol.dir)
+            raise
     return vol  # fmt: skip
 
 
