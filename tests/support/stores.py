@@ -22,5 +22,8 @@ def busybox_store(rootless_cls, tmp_path_factory, registry, busybox_ref, name: s
 
 def assert_nothing_left(store) -> None:
     """No process of the store's containers outlives the test, and nothing of it stays mounted."""
-    poll(lambda: not leftovers.processes(store), timeout=20)
+    try:
+        poll(lambda: not leftovers.processes(store), timeout=20)
+    except AssertionError:
+        raise AssertionError(f"left running: {leftovers.processes(store)}") from None
     assert leftovers.mounts(store) == []
