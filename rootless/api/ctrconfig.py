@@ -223,6 +223,9 @@ def _docker_networks(rec) -> dict:
         nets = inspect_networks(rec).get("Networks")
         if nets:
             return nets
+    configured = _configured_networks(rec)
+    if configured:
+        return configured
     name = _mode(rec)
     name = "bridge" if name == "default" else name
     return {name: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": name,
@@ -230,6 +233,29 @@ def _docker_networks(rec) -> dict:
                    "IPAddress": net.get("address") or "", "IPPrefixLen": 0, "IPv6Gateway": "",
                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
                    "DriverOpts": None}}  # fmt: skip
+
+
+def _configured_networks(rec) -> dict:
+    """A container on rootless networks that does not run: the networks it will join (with its
+    short id among the aliases, as Docker lists it: docker-compose checks that before it starts a
+    container it created)."""
+    if rec.run is None:
+        return {}
+    from rootless.errors import NetworkError
+    from rootless.network import attach
+
+    try:
+        mode, eps = attach.configured(rec.run)
+    except NetworkError:
+        return {}
+    if mode != "bridge":
+        return {}
+    return {e.network: {"IPAMConfig": None, "Links": None, "NetworkID": e.network,
+                        "Aliases": [*e.aliases, *rec.run.network_aliases, rec.id[:12]],
+                        "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                        "MacAddress": e.mac or "", "DriverOpts": None}
+            for e in eps}  # fmt: skip
 
 
 # The log is podman's k8s-file, but the logs endpoint serves it as Docker's json-file driver does

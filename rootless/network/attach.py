@@ -26,6 +26,12 @@ def _mode_and_endpoints(run):
     return mode, opts.get("endpoints") or []
 
 
+def configured(run):
+    """The network mode and the endpoints (rootless.network.bridge.Endpoint) a container's options
+    ask for (NetworkError if they cannot be parsed)."""
+    return _mode_and_endpoints(run)
+
+
 def networks_of(rec) -> list[str]:
     """The names of the user-defined networks a container is on ("podman" for --network bridge)."""
     if rec.run is None:
