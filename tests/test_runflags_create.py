@@ -1,6 +1,6 @@
-"""run/create flags that act before the container is made, beside podman 4.3: --pull
-(always, missing, never, newer), --replace, --cidfile and --env-host, with podman's errors (one line,
-exit 125) and nothing made when they refuse."""
+"""run/create flags beside podman 4.3: --pull (always, missing, never, newer), --replace, --cidfile
+and --env-host, which act before the container is made, and --shm-size and --group-add, with
+podman's errors (one line, exit 125 or 126) and nothing made when they refuse."""
 
 import pytest
 from conftest import Rootless
@@ -89,3 +89,41 @@ def test_env_host(rl):
     assert cp.stdout == "from-host C.UTF-8 mine\n"
     cp = rl("run", "--rm", *NONE, rl.img, "sh", "-c", script, env=env, check=True)
     assert cp.stdout == "  \n"  # without it nothing of the caller's environment crosses
+
+
+def test_shm_size_as_podman(rl, pm):
+    df = ["df", "-k", "/dev/shm"]
+    for size, kib in (("1m", "1024"), ("1g", "1048576"), ("100k", "100")):
+        for tool in (rl, pm):
+            out = tool("run", "--rm", "--shm-size", size, *NONE, rl.img, *df, check=True).stdout
+            assert out.splitlines()[1].split()[1] == kib, (tool, out)
+    default = [tool("run", "--rm", *NONE, rl.img, *df, check=True).stdout.splitlines()[1].split()[1]
+               for tool in (rl, pm)]  # fmt: skip
+    assert default[0] == default[1]
+    for tool in (rl, pm):
+        cid = tool("create", "--shm-size", "10m", *NONE, rl.img, "true", check=True).stdout.strip()
+        assert tool("inspect", "-f", "{{.HostConfig.ShmSize}}", cid).stdout == "10485760\n"
+        tool("rm", cid, check=True)
+    same_refusal(rl, pm, "run", "--rm", "--shm-size", "bogus", *NONE, rl.img, "true")
+
+
+def test_group_add_as_podman(rl, pm):
+    for args in (["--group-add", "12"], ["--user", "1000", "--group-add", "12", "--group-add", "staff"],
+                 ["--group-add", "keep-groups"]):  # fmt: skip
+        mine = rl("run", "--rm", *NONE, *args, rl.img, "id", "-G", check=True).stdout
+        theirs = pm("run", "--rm", *NONE, *args, rl.img, "id", "-G", check=True).stdout
+        assert sorted(mine.split()) == sorted(theirs.split()), args
+    same_refusal(rl, pm, "run", "--rm", "--group-add", "keep-groups", "--group-add", "1", *NONE,
+                 rl.img, "true")  # fmt: skip
+    mine = rl("run", "--rm", "--group-add", "nosuch", *NONE, rl.img, "true")
+    theirs = pm("run", "--rm", "--group-add", "nosuch", *NONE, rl.img, "true")
+    assert mine.returncode == theirs.returncode == 126
+    assert "Unable to find group nosuch: no matching entries in group file" in mine.stderr
+    assert mine.stderr.startswith("Error: ") and mine.stderr.count("\n") == 1
+    cid = rl(
+        "create", "--group-add", "12", "--group-add", "staff", *NONE, rl.img, "true", check=True
+    )
+    assert (
+        rl("inspect", "-f", "{{.HostConfig.GroupAdd}}", cid.stdout.strip()).stdout == "[12 staff]\n"
+    )
+    rl("rm", cid.stdout.strip(), check=True)

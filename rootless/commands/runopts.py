@@ -164,6 +164,8 @@ _OPTIONS = [
         "--env-host", is_flag=True, help="Pass the caller's environment to the container."
     ),
     click.option("--cidfile", default=None, help="Write the container's ID to this (new) file."),
+    click.option("--shm-size", default=None, help="Size of /dev/shm (e.g. 64m; 0: no limit)."),
+    click.option("--group-add", multiple=True, help="Add a supplementary group (gid or name)."),
     # the container's id mapping (rootless.runtime.usermode, docs/userns.md)
     click.option(
         "--userns",
@@ -330,14 +332,15 @@ def annotations(items) -> dict[str, str]:
 # click parameter -> RunOptions field
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
-         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname",
+         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size",
          "subgidname")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),
           ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
           ("dns_search", "dns_search"), ("dns_option", "dns_options"),
-          ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap")]  # fmt: skip
+          ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap"),
+          ("group_add", "group_add")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

@@ -52,6 +52,9 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     user = spec.resolve_user(proc.user)
     if plan.userns is not None and plan.userns.mode in ("auto", "uidmap"):
         user.groups = [g for g in user.groups if g != user.gid]  # podman 4.3 adds no primary gid
+    if plan.opts.group_add:
+        more = spec.added_groups(plan.opts.group_add, rootfs_cfg.container_id)
+        user.groups = sorted({*user.groups, *more})
     env = dict(proc.env)
     env.setdefault("HOME", user.home)
     _stdio(chan, stdio, user, plan.opts)

@@ -181,7 +181,16 @@ def _host_config(rec, run) -> dict:
         **_userns(run),
         **resource_limits(rec),
         "Ulimits": ulimits.inspect(run.ulimits) if run else [],
+        "ShmSize": _shm_size(run),
+        "GroupAdd": list(run.group_add) if run else [],
     }
+
+
+def _shm_size(run) -> int:
+    from rootless.runtime.rootfs import SHM_SIZE
+
+    size = runflags.shm_size(run.shm_size) if run else None
+    return SHM_SIZE if size is None else size
 
 
 def _userns(run) -> dict:

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from rootless import syscalls as sc
 from rootless.errors import ContainerError
 
+SHM_SIZE = (
+    65536000  # podman's default --shm-size (64000k), as inspect's HostConfig.ShmSize shows it
+)
+
 MASKED_PATHS = [
     "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
     "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/proc/interrupts", "/sys/firmware",
@@ -73,6 +77,7 @@ class RootfsConfig:
     # host paths are /proc/self/fd/N, opened by the holder (rootless.runtime.hostpaths): root is
     # a mount point already, and the passwd/group copies are among etc_files
     pinned: bool = False
+    shm_size: int | None = None  # bytes of /dev/shm (--shm-size; 0: no limit); None: podman's 64m
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -285,7 +290,7 @@ def _mount_sys(root: str, new_netns: bool) -> None:
         remount(p, sc.MS_RDONLY)
 
 
-def _mount_dev(root: str) -> None:
+def _mount_dev(root: str, shm_size: int | None = None) -> None:
     d = os.path.join(root, "dev")
     _mkdirs(d)
     sc.mount("tmpfs", d, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -326,7 +331,7 @@ def _mount_dev(root: str) -> None:
         os.path.join(d, "shm"),
         "tmpfs",
         sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-        "mode=1777,size=64000k",  # podman's default --shm-size 64m
+        f"mode=1777,size={SHM_SIZE if shm_size is None else shm_size}",
     )
     try:
         sc.mount(
@@ -347,7 +352,7 @@ def setup(cfg: RootfsConfig) -> None:
         sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
     _mount_proc(root)
     _mount_sys(root, cfg.new_netns)
-    _mount_dev(root)
+    _mount_dev(root, cfg.shm_size)
     for cpath, hostfile in cfg.etc_files.items():
         t = secure_join(root, cpath)
         if os.path.islink(t) or os.path.isdir(t):

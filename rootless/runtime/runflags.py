@@ -64,6 +64,28 @@ def check(opts) -> None:
         from rootless.runtime import ulimits
 
         ulimits.check(opts.ulimits)
+    shm_size(opts.shm_size)
+    if "keep-groups" in opts.group_add and len(opts.group_add) > 1:
+        raise ContainerError(
+            "the '--group-add keep-groups' option is not allowed with any other --group-add options"
+        )
+    for g in opts.group_add:
+        if g != "keep-groups" and not g.isdigit() and not re.fullmatch(r"[A-Za-z_][\w.-]*\$?", g):
+            raise ContainerError(f"invalid group name {g!r} for --group-add: use a gid or a name")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?", re.I)
+
+
+def shm_size(value: str | None) -> int | None:
+    """--shm-size in bytes (podman's units, 1024-based), None when not given."""
+    if value is None:
+        return None
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise ContainerError(f"unable to translate --shm-size: invalid size: '{value}'")
+    unit = 1024 ** "bkmgt".index(m.group(2).lower() or "b")
+    return int(float(m.group(1)) * unit)
 
 
 def image_stop_signal(image_config: dict) -> int | None:

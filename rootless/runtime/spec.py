@@ -92,6 +92,8 @@ class RunOptions:
     # nproc (rootless.runtime.ulimits), so a record keeps the limits every start applies
     ulimits: list[str] = field(default_factory=list)
     cidfile: str | None = None  # --cidfile: the id is written there when the container is made
+    shm_size: str | None = None  # --shm-size: /dev/shm's size (podman's 64m when None)
+    group_add: list[str] = field(default_factory=list)  # --group-add: gids or /etc/group names
     # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
     # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
     # --subuidname/--subgidname
@@ -212,6 +214,29 @@ class ResolvedUser:
     gid: int
     groups: list[int]
     home: str
+
+
+def added_groups(names: list[str], container_id: str, etc: str = "/etc") -> list[int]:
+    """--group-add: gids, or names looked up in the container's etc/group ("keep-groups" keeps the
+    caller's groups, which a rootless container cannot map: none, as podman with runc)."""
+    groups = None
+    out = []
+    for name in names:
+        if name == "keep-groups":
+            continue
+        if name.isdigit():
+            out.append(int(name))
+            continue
+        groups = _read_db(os.path.join(etc, "group")) if groups is None else groups
+        g = next((e for e in groups if len(e) >= 3 and e[0] == name and e[2].isdigit()), None)
+        if g is None:
+            raise ContainerError(
+                f"looking up supplemental groups for container {container_id}: Unable to find "
+                f"group {name}: no matching entries in group file",
+                exit_code=126,
+            )
+        out.append(int(g[2]))
+    return out
 
 
 def resolve_user(user: str, etc: str = "/etc") -> ResolvedUser:
