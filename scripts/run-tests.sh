@@ -51,6 +51,9 @@ before_links=$(host_links)
 
 unprivileged_pass() {  # USER MARKEXPR [pytest args]
   local user=$1 marks=$2; shift 2
+  # a run that was killed can leave files of the user's subordinate ids in its basetemp, which
+  # the user cannot delete (pytest would fail every test at setup): root clears it first
+  rm -rf "/tmp/rootless-tests-$user"
   echo "== unprivileged pass (as $user: uid $(id -u "$user"), subuid $(grep "^$user:" /etc/subuid | head -n1 | cut -d: -f2-))"
   ROOTLESS_TEST_USER=$user "$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
     --basetemp="/tmp/rootless-tests-$user" -m "$marks" tests "$@"
