@@ -127,3 +127,27 @@ def test_group_add_as_podman(rl, pm):
         rl("inspect", "-f", "{{.HostConfig.GroupAdd}}", cid.stdout.strip()).stdout == "[12 staff]\n"
     )
     rl("rm", cid.stdout.strip(), check=True)
+
+
+def test_rmi(tmp_path, registry, busybox_ref):
+    """run --rmi: the image goes once the container has exited (implying --rm), unless another
+    container uses it; with -d podman 4.3 leaves the image, and so does rootless."""
+    store = Rootless(str(tmp_path / "rmi"))
+    store.trust(registry)
+    try:
+        store("pull", "-q", busybox_ref, check=True)
+        keeper = store("create", *NONE, busybox_ref, "true", check=True).stdout.strip()
+        cp = store("run", "--rmi", *NONE, busybox_ref, "sh", "-c", "exit 3")
+        assert cp.returncode == 3
+        assert store("images", "-q").stdout.strip()  # the other container still uses it
+        store("rm", keeper, check=True)
+        cp = store("run", "--rmi", *NONE, busybox_ref, "echo", "last")
+        assert (cp.returncode, cp.stdout) == (0, "last\n")
+        assert store("images", "-q").stdout == "" and store("ps", "-aq").stdout == ""
+        store("pull", "-q", busybox_ref, check=True)
+        cid = store("run", "-d", "--rmi", *NONE, busybox_ref, "true", check=True).stdout.strip()
+        store("wait", cid)
+        assert store("images", "-q").stdout.strip()
+    finally:
+        store("rm", "-af", "-t", "0", timeout=300)
+        store.cleanup()

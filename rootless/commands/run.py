@@ -12,11 +12,15 @@ from rootless.commands.runopts import RUN_CONTEXT, run_options, storage_driver, 
 )
 @click.option("--preserve-fds", type=click.IntRange(min=0), default=0,
               help="Pass N more file descriptors (3 to 3+N-1) to the container.")  # fmt: skip
+@click.option("--rmi", is_flag=True,
+              help="Remove the image once the container exits, unless another container uses it (implies --rm).")  # fmt: skip
 @run_options
 @click.pass_context
 def run(ctx, **kw):
     detach = kw.pop("detach")
     preserve_fds = kw.pop("preserve_fds")
+    rmi = kw.pop("rmi")
+    kw["rm"] = kw["rm"] or rmi
     driver = storage_driver(ctx)
     import sys
 
@@ -49,6 +53,8 @@ def run(ctx, **kw):
     finally:
         if prestart is not None:
             prestart.reap()
+    if rmi and not opts.rootfs:
+        _remove_image(opts.image)
     # Everything is cleaned up and reaped: skip the interpreter's teardown (~10 ms of start-to-exit).
     import os
 
@@ -56,6 +62,18 @@ def run(ctx, **kw):
 
     flush_stdio()
     os._exit(rc)
+
+
+def _remove_image(name: str) -> None:
+    """--rmi: remove the image by the name the container was run with (podman: untag it if it has
+    other names), quietly keeping it if another container uses it."""
+    from rootless.image import remove
+    from rootless.image.store import Store
+
+    try:
+        remove.remove(Store.open(), [name], ignore=True)  # errors are kept in its report
+    except Exception:  # noqa: BLE001 - the container's exit code is what run reports
+        pass
 
 
 def _preserve_fds(opts, count: int):
