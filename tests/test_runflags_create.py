@@ -1,9 +1,11 @@
 """run/create flags beside podman 4.3: --pull (always, missing, never, newer), --replace, --cidfile
-and --env-host, which act before the container is made, and --shm-size and --group-add, with
+and --env-host, which act before the container is made, --shm-size, --group-add, --expose and run --rmi, with
 podman's errors (one line, exit 125 or 126) and nothing made when they refuse."""
 
 import pytest
 from conftest import Rootless
+from support.net import http_get
+from support.wait import poll
 
 NONE = ("--network", "none")
 
@@ -151,3 +153,27 @@ def test_rmi(tmp_path, registry, busybox_ref):
     finally:
         store("rm", "-af", "-t", "0", timeout=300)
         store.cleanup()
+
+
+def test_expose_with_publish_all(rl, pm):
+    args = ["-P", "--expose", "8080", "--expose", "9000-9001/udp"]
+    mine = rl("run", "-d", *args, rl.img, "httpd", "-f", "-p", "8080", "-h", "/etc", check=True)
+    theirs = pm("run", "-d", *args, rl.img, "sleep", "60", check=True)
+    try:
+
+        def ports(tool, cid):
+            return sorted(line.split(" -> ")[0] for line in tool("port", cid).stdout.splitlines())
+
+        mine_ports = ports(rl, mine.stdout.strip())
+        assert mine_ports == ports(pm, theirs.stdout.strip())  # the image's own 80/tcp too
+        assert {"8080/tcp", "9000/udp", "9001/udp"} <= set(mine_ports)  # fmt: skip
+        line = next(x for x in rl("port", mine.stdout.strip()).stdout.splitlines() if "8080" in x)
+        host_port = int(line.rsplit(":", 1)[1])
+        assert "root:" in poll(lambda: http_get(f"http://127.0.0.1:{host_port}/passwd"), timeout=30)
+    finally:
+        rl("rm", "-f", "-t", "0", mine.stdout.strip())
+        pm("rm", "-f", "-t", "0", theirs.stdout.strip())
+    for bad in ("bogus", "0"):
+        same_refusal(rl, pm, "create", "--expose", bad, *NONE, rl.img, "true")
+    # podman checks the protocol where there is a network to publish on
+    same_refusal(rl, pm, "create", "--expose", "80/xyz", rl.img, "true")

@@ -166,6 +166,7 @@ _OPTIONS = [
     click.option("--cidfile", default=None, help="Write the container's ID to this (new) file."),
     click.option("--shm-size", default=None, help="Size of /dev/shm (e.g. 64m; 0: no limit)."),
     click.option("--group-add", multiple=True, help="Add a supplementary group (gid or name)."),
+    click.option("--expose", multiple=True, help="Expose PORT[-PORT][/PROTO] (-P publishes it)."),
     # the container's id mapping (rootless.runtime.usermode, docs/userns.md)
     click.option(
         "--userns",
@@ -340,7 +341,7 @@ _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("v
           ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
           ("dns_search", "dns_search"), ("dns_option", "dns_options"),
           ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap"),
-          ("group_add", "group_add")]  # fmt: skip
+          ("group_add", "group_add"), ("expose", "expose")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

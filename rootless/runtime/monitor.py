@@ -200,7 +200,11 @@ class Monitor:
         o, rec, pid = self.plan.opts, self.rec, self.init_pid
         published = ports.parse_publish_all(o.publish)
         if o.publish_all:
-            exposed = (self.plan.image.config.get("config") or {}).get("ExposedPorts")
+            exposed = (self.plan.image.config.get("config") or {}).get("ExposedPorts") or {}
+            if o.expose:
+                from rootless.runtime import runflags
+
+                exposed = {**exposed, **runflags.exposed(o.expose)}
             taken = {(m.container_port, m.protocol) for m in published}
             published += [
                 m for m in ports.publish_all(exposed) if (m.container_port, m.protocol) not in taken

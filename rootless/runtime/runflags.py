@@ -65,6 +65,7 @@ def check(opts) -> None:
 
         ulimits.check(opts.ulimits)
     shm_size(opts.shm_size)
+    exposed(opts.expose)
     if "keep-groups" in opts.group_add and len(opts.group_add) > 1:
         raise ContainerError(
             "the '--group-add keep-groups' option is not allowed with any other --group-add options"
@@ -72,6 +73,29 @@ def check(opts) -> None:
     for g in opts.group_add:
         if g != "keep-groups" and not g.isdigit() and not re.fullmatch(r"[A-Za-z_][\w.-]*\$?", g):
             raise ContainerError(f"invalid group name {g!r} for --group-add: use a gid or a name")
+
+
+def exposed(specs: list[str]) -> dict[str, dict]:
+    """--expose values as image-config ExposedPorts keys ("80/tcp", "8000-8001/udp"), checked with
+    podman's messages."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        port, _, proto = spec.partition("/")
+        proto = proto.lower() or "tcp"
+        if proto not in ("tcp", "udp", "sctp"):
+            raise ContainerError(f"validating protocols for exposed port {port}: unrecognized "
+                                 f'protocol "{proto}" in port mapping')  # fmt: skip
+        lo, sep, hi = port.partition("-")
+        for part in (lo, hi) if sep else (lo,):
+            if not part.isdigit():
+                raise ContainerError(f"invalid range format for --expose: {spec}: "
+                                     f'strconv.ParseUint: parsing "{part}": invalid syntax')  # fmt: skip
+            if not 1 <= int(part) <= 65535:
+                raise ContainerError(
+                    f"port numbers must be between 1 and 65535 (inclusive), got {int(part)}"
+                )
+        out[f"{port}/{proto}"] = {}
+    return out
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?", re.I)

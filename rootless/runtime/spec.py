@@ -94,6 +94,7 @@ class RunOptions:
     cidfile: str | None = None  # --cidfile: the id is written there when the container is made
     shm_size: str | None = None  # --shm-size: /dev/shm's size (podman's 64m when None)
     group_add: list[str] = field(default_factory=list)  # --group-add: gids or /etc/group names
+    expose: list[str] = field(default_factory=list)  # --expose PORT[-PORT][/PROTO]: more for -P
     # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
     # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
     # --subuidname/--subgidname
