@@ -1,5 +1,6 @@
 """run/create flags beside podman 4.3: --pull (always, missing, never, newer), --replace, --cidfile
-and --env-host, which act before the container is made, --shm-size, --group-add, --expose and run --rmi, with
+and --env-host, which act before the container is made, --shm-size, --group-add, --expose, --tz and
+run --rmi, with
 podman's errors (one line, exit 125 or 126) and nothing made when they refuse."""
 
 import pytest
@@ -177,3 +178,12 @@ def test_expose_with_publish_all(rl, pm):
         same_refusal(rl, pm, "create", "--expose", bad, *NONE, rl.img, "true")
     # podman checks the protocol where there is a network to publish on
     same_refusal(rl, pm, "create", "--expose", "80/xyz", rl.img, "true")
+
+
+def test_tz_as_podman(rl, pm):
+    for tz in ("Asia/Tokyo", "America/New_York", "local"):
+        mine = rl("run", "--rm", "--tz", tz, *NONE, rl.img, "date", "+%Z", check=True).stdout
+        theirs = pm("run", "--rm", "--tz", tz, *NONE, rl.img, "date", "+%Z", check=True).stdout
+        assert mine == theirs, tz
+    assert rl("run", "--rm", "--tz", "Asia/Tokyo", *NONE, rl.img, "date", "+%Z").stdout == "JST\n"
+    same_refusal(rl, pm, "run", "--rm", "--tz", "Bogus/Zone", *NONE, rl.img, "true")

@@ -167,6 +167,7 @@ _OPTIONS = [
     click.option("--shm-size", default=None, help="Size of /dev/shm (e.g. 64m; 0: no limit)."),
     click.option("--group-add", multiple=True, help="Add a supplementary group (gid or name)."),
     click.option("--expose", multiple=True, help="Expose PORT[-PORT][/PROTO] (-P publishes it)."),
+    click.option("--tz", default=None, help="Timezone in the container: Area/City or local."),
     # the container's id mapping (rootless.runtime.usermode, docs/userns.md)
     click.option(
         "--userns",
@@ -333,7 +334,7 @@ def annotations(items) -> dict[str, str]:
 # click parameter -> RunOptions field
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
-         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size",
+         "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size", "tz",
          "subgidname")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),

@@ -98,6 +98,24 @@ def exposed(specs: list[str]) -> dict[str, dict]:
     return out
 
 
+ZONEINFO = "/usr/share/zoneinfo"
+
+
+def zone_file(tz: str) -> str:
+    """--tz: the host's file for the zone ("local": the host's /etc/localtime), bound read-only at
+    the container's /etc/localtime (where that is a symlink, onto its target, as podman's)."""
+    import os
+
+    if tz == "local":
+        return os.path.realpath("/etc/localtime")
+    path = os.path.normpath(os.path.join(ZONEINFO, tz))
+    if not path.startswith(ZONEINFO + "/") or not os.path.isfile(path):
+        raise ContainerError(
+            f"running container create option: stat {ZONEINFO}/{tz}: no such file or directory"
+        )
+    return path
+
+
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?", re.I)
 
 

@@ -95,6 +95,7 @@ class RunOptions:
     shm_size: str | None = None  # --shm-size: /dev/shm's size (podman's 64m when None)
     group_add: list[str] = field(default_factory=list)  # --group-add: gids or /etc/group names
     expose: list[str] = field(default_factory=list)  # --expose PORT[-PORT][/PROTO]: more for -P
+    tz: str | None = None  # --tz: Area/City (the host's zoneinfo) or "local" (the host's zone)
     # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
     # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
     # --subuidname/--subgidname
