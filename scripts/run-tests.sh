@@ -56,7 +56,7 @@ unprivileged_pass() {  # USER MARKEXPR [pytest args]
   rm -rf "/tmp/rootless-tests-$user"
   echo "== unprivileged pass (as $user: uid $(id -u "$user"), subuid $(grep "^$user:" /etc/subuid | head -n1 | cut -d: -f2-))"
   ROOTLESS_TEST_USER=$user "$HERE/scripts/as-user.sh" "$VENV/bin/python" -m pytest -p no:cacheprovider \
-    --basetemp="/tmp/rootless-tests-$user" -m "$marks" tests "$@"
+    --basetemp="/tmp/rootless-tests-$user" --durations=30 -m "$marks" tests "$@"
 }
 echo "== real-image corpus (scripts/build-test-images.sh, as root; cached by recipe)"
 scripts/build-test-images.sh || failed=1
