@@ -19,6 +19,10 @@ def rows(lines):
     return [line.split() for line in lines]
 
 
+# The subid files below are made-up files of made-up users in tmp_path, read by the parser: no
+# test here depends on this host's /etc/subuid (test_userns*.py derive the real ranges).
+
+
 def test_entries_by_name_and_numeric_uid_in_file_order(tmp_path):
     path = write(
         tmp_path,

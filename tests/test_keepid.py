@@ -127,18 +127,17 @@ def test_nomap_root_writes_as_the_first_subordinate_id(rl, tmp_path):
 
 def test_auto_takes_a_free_range_and_keeps_it(rl):
     fmt = "{{json .HostConfig.IDMappings.UidMap}}"
-    rl("create", "--name", "a1", "--userns=auto:size=1000", rl.img, "cat", "/proc/self/uid_map",
-       check=True)  # fmt: skip
-    rl("create", "--name", "a2", "--userns=auto:size=1000", rl.img, "cat", "/proc/self/uid_map",
-       check=True)  # fmt: skip
+    size = 1000  # ranges are ids of rootless's own namespace: the first starts at 1, after root
+    for name in ("a1", "a2"):
+        rl("create", "--name", name, f"--userns=auto:size={size}", rl.img, "cat",
+           "/proc/self/uid_map", check=True)  # fmt: skip
     try:
-        assert json.loads(rl("inspect", "--format", fmt, "a1", check=True).stdout) == ["0:1:1000"]
-        assert json.loads(rl("inspect", "--format", fmt, "a2", check=True).stdout) == [
-            "0:1001:1000"
-        ]
+        first, second = (json.loads(rl("inspect", "--format", fmt, n, check=True).stdout)
+                         for n in ("a1", "a2"))  # fmt: skip
+        assert first == [f"0:1:{size}"] and second == [f"0:{1 + size}:{size}"]
         for _ in range(2):  # the same range on every start
             out = rl("start", "-a", "a2", check=True).stdout.split()
-            assert out == ["0", "1001", "1000"]
+            assert out == ["0", str(1 + size), str(size)]
         n = subids()[1]
         cp = rl("run", "--rm", f"--userns=auto:size={n}", rl.img, "true")
         assert cp.returncode == 125
