@@ -6,19 +6,17 @@ import subprocess
 
 import pytest
 from conftest import Rootless
+from support import stores
 
 
 @pytest.fixture(scope="module")
 def rl(tmp_path_factory, registry, busybox_ref):
-    r = Rootless(str(tmp_path_factory.mktemp("completion")))
-    r.trust(registry)
-    r("pull", "-q", busybox_ref, check=True)
-    r.img = busybox_ref
+    store = stores.busybox_store(Rootless, tmp_path_factory, registry, busybox_ref, "completion")
+    r = next(store)
     for name in ("c-alpha", "c-beta"):
         r("create", "--name", name, "--network", "none", busybox_ref, "true", check=True)
     yield r
-    r("rm", "-af", "-t", "0", timeout=300)
-    r.cleanup()
+    next(store, None)  # its teardown: containers removed, store cleaned
 
 
 def complete(rl, *words: str) -> list[str]:

@@ -5,6 +5,7 @@ podman's errors (one line, exit 125 or 126) and nothing made when they refuse.""
 
 import pytest
 from conftest import Rootless
+from support import stores
 from support.net import http_get
 from support.wait import poll
 
@@ -13,13 +14,9 @@ NONE = ("--network", "none")
 
 @pytest.fixture(scope="module")
 def rl(tmp_path_factory, registry, busybox_ref):
-    r = Rootless(str(tmp_path_factory.mktemp("runflags-create")))
-    r.trust(registry)
-    r("pull", "-q", busybox_ref, check=True)
-    r.img = busybox_ref
-    yield r
-    r("rm", "-af", "-t", "0", timeout=300)
-    r.cleanup()
+    yield from stores.busybox_store(
+        Rootless, tmp_path_factory, registry, busybox_ref, "runflags-create"
+    )
 
 
 @pytest.fixture

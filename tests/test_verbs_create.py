@@ -6,19 +6,16 @@ import re
 
 import pytest
 from conftest import Rootless
+from support import stores
 
 NONE = ("--network", "none")
 
 
 @pytest.fixture(scope="module")
 def rl(tmp_path_factory, registry, busybox_ref):
-    r = Rootless(str(tmp_path_factory.mktemp("verbs-create")))
-    r.trust(registry)
-    r("pull", "-q", busybox_ref, check=True)
-    r.img = busybox_ref
-    yield r
-    r("rm", "-af", "-t", "0", timeout=300)
-    r.cleanup()
+    yield from stores.busybox_store(
+        Rootless, tmp_path_factory, registry, busybox_ref, "verbs-create"
+    )
 
 
 def test_create_then_start(rl):

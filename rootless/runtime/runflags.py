@@ -116,18 +116,20 @@ def zone_file(tz: str) -> str:
     return path
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?", re.I)
-
-
 def shm_size(value: str | None) -> int | None:
-    """--shm-size in bytes (podman's units, 1024-based), None when not given."""
+    """--shm-size in bytes (podman's units, 1024-based, as --memory), None when not given."""
     if value is None:
         return None
-    m = _SIZE.fullmatch(value.strip())
-    if not m:
+    from rootless.cgroups.limits import parse_bytes
+    from rootless.errors import RootlessError
+
+    try:
+        size = parse_bytes(value, "--shm-size")
+    except RootlessError:
+        size = -1
+    if size < 0:
         raise ContainerError(f"unable to translate --shm-size: invalid size: '{value}'")
-    unit = 1024 ** "bkmgt".index(m.group(2).lower() or "b")
-    return int(float(m.group(1)) * unit)
+    return size
 
 
 def image_stop_signal(image_config: dict) -> int | None:
