@@ -68,6 +68,17 @@ def test_run_foreground_remove(client, busybox_ref):
     assert e.value.exit_status == 4 and b"bad" in e.value.stderr
 
 
+def test_sysctls_and_read_only(client, busybox_ref):
+    """HostConfig.Sysctls as `--sysctl`, ReadonlyRootfs with podman's tmpfs on /tmp."""
+    script = "cat /proc/sys/kernel/shmmax; touch /tmp/x && touch /x || echo read-only"
+    out = client.containers.run(busybox_ref, ["sh", "-c", script], remove=True, read_only=True,
+                                sysctls={"kernel.shmmax": "65536"})  # fmt: skip
+    assert out.decode().split() == ["65536", "read-only"]
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.create(busybox_ref, ["true"], sysctls={"kernel.hostname": "x"})
+    assert "sysctl 'kernel.hostname' is not allowed" in str(e.value)
+
+
 def test_auto_remove_detached(client, busybox_ref):
     c = client.containers.run(busybox_ref, ["true"], detach=True, auto_remove=True)
     assert c.wait(timeout=60, condition="removed")["StatusCode"] == 0

@@ -28,7 +28,8 @@ _HOST_HANDLED = {"Binds", "Mounts", "Tmpfs", "PortBindings", "PublishAllPorts", 
                  "Init", "Dns", "DnsSearch", "DnsOptions", "ExtraHosts", "VolumesFrom", "LogConfig",
                  "ConsoleSize", "MaskedPaths", "ReadonlyPaths", "Isolation", "CgroupnsMode",
                  "IpcMode", "PidMode", "UTSMode", "UsernsMode", "ShmSize", "Cgroup", "Runtime",
-                 "Links", "OomKillDisable", "MemorySwappiness", "KernelMemory", "Annotations"}  # fmt: skip
+                 "Links", "OomKillDisable", "MemorySwappiness", "KernelMemory", "Annotations",
+                 "Sysctls"}  # fmt: skip
 _NEUTRAL = (None, "", 0, False, [], {}, "default", "private", "host-default")
 
 
@@ -41,6 +42,7 @@ def _unsupported(where: str, body: dict, handled: set) -> None:
 def run_options(body: dict, name: str | None):
     """RunOptions for a POST /containers/create body."""
     from rootless.config import select_driver
+    from rootless.runtime import runflags
     from rootless.runtime.spec import RunOptions
 
     cfg = body
@@ -92,6 +94,7 @@ def run_options(body: dict, name: str | None):
         limits=_limits(host),
         privileged=bool(host.get("Privileged")),
         read_only=bool(host.get("ReadonlyRootfs")),
+        sysctls=runflags.sysctls(f"{k}={v}" for k, v in (host.get("Sysctls") or {}).items()),
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []),
         security_opts=list(host.get("SecurityOpt") or []),
@@ -301,6 +304,7 @@ def inspect(rec) -> dict:
             "PublishAllPorts": bool(run and run.publish_all),
             "ReadonlyRootfs": hc["ReadonlyRootfs"], "SecurityOpt": hc["SecurityOpt"],
             "Init": hc["Init"], "LogConfig": _LOG_CONFIG,
+            "Sysctls": dict(run.sysctls) if run else {},
             "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in (run.tmpfs if run else [])},
             "Memory": limits["Memory"], "MemorySwap": limits["MemorySwap"],
             "MemoryReservation": limits["MemoryReservation"], "NanoCpus": limits["NanoCpus"],

@@ -71,6 +71,25 @@ _OPTIONS = [
     click.option("--mount", multiple=True, help="type=bind|tmpfs,source=..,target=..[,ro]"),
     click.option("--read-only", is_flag=True, help="Make the root filesystem read-only."),
     click.option(
+        "--read-only-tmpfs",
+        default="true",
+        is_flag=False,
+        flag_value="true",
+        metavar="[=BOOL]",
+        help="With --read-only: tmpfs on /run, /tmp and /var/tmp (default true).",
+    ),
+    click.option("--pidfile", default=None, help="Write the container's pid to this file."),
+    click.option(
+        "--timeout",
+        default="0",
+        help="Seconds the container may run before it is killed (0: no limit).",
+    ),
+    click.option(
+        "--sysctl",
+        multiple=True,
+        help="Set a namespaced kernel parameter NAME=VALUE (net.*, fs.mqueue.*, kernel.shm*...).",
+    ),
+    click.option(
         "--init",
         is_flag=True,
         help="Run an init (tini) as PID 1 that forwards signals and reaps.",
@@ -204,7 +223,7 @@ def storage_driver(ctx) -> str:
 
 def to_run_options(kw: dict, driver: str) -> RunOptions:
     """The library's options from run_options' parsed values (other keys in `kw` are ignored)."""
-    from rootless.runtime import usermode
+    from rootless.runtime import runflags, usermode
 
     ids = [kw[k] for k in ("userns", "uidmap", "gidmap", "subuidname", "subgidname")]
     usermode.check_flags(*ids)
@@ -228,6 +247,10 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
         **stop_options(kw),
         ulimits=list(kw["ulimit"]),
         cidfile=kw["cidfile"],
+        read_only_tmpfs=runflags.go_bool("--read-only-tmpfs", kw["read_only_tmpfs"]),
+        sysctls=runflags.sysctls(kw["sysctl"]),
+        pidfile=os.path.abspath(kw["pidfile"]) if kw["pidfile"] else None,
+        timeout=runflags.parse_timeout(kw["timeout"]),
     )
     if env:  # the caller's environment under the image's and -e's, as podman's --env-host
         opts = dataclasses.replace(opts, env=env + opts.env)

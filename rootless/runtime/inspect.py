@@ -143,6 +143,7 @@ def _config(rec, run) -> dict:
         "Entrypoint": (run.entrypoint if run else None) or "",
         "StopSignal": runflags.stop_signal(run),  # a number, as podman's
         "StopTimeout": runflags.stop_timeout(run),
+        "Timeout": run.timeout if run else 0,
         "Tty": bool(run and run.tty),
         "OpenStdin": bool(run and run.interactive),
         "CreateCommand": None,
@@ -238,6 +239,7 @@ def inspect_data(rec) -> dict:
         "Rootfs": "",
         "LogPath": rec.log_path,
         "LogTag": "",
+        "PidFile": (run.pidfile if run else None) or "",
         "Name": rec.name,
         "RestartCount": rec.restart_count,
         "Driver": rec.storage_driver,

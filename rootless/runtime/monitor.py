@@ -22,7 +22,7 @@ import time
 from rootless import process, userns
 from rootless import syscalls as sc
 from rootless.errors import EXIT_RUNTIME, RootlessError
-from rootless.runtime import console, plan, rootfs, state
+from rootless.runtime import console, deadline, plan, rootfs, state
 from rootless.runtime.channel import Channel, Failed, Go, Pid, Pty, Started, close_all
 from rootless.runtime.storage import Storage
 
@@ -47,6 +47,7 @@ class Monitor:
         self.fwd: console.SignalForwarder | None = None  # foreground: signals to the container
         self.relay = None  # detached -i: rootless.runtime.logs.StdinRelay
         self.private: tuple = ()  # fds setup must not hold (the stdin pipe's writing end: its EOF)
+        self.deadline: deadline.Deadline | None = None  # --timeout
 
     # ---- before the container's processes exist -------------------------------------------------
     def prepare(self) -> None:
@@ -115,6 +116,10 @@ class Monitor:
         if not self.init_pid:
             return
         self.rec.set_state("running", pid=self.init_pid, started=time.time())
+        if self.plan.opts.pidfile:
+            deadline.write_pidfile(self.plan.opts.pidfile, self.init_pid)
+        if self.plan.opts.timeout:
+            self.deadline = deadline.Deadline.arm(self.init_pid, self.plan.opts.timeout)
         if self.fwd is not None:
             self.fwd.target(self.init_pid)
         if self.plan.network not in ("none", "host", "container"):
@@ -268,7 +273,11 @@ class Monitor:
         try:
             self.start()
             rc = attach()
+            if self.deadline is not None and self.deadline.cancel():
+                rc = -1  # podman's: the container was killed at its --timeout
         except BaseException:
+            if self.deadline is not None:
+                self.deadline.cancel()
             if self.setup is not None and self.setup.returncode is None:
                 self.setup.kill_and_reap()
             raise

@@ -263,7 +263,9 @@ def launch(plan: Plan, rec) -> Launch:
                               workdir_create=o.workdir in (None, image_wd), container_id=rec.id,
                               user=proc.user,
                               passwd=plan.userns.passwd if plan.userns else None,
-                              shm_size=runflags.shm_size(o.shm_size))  # fmt: skip
+                              shm_size=runflags.shm_size(o.shm_size),
+                              read_only_tmpfs=o.read_only_tmpfs,
+                              sysctls=tuple(o.sysctls.items()))  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)
     need_go = plan.network not in ("none", "host", "container") or need_cgroup

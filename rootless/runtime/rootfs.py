@@ -78,6 +78,8 @@ class RootfsConfig:
     # a mount point already, and the passwd/group copies are among etc_files
     pinned: bool = False
     shm_size: int | None = None  # bytes of /dev/shm (--shm-size; 0: no limit); None: podman's 64m
+    read_only_tmpfs: bool = True  # with read_only: tmpfs on /tmp, /var/tmp and /run
+    sysctls: tuple[tuple[str, str], ...] = ()  # --sysctl: written once the container's /proc is up
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -360,7 +362,7 @@ def setup(cfg: RootfsConfig) -> None:
         _ensure_target(t, False)
         sc.mount(hostfile, t, None, sc.MS_BIND)
     mounts = list(cfg.mounts)
-    if cfg.read_only:
+    if cfg.read_only and cfg.read_only_tmpfs:
         for p in ("/tmp", "/var/tmp", "/run"):
             if not any(m.target == p for m in mounts):
                 mounts.append(Mount("tmpfs", p, "tmpfs", options="mode=1777" if "tmp" in p else "mode=755",
@@ -399,8 +401,32 @@ def setup(cfg: RootfsConfig) -> None:
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+    write_sysctls(cfg.sysctls)
     if not cfg.privileged:
         mask_paths()
+
+
+def write_sysctls(sysctls) -> None:
+    """--sysctl: write each under the container's /proc/sys (its IPC and network namespaces'),
+    before /proc/sys is made read-only; a failure is the error runc gives, with podman's code."""
+    for name, value in sysctls:
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ContainerError(f"open {path}: {_strerror(e)}",
+                                 exit_code=127 if e.errno == errno.ENOENT else 126) from None  # fmt: skip
+        try:
+            os.write(fd, value.encode())
+        except OSError as e:
+            raise ContainerError(f"write {path}: {_strerror(e)}", exit_code=126) from None
+        finally:
+            os.close(fd)
+
+
+def _strerror(e: OSError) -> str:
+    """The error as Go (runc) words it: "no such file or directory"."""
+    return (e.strerror or os.strerror(e.errno or 0)).lower()
 
 
 def _passwd_entries(cfg: RootfsConfig) -> None:

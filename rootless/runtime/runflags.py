@@ -41,6 +41,16 @@ def parse_signal(value: str, flag: str = "--stop-signal") -> int:
     return n
 
 
+def parse_timeout(value: str) -> int:
+    """--timeout: podman's unsigned integer (seconds; 0: no limit)."""
+    if not value.isdigit():
+        raise ContainerError(
+            f'invalid argument "{value}" for "--timeout" flag: strconv.ParseUint: parsing '
+            f'"{value}": invalid syntax'
+        )
+    return int(value)
+
+
 def parse_stop_timeout(value: str) -> int:
     """--stop-timeout: podman's unsigned integer (seconds)."""
     if not re.fullmatch(r"[0-9]+", value) or int(value) >= 2**64:
@@ -66,6 +76,13 @@ def check(opts) -> None:
         ulimits.check(opts.ulimits)
     shm_size(opts.shm_size)
     exposed(opts.expose)
+    if opts.network == "host":
+        for name, value in opts.sysctls.items():
+            if name.startswith("net."):
+                raise ContainerError(
+                    f"sysctl {name}={value} can't be set since Network Namespace set to host: "
+                    "invalid argument"
+                )
     if "keep-groups" in opts.group_add and len(opts.group_add) > 1:
         raise ContainerError(
             "the '--group-add keep-groups' option is not allowed with any other --group-add options"
@@ -73,6 +90,47 @@ def check(opts) -> None:
     for g in opts.group_add:
         if g != "keep-groups" and not g.isdigit() and not re.fullmatch(r"[A-Za-z_][\w.-]*\$?", g):
             raise ContainerError(f"invalid group name {g!r} for --group-add: use a gid or a name")
+
+
+# podman's allowed sysctls (pkg/util ValidateSysctls): the IPC namespace's own and the network
+# namespace's (net.*); each is written in the container's namespaces before its process starts
+IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                         "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})  # fmt: skip
+SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
+
+
+def sysctls(items) -> dict[str, str]:
+    """--sysctl NAME=VALUE values, checked as podman checks them (a later one wins)."""
+    out: dict[str, str] = {}
+    for item in items:
+        parts = item.split("=")
+        if len(parts) < 2:
+            raise ContainerError(
+                f"{item} is invalid, sysctl values must be in the form of KEY=VALUE"
+            )
+        name, value = parts[0], parts[1]
+        if f"{name.strip()}={value.strip()}" != item:
+            raise ContainerError(f"'{item}' is invalid, extra spaces found")
+        if name not in IPC_SYSCTLS and not name.startswith(SYSCTL_PREFIXES):
+            raise ContainerError(f"sysctl '{name}' is not allowed")
+        out[name] = value
+    return out
+
+
+GO_TRUE, GO_FALSE = (
+    ("1", "t", "T", "TRUE", "true", "True"),
+    ("0", "f", "F", "FALSE", "false", "False"),
+)
+
+
+def go_bool(flag: str, value: str) -> bool:
+    """A podman boolean flag's value (Go's strconv.ParseBool), with podman's error."""
+    if value in GO_TRUE or value in GO_FALSE:
+        return value in GO_TRUE
+    raise ContainerError(
+        f'invalid argument "{value}" for "{flag}" flag: strconv.ParseBool: parsing "{value}": '
+        "invalid syntax"
+    )
 
 
 def exposed(specs: list[str]) -> dict[str, dict]:

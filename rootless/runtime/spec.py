@@ -96,6 +96,14 @@ class RunOptions:
     group_add: list[str] = field(default_factory=list)  # --group-add: gids or /etc/group names
     expose: list[str] = field(default_factory=list)  # --expose PORT[-PORT][/PROTO]: more for -P
     tz: str | None = None  # --tz: Area/City (the host's zoneinfo) or "local" (the host's zone)
+    # --read-only-tmpfs (with --read-only: tmpfs on /run, /tmp and /var/tmp); --sysctl NAME=VALUE
+    # (runflags.sysctls: the IPC and network namespaces' own, as podman allows them)
+    read_only_tmpfs: bool = True
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # --pidfile: the container's pid is written there at each start (left in place, as podman);
+    # --timeout: seconds it may run before the monitor kills it (0: no limit; exit code -1)
+    pidfile: str | None = None
+    timeout: int = 0
     # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
     # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
     # --subuidname/--subgidname

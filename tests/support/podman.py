@@ -166,7 +166,8 @@ class Podman:
                 os.unlink(cidfile)
                 if killed and "--rm" in args:
                     self._run(("rm", "-f", "-v", "-t", "0", cid), None, True, 120, env)
-        return subprocess.CompletedProcess(proc.args, code if killed else proc.returncode, out, err)
+        rc = code % 256 if killed else proc.returncode  # podman exits with the code mod 256
+        return subprocess.CompletedProcess(proc.args, rc, out, err)
 
     def _exit_code(self, cidfile: str) -> int | None:
         """The code conmon wrote for the container of this cidfile, once it has exited."""
