@@ -77,6 +77,10 @@ def test_sysctls_and_read_only(client, busybox_ref):
     with pytest.raises(docker.errors.APIError) as e:
         client.containers.create(busybox_ref, ["true"], sysctls={"kernel.hostname": "x"})
     assert "sysctl 'kernel.hostname' is not allowed" in str(e.value)
+    # PidMode/UTSMode host as --pid/--uts host
+    out = client.containers.run(busybox_ref, ["sh", "-c", "readlink /proc/self/ns/pid; hostname"],
+                                remove=True, pid_mode="host", uts_mode="host")  # fmt: skip
+    assert out.decode().split() == [os.readlink("/proc/self/ns/pid"), os.uname().nodename]
 
 
 def test_auto_remove_detached(client, busybox_ref):

@@ -52,8 +52,8 @@ def run_options(body: dict, name: str | None):
     if (cfg.get("Healthcheck") or {}).get("Test") not in (None, [], ["NONE"]):
         raise ApiError(400, "Config.Healthcheck is not supported by rootless (see docs/api.md)")
     _unsupported("HostConfig", host, _HOST_HANDLED)
-    for key in ("IpcMode", "PidMode", "UTSMode", "UsernsMode", "Links", "OomKillDisable"):
-        if host.get(key) not in _NEUTRAL + ("shareable",):
+    for key in ("UsernsMode", "Links", "OomKillDisable"):
+        if host.get(key) not in _NEUTRAL:
             raise ApiError(400, f"HostConfig.{key} is not supported by rootless (see docs/api.md)")
     image = cfg.get("Image")
     if not image:
@@ -94,6 +94,10 @@ def run_options(body: dict, name: str | None):
         limits=_limits(host),
         privileged=bool(host.get("Privileged")),
         read_only=bool(host.get("ReadonlyRootfs")),
+        ipc=host.get("IpcMode") or "",
+        pid=host.get("PidMode") or "",
+        uts=host.get("UTSMode") or "",
+        cgroupns=host.get("CgroupnsMode") or "",
         sysctls=runflags.sysctls(f"{k}={v}" for k, v in (host.get("Sysctls") or {}).items()),
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []),

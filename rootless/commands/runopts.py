@@ -78,6 +78,10 @@ _OPTIONS = [
         metavar="[=BOOL]",
         help="With --read-only: tmpfs on /run, /tmp and /var/tmp (default true).",
     ),
+    click.option("--uts", default="", help="UTS namespace: private (default) or host."),
+    click.option("--ipc", default="", help="IPC namespace: private (default), host or none."),
+    click.option("--pid", default="", help="PID namespace: private (default) or host."),
+    click.option("--cgroupns", default="", help="cgroup namespace: private (default) or host."),
     click.option("--pidfile", default=None, help="Write the container's pid to this file."),
     click.option(
         "--timeout",
@@ -358,7 +362,7 @@ def annotations(items) -> dict[str, str]:
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
          "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size", "tz",
-         "subgidname")]  # fmt: skip
+         "subgidname", "uts", "ipc", "pid", "cgroupns")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),

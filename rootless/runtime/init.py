@@ -42,7 +42,7 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     pid_ns = plan.namespace("pid")
     if pid_ns is not None and pid_ns.path is not None and net.path is not None:
         security.seal()  # others may see us at once; the monitor needs no /proc/PID/ns of ours
-    if uts is None or uts.path is None:  # a pod's shared uts namespace has its hostname already
+    if uts is not None and uts.path is None:  # a pod's uts namespace has its hostname; host's: own
         sc.sethostname(launch.hostname)
     if rootfs_cfg.new_netns and net.path is None:
         netlink.loopback_up()
@@ -66,7 +66,10 @@ def main(plan, launch, rootfs_cfg, chan, stdio) -> int:
     if launch.need_go and not isinstance(chan.recv(), Go):
         return EXIT_RUNTIME  # the monitor failed, and says why
     # the channel stays open to report a failure; it is O_CLOEXEC, so exec closes it
-    sc.unshare(sc.CLONE_NEWCGROUP)  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
+    if plan.namespace("cgroup") is not None:  # not --cgroupns host
+        sc.unshare(
+            sc.CLONE_NEWCGROUP
+        )  # rooted at the container's cgroup: /proc/self/cgroup is 0::/
     ulimits.apply(launch.rlimits)  # --ulimit and podman's defaults (a failure: exit 126)
     if proc.args == [PAUSE]:  # a pod's infra container: pause here (rootless.pods.pause)
         return pause.main(chan, plan.security, user)  # members join its /proc/PID/ns: dumpable

@@ -149,7 +149,8 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     if opts.init and not os.path.exists(TINI):
         raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
     cgroup = _cgroup(opts)
-    types = ["mount", "pid", "uts", "ipc", "cgroup"]
+    host = {t for flag, t in runflags.NAMESPACE_FLAGS.items() if getattr(opts, flag) == "host"}
+    types = [t for t in ("mount", "pid", "uts", "ipc", "cgroup") if t not in host]
     namespaces = [Namespace(t, join and join.path(t)) for t in types] + net_ns
     uses = ()
     if vol_reqs:  # everything is checked: now the volumes may be created
@@ -245,7 +246,8 @@ def launch(plan: Plan, rec) -> Launch:
     files are in the container's runtime dir."""
     o = plan.opts
     hostname = o.hostname or (plan.pod.hostname if plan.pod else "")
-    hostname = hostname or (os.uname().nodename if plan.network == "host" else rec.id[:12])
+    host_uts = plan.network == "host" or o.uts == "host"
+    hostname = hostname or (os.uname().nodename if host_uts else rec.id[:12])
     proc = spec.resolve(o, plan.image.config, hostname)
     if o.init:
         proc = replace(proc, args=[rootfs.INIT_PATH, "--", *proc.args])
@@ -264,7 +266,8 @@ def launch(plan: Plan, rec) -> Launch:
                               user=proc.user,
                               passwd=plan.userns.passwd if plan.userns else None,
                               shm_size=runflags.shm_size(o.shm_size),
-                              read_only_tmpfs=o.read_only_tmpfs,
+                              read_only_tmpfs=o.read_only_tmpfs, ipc=o.ipc or "private",
+                              host_pid=o.pid == "host",
                               sysctls=tuple(o.sysctls.items()))  # fmt: skip
     cg = plan.cgroup
     need_cgroup = cg is not None and (cg.manager != "none" or cg.limits.oom_score_adj is not None)

@@ -80,6 +80,12 @@ class RootfsConfig:
     shm_size: int | None = None  # bytes of /dev/shm (--shm-size; 0: no limit); None: podman's 64m
     read_only_tmpfs: bool = True  # with read_only: tmpfs on /tmp, /var/tmp and /run
     sysctls: tuple[tuple[str, str], ...] = ()  # --sysctl: written once the container's /proc is up
+    ipc: str = (
+        "private"  # --ipc: host (the host's /dev/shm and /dev/mqueue bound), none (no /dev/shm)
+    )
+    host_pid: bool = (
+        False  # --pid host: the host's /proc bound (a new proc needs an own pid namespace)
+    )
 
 
 # --- parsing (host side) --------------------------------------------------------------------------
@@ -273,9 +279,12 @@ def remount(path: str, add_flags: int) -> None:
     sc.mount(None, path, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
 
 
-def _mount_proc(root: str) -> None:
+def _mount_proc(root: str, host_pid: bool = False) -> None:
     p = os.path.join(root, "proc")
     _mkdirs(p)
+    if host_pid:  # the host's pid namespace is not ours to mount a proc of: bind the host's
+        sc.mount("/proc", p, None, sc.MS_BIND | sc.MS_REC)
+        return
     sc.mount("proc", p, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
@@ -292,7 +301,7 @@ def _mount_sys(root: str, new_netns: bool) -> None:
         remount(p, sc.MS_RDONLY)
 
 
-def _mount_dev(root: str, shm_size: int | None = None) -> None:
+def _mount_dev(root: str, shm_size: int | None = None, ipc: str = "private") -> None:
     d = os.path.join(root, "dev")
     _mkdirs(d)
     sc.mount("tmpfs", d, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -326,15 +335,22 @@ def _mount_dev(root: str, shm_size: int | None = None) -> None:
             sc.MS_NOSUID | sc.MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620",
         )
-    for name in ("shm", "mqueue"):
-        os.mkdir(os.path.join(d, name), 0o755)
-    sc.mount(
-        "shm",
-        os.path.join(d, "shm"),
-        "tmpfs",
-        sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-        f"mode=1777,size={SHM_SIZE if shm_size is None else shm_size}",
-    )
+    os.mkdir(os.path.join(d, "mqueue"), 0o755)
+    if ipc != "none":  # podman's --ipc none: no /dev/shm
+        os.mkdir(os.path.join(d, "shm"), 0o755)
+    if ipc == "host":  # the host's, as podman binds them (an unmounted /dev/mqueue stays empty)
+        sc.mount("/dev/shm", os.path.join(d, "shm"), None, sc.MS_BIND | sc.MS_REC)
+        if os.path.ismount("/dev/mqueue"):
+            sc.mount("/dev/mqueue", os.path.join(d, "mqueue"), None, sc.MS_BIND)
+        return
+    if ipc != "none":
+        sc.mount(
+            "shm",
+            os.path.join(d, "shm"),
+            "tmpfs",
+            sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+            f"mode=1777,size={SHM_SIZE if shm_size is None else shm_size}",
+        )
     try:
         sc.mount(
             "mqueue", os.path.join(d, "mqueue"), "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -352,9 +368,9 @@ def setup(cfg: RootfsConfig) -> None:
     # (a pinned root is one: a bind over it would not be seen through its fd)
     if not cfg.pinned:
         sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
-    _mount_proc(root)
+    _mount_proc(root, cfg.host_pid)
     _mount_sys(root, cfg.new_netns)
-    _mount_dev(root, cfg.shm_size)
+    _mount_dev(root, cfg.shm_size, cfg.ipc)
     for cpath, hostfile in cfg.etc_files.items():
         t = secure_join(root, cpath)
         if os.path.islink(t) or os.path.isdir(t):

@@ -76,13 +76,14 @@ def check(opts) -> None:
         ulimits.check(opts.ulimits)
     shm_size(opts.shm_size)
     exposed(opts.expose)
-    if opts.network == "host":
-        for name, value in opts.sysctls.items():
-            if name.startswith("net."):
-                raise ContainerError(
-                    f"sysctl {name}={value} can't be set since Network Namespace set to host: "
-                    "invalid argument"
-                )
+    namespace_modes(opts)
+    for name, value in opts.sysctls.items():
+        what = "Network" if name.startswith("net.") else "IPC"
+        if (opts.network if what == "Network" else opts.ipc) == "host":
+            raise ContainerError(
+                f"sysctl {name}={value} can't be set since {what} Namespace set to host: "
+                "invalid argument"
+            )
     if "keep-groups" in opts.group_add and len(opts.group_add) > 1:
         raise ContainerError(
             "the '--group-add keep-groups' option is not allowed with any other --group-add options"
@@ -90,6 +91,36 @@ def check(opts) -> None:
     for g in opts.group_add:
         if g != "keep-groups" and not g.isdigit() and not re.fullmatch(r"[A-Za-z_][\w.-]*\$?", g):
             raise ContainerError(f"invalid group name {g!r} for --group-add: use a gid or a name")
+
+
+NAMESPACE_FLAGS = {
+    "uts": "uts",
+    "ipc": "ipc",
+    "pid": "pid",
+    "cgroupns": "cgroup",
+}  # flag -> OCI type
+
+
+def namespace_modes(opts) -> None:
+    """--uts, --ipc, --pid, --cgroupns: podman's modes that rootless has (private, host; for --ipc
+    also none and shareable); another container's or a path's namespace is refused with the way."""
+    for flag in NAMESPACE_FLAGS:
+        mode = getattr(opts, flag)
+        if mode in ("", "private", "host") or (flag == "ipc" and mode in ("none", "shareable")):
+            if mode == "host" and opts.pod:
+                raise ContainerError(f"--{flag} host cannot be used with --pod: a pod's "
+                                     "containers share its namespaces")  # fmt: skip
+            continue
+        kind, sep, _ = mode.partition(":")
+        if sep and kind in ("container", "ns"):
+            raise ContainerError(
+                f"--{flag} {mode}: rootless cannot join another container's or a path's namespace; "
+                "run the containers in one pod (--pod) to share namespaces"
+            )
+        raise ContainerError(f"unrecognized namespace mode {mode} passed")
+    if opts.uts == "host" and opts.hostname:
+        raise ContainerError("invalid config provided: cannot set hostname when running in the "
+                             "host UTS namespace: invalid configuration")  # fmt: skip
 
 
 # podman's allowed sysctls (pkg/util ValidateSysctls): the IPC namespace's own and the network

@@ -104,6 +104,12 @@ class RunOptions:
     # --timeout: seconds it may run before the monitor kills it (0: no limit; exit code -1)
     pidfile: str | None = None
     timeout: int = 0
+    # --uts, --ipc, --pid, --cgroupns: "" or private (a new namespace), host (the caller's); --ipc
+    # also none (no /dev/shm) and shareable (private)
+    uts: str = ""
+    ipc: str = ""
+    pid: str = ""
+    cgroupns: str = ""
     # the container's id mapping (rootless.runtime.usermode): --userns (keep-id[:uid=,gid=],
     # auto[:size=], nomap, host), --uidmap/--gidmap (for auto: the range it was given at create),
     # --subuidname/--subgidname
