@@ -78,6 +78,12 @@ _OPTIONS = [
         metavar="[=BOOL]",
         help="With --read-only: tmpfs on /run, /tmp and /var/tmp (default true).",
     ),
+    click.option(
+        "--device", multiple=True, help="Add a host device HOST[:CONTAINER][:PERMS] (bound)."
+    ),
+    click.option(
+        "--env-merge", multiple=True, help="Rewrite an image variable: NAME=...${NAME}..."
+    ),
     click.option("--uts", default="", help="UTS namespace: private (default) or host."),
     click.option("--ipc", default="", help="IPC namespace: private (default), host or none."),
     click.option("--pid", default="", help="PID namespace: private (default) or host."),
@@ -369,7 +375,8 @@ _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("v
           ("network_alias", "network_aliases"), ("add_host", "add_hosts"), ("dns", "dns"),
           ("dns_search", "dns_search"), ("dns_option", "dns_options"),
           ("volumes_from", "volumes_from"), ("uidmap", "uidmap"), ("gidmap", "gidmap"),
-          ("group_add", "group_add"), ("expose", "expose")]  # fmt: skip
+          ("group_add", "group_add"), ("expose", "expose"), ("device", "devices"),
+          ("env_merge", "env_merge")]  # fmt: skip
 _LIMIT_FLAGS = (
     "memory",
     "memory_swap",

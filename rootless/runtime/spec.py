@@ -106,6 +106,10 @@ class RunOptions:
     timeout: int = 0
     # --uts, --ipc, --pid, --cgroupns: "" or private (a new namespace), host (the caller's); --ipc
     # also none (no /dev/shm) and shareable (private)
+    # --device HOST[:CONTAINER][:PERMS]: the host's node bound (rootless cannot mknod), read-only
+    # without w; --env-merge NAME=WORD: an image variable rewritten, ${NAME} expanded (as podman 4.3)
+    devices: list[str] = field(default_factory=list)
+    env_merge: list[str] = field(default_factory=list)
     uts: str = ""
     ipc: str = ""
     pid: str = ""
@@ -177,6 +181,23 @@ def read_env_file(path: str) -> dict[str, str]:
     return out
 
 
+def _env_merge(items: list[str], env: dict[str, str]) -> None:
+    """--env-merge as podman 4.3: each NAME=WORD is expanded as a Containerfile word against the
+    image's environment, and replaces NAME only where the image defines it."""
+    from rootless.build.words import WordError, expand
+
+    for item in items:
+        try:
+            word = expand(item, dict(env))
+        except WordError as e:
+            raise ContainerError(
+                f"unable to process variables for --env-merge {item}: {e}"
+            ) from None
+        parts = word.split("=")
+        if parts[0] in env and len(parts) > 1:
+            env[parts[0]] = parts[1]
+
+
 def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
     cfg = (image_config or {}).get("config") or {}
     if opts.entrypoint is not None:
@@ -194,6 +215,8 @@ def resolve(opts: RunOptions, image_config: dict, hostname: str) -> ProcessSpec:
     env: dict[str, str] = {"PATH": DEFAULT_PATH, "TERM": "xterm", "container": "podman"}
     for item in cfg.get("Env") or []:
         env_line(item, "image", env)
+    if opts.env_merge:
+        _env_merge(opts.env_merge, env)
     for path in opts.env_files:
         env.update(read_env_file(path))
     for item in opts.env:
