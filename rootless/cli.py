@@ -120,8 +120,10 @@ class LazyGroup(click.Group):
     help="Storage driver for container root filesystems (default: $ROOTLESS_STORAGE_DRIVER, "
     "storage.conf, else overlay where the kernel allows it; see docs/storage.md).",
 )
+@click.option("--root", default=None, help="The store's directory (images, containers, volumes).")
+@click.option("--runroot", default=None, help="The directory of runtime state.")
 @click.pass_context
-def cli(ctx, log_level, storage_driver):
+def cli(ctx, log_level, storage_driver, root, runroot):
     """Run OCI containers as an ordinary user: no sudo, no daemon."""
     level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}.get(
         log_level, logging.ERROR
@@ -130,6 +132,13 @@ def cli(ctx, log_level, storage_driver):
     ctx.obj = {"log_level": log_level, "storage_driver": storage_driver}
     if log_level == "debug":
         os.environ["ROOTLESS_DEBUG"] = "1"
+    # --root/--runroot (podman's): through the environment, so that every process of the run
+    # (the monitor, `rootless` run by conmon-like restarts) uses the same store
+    for var, path in (("ROOTLESS_ROOT", root), ("ROOTLESS_RUNROOT", runroot)):
+        if path == "":
+            raise RootlessError(f"--{var[9:].lower()} needs a directory")
+        if path:
+            os.environ[var] = os.path.abspath(path)
 
 
 def _debug() -> bool:

@@ -10,7 +10,10 @@ def _home() -> str:
 
 
 def data_home() -> str:
-    """The store root: $XDG_DATA_HOME/rootless, default ~/.local/share/rootless."""
+    """The store root: the global --root ($ROOTLESS_ROOT), else $XDG_DATA_HOME/rootless, default
+    ~/.local/share/rootless."""
+    if os.environ.get("ROOTLESS_ROOT"):
+        return os.environ["ROOTLESS_ROOT"]
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(_home(), ".local", "share")
     return os.path.join(base, "rootless")
 
@@ -21,7 +24,10 @@ def config_home() -> str:
 
 
 def runtime_dir() -> str:
-    """Runtime state: $XDG_RUNTIME_DIR/rootless, else /tmp/rootless-UID (created 0700)."""
+    """Runtime state: the global --runroot ($ROOTLESS_RUNROOT), else $XDG_RUNTIME_DIR/rootless,
+    else /tmp/rootless-UID (created 0700)."""
+    if os.environ.get("ROOTLESS_RUNROOT"):
+        return os.environ["ROOTLESS_RUNROOT"]
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isdir(base):
         return os.path.join(base, "rootless")
