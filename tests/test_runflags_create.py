@@ -185,3 +185,17 @@ def test_tz_as_podman(rl, pm):
         assert mine == theirs, tz
     assert rl("run", "--rm", "--tz", "Asia/Tokyo", *NONE, rl.img, "date", "+%Z").stdout == "JST\n"
     same_refusal(rl, pm, "run", "--rm", "--tz", "Bogus/Zone", *NONE, rl.img, "true")
+
+
+def test_platform_as_podman(rl, pm):
+    """--platform: the host's runs at once; another makes the local image count as missing, and a
+    registry that has nothing else gives the same image, with podman's warning."""
+    assert rl("run", "--rm", "--platform", "linux/amd64", *NONE, rl.img, "echo", "ran").stderr == ""
+    for platform in ("linux/arm64", "bogus", "linux/amd64/v2"):
+        mine = rl("run", "--rm", "--platform", platform, *NONE, rl.img, "echo", "ran")
+        theirs = pm("run", "--rm", "--platform", platform, *NONE, rl.img, "echo", "ran")
+        assert mine.returncode == theirs.returncode == 0 and mine.stdout == theirs.stdout == "ran\n"
+        warning = [line for line in theirs.stderr.splitlines() if line.startswith("WARNING")]
+        assert warning and warning[0] in mine.stderr.splitlines(), (platform, mine.stderr)
+    same_refusal(rl, pm, "run", "--rm", "--platform", "linux/arm64", "--pull", "never", *NONE,
+                 rl.img, "true")  # fmt: skip

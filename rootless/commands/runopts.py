@@ -188,6 +188,11 @@ _OPTIONS = [
         show_default=True,
         help="Pull the image: always, missing, never, newer.",
     ),
+    click.option(
+        "--platform",
+        default=None,
+        help="OS[/ARCH[/VARIANT]] of the image: another one is pulled (e.g. linux/arm64).",
+    ),
     click.option("--replace", is_flag=True, help="Remove a container of the same --name first."),
     click.option(
         "--env-host", is_flag=True, help="Pass the caller's environment to the container."
@@ -295,7 +300,12 @@ def before_create(kw: dict) -> None:
             old = None
         if old is not None and old.name == kw["name"]:
             api.remove(old, force=True)
-    if kw["rootfs"] or policy == "missing":
+    if kw["rootfs"]:
+        return
+    if kw.get("platform"):
+        _pull_platform(kw["image"], policy, kw["platform"])
+        return
+    if policy == "missing":
         return
     from rootless.image.store import Store
 
@@ -308,6 +318,41 @@ def before_create(kw: dict) -> None:
     from rootless.image.pull import pull_image  # always, newer: ask the registry
 
     pull_image(kw["image"])
+
+
+def _platform(config: dict) -> tuple[str, str, str]:
+    return (
+        config.get("os") or "linux",
+        config.get("architecture") or "",
+        config.get("variant") or "",
+    )
+
+
+def _pull_platform(image: str, policy: str, platform: str) -> None:
+    """--platform OS[/ARCH[/VARIANT]] (podman's: the host's ARCH when left out): a local image of
+    another platform counts as missing; what a registry has for no other platform is run with
+    podman's warning."""
+    from rootless.image.pull import host_platform, pull_image
+    from rootless.image.store import Store
+
+    parts = platform.split("/")
+    want = (parts[0], parts[1] if len(parts) > 1 else host_platform()[1], "/".join(parts[2:]))
+    img = Store.open().lookup_image(image)
+    if img is not None and _platform(img.config) != want:
+        img = None
+    if img is not None and policy not in ("always", "newer"):
+        return
+    if policy == "never":
+        from rootless.errors import ImageError
+
+        raise ImageError(f"{image}: image not known")
+    img = pull_image(image, platform="/".join(x for x in want if x))
+    have = _platform(img.config)
+    if have != want:
+        a, b = (f"{{{p[1]} {p[0]}  [] {p[2]}}}" for p in (have, want))
+        click.echo(
+            f"WARNING: image platform ({a}) does not match the expected platform ({b})", err=True
+        )
 
 
 def stop_options(kw: dict) -> dict:
