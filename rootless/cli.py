@@ -28,6 +28,7 @@ from rootless.errors import EXIT_RUNTIME, RootlessError
 _IMG, _CTR = "rootless.commands.images", "rootless.commands.lifecycle"
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("rootless.commands.info", "info", "Display rootless system information"),
+    "healthcheck": ("rootless.commands.healthcheck", "healthcheck", "Manage healthchecks of containers"),
     "unshare": ("rootless.commands.unshare", "unshare", "Run a command in a user namespace as container root"),
     "pull": (_IMG, "pull", "Pull an image from a registry"),
     "images": (_IMG, "images", "List images in local storage"),

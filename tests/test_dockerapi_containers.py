@@ -13,6 +13,7 @@ import pytest
 import requests
 from conftest import Rootless
 from support.dockerapi import Service
+from support.wait import poll
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -81,6 +82,25 @@ def test_sysctls_and_read_only(client, busybox_ref):
     out = client.containers.run(busybox_ref, ["sh", "-c", "readlink /proc/self/ns/pid; hostname"],
                                 remove=True, pid_mode="host", uts_mode="host")  # fmt: skip
     assert out.decode().split() == [os.readlink("/proc/self/ns/pid"), os.uname().nodename]
+
+
+def test_healthcheck(client, busybox_ref):
+    """Config.Healthcheck as --health-*: the monitor runs it, State.Health shows it (compose's
+    depends_on condition service_healthy waits on that)."""
+    hc = {"test": ["CMD-SHELL", "test -e /tmp/ok"], "interval": 10**9, "retries": 1}
+    c = client.containers.run(busybox_ref, ["sh", "-c", "sleep 3; touch /tmp/ok; sleep 300"],
+                              detach=True, healthcheck=hc)  # fmt: skip
+
+    def status():
+        c.reload()
+        return c.attrs["State"].get("Health", {}).get("Status")
+
+    try:
+        poll(lambda: status() == "unhealthy", timeout=60)
+        poll(lambda: status() == "healthy", timeout=60)
+        assert c.attrs["State"]["Health"]["Log"][-1]["ExitCode"] == 0
+    finally:
+        c.remove(force=True)
 
 
 def test_auto_remove_detached(client, busybox_ref):

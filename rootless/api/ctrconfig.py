@@ -39,6 +39,23 @@ def _unsupported(where: str, body: dict, handled: set) -> None:
             raise ApiError(400, f"{where}.{key} is not supported by rootless (see docs/api.md)")
 
 
+def _healthcheck(hc: dict) -> dict:
+    """Config.Healthcheck as the --health-* flags (durations in ns; 0: the default)."""
+    test = hc.get("Test") or []
+    if not test:
+        return {}
+    if test == ["NONE"]:
+        return {"no_healthcheck": True}
+    out = {"health_cmd": json.dumps(test)}
+    for key, field in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                       ("StartPeriod", "health_start_period")):  # fmt: skip
+        if hc.get(key):
+            out[field] = f"{int(hc[key])}ns"
+    if hc.get("Retries"):
+        out["health_retries"] = int(hc["Retries"])
+    return out
+
+
 def run_options(body: dict, name: str | None):
     """RunOptions for a POST /containers/create body."""
     from rootless.config import select_driver
@@ -49,8 +66,6 @@ def run_options(body: dict, name: str | None):
     host = body.get("HostConfig") or {}
     _unsupported("Config", {k: v for k, v in cfg.items() if k not in ("HostConfig",
                  "NetworkingConfig", "Healthcheck")}, _CONFIG_IGNORED)  # fmt: skip
-    if (cfg.get("Healthcheck") or {}).get("Test") not in (None, [], ["NONE"]):
-        raise ApiError(400, "Config.Healthcheck is not supported by rootless (see docs/api.md)")
     _unsupported("HostConfig", host, _HOST_HANDLED)
     for key in ("UsernsMode", "Links", "OomKillDisable"):
         if host.get(key) not in _NEUTRAL:
@@ -98,6 +113,7 @@ def run_options(body: dict, name: str | None):
         pid=host.get("PidMode") or "",
         uts=host.get("UTSMode") or "",
         cgroupns=host.get("CgroupnsMode") or "",
+        **_healthcheck(cfg.get("Healthcheck") or {}),
         sysctls=runflags.sysctls(f"{k}={v}" for k, v in (host.get("Sysctls") or {}).items()),
         cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []),
@@ -283,6 +299,8 @@ def inspect(rec) -> dict:
              "Restarting": rec.restarting, "OOMKilled": False, "Dead": False,
              "Pid": st["Pid"], "ExitCode": st["ExitCode"], "Error": "",
              "StartedAt": _utc(rec.started), "FinishedAt": _utc(rec.finished)}  # fmt: skip
+    if "Health" in st:
+        state["Health"] = st["Health"]
     cfg = base["Config"]
     image_cfg = _image_config(rec.image_id)
     config = {"Hostname": cfg["Hostname"], "Domainname": "", "User": cfg["User"],

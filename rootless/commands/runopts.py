@@ -84,6 +84,14 @@ _OPTIONS = [
     click.option(
         "--env-merge", multiple=True, help="Rewrite an image variable: NAME=...${NAME}..."
     ),
+    click.option(
+        "--health-cmd", default=None, help="Healthcheck: a shell command, or a JSON array."
+    ),
+    click.option("--health-interval", default="30s", help="Between checks (disable: none)."),
+    click.option("--health-retries", default=3, type=int, help="Failures before unhealthy."),
+    click.option("--health-start-period", default="0s", help="Failures before it do not count."),
+    click.option("--health-timeout", default="30s", help="A check that runs longer fails."),
+    click.option("--no-healthcheck", is_flag=True, help="Disable the image's healthcheck."),
     click.option("--uts", default="", help="UTS namespace: private (default) or host."),
     click.option("--ipc", default="", help="IPC namespace: private (default), host or none."),
     click.option("--pid", default="", help="PID namespace: private (default) or host."),
@@ -413,7 +421,8 @@ def annotations(items) -> dict[str, str]:
 _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", "name", "read_only",
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
          "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size", "tz",
-         "subgidname", "uts", "ipc", "pid", "cgroupns")]  # fmt: skip
+         "subgidname", "uts", "ipc", "pid", "cgroupns", "health_cmd", "health_interval",
+         "health_retries", "health_start_period", "health_timeout", "no_healthcheck")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),

@@ -1,5 +1,7 @@
-"""What the monitor does for --pidfile and --timeout once a container's init runs: the pid file,
-and the timer that kills the init at its deadline (the monitor then records podman's exit code -1).
+"""What the monitor does for --pidfile, --timeout and a healthcheck once a container's init runs:
+the pid file, the timer that kills the init at its deadline (the monitor then records podman's exit
+code -1), and the healthcheck's timer (rootless.runtime.health, imported only for a container
+that has one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ def write_pidfile(path: str, pid: int) -> None:
             f.write(str(pid))
     except OSError as e:
         process.say(f"WARNING: --pidfile {path}: {e.strerror}")
+
+
+def health_timer(rec):
+    """The healthcheck timer of `rec` (a rootless.runtime.health.Timer), None without one."""
+    if not (rec.run and rec.run.healthcheck and rec.run.healthcheck.get("Interval")):
+        return None
+    from rootless.runtime import health
+
+    return health.Timer.start(rec)
 
 
 class Deadline:

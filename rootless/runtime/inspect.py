@@ -46,7 +46,12 @@ def human_duration(seconds: float) -> str:
 def status_text(rec) -> str:
     now = time.time()
     if rec.state == "running":
-        return f"Up {human_duration(now - (rec.started or now))}"
+        from rootless.runtime import health
+
+        hc = health.state(rec)
+        return f"Up {human_duration(now - (rec.started or now))}" + (
+            f" ({hc['Status']})" if hc else ""
+        )
     if rec.state == "exited":
         code = "unknown" if rec.exit_code is None else rec.exit_code
         return f"Exited ({code}) {human_duration(now - (rec.finished or now))} ago"
@@ -112,6 +117,8 @@ def _mounts(rec) -> list[dict]:
 
 
 def _state(rec) -> dict:
+    from rootless.runtime import health
+
     running = rec.state in ("running", "stopping")
     monitor = rec.pid_of("monitor")
     return {
@@ -128,6 +135,7 @@ def _state(rec) -> dict:
         "Error": "",
         "StartedAt": iso(rec.started),
         "FinishedAt": iso(rec.finished),
+        **({"Healthcheck": hc, "Health": hc} if (hc := health.state(rec)) else {}),
     }
 
 
@@ -143,6 +151,7 @@ def _config(rec, run) -> dict:
         "Entrypoint": (run.entrypoint if run else None) or "",
         "StopSignal": runflags.stop_signal(run),  # a number, as podman's
         "StopTimeout": runflags.stop_timeout(run),
+        **({"Healthcheck": run.healthcheck} if run and run.healthcheck else {}),
         "Timeout": run.timeout if run else 0,
         "Tty": bool(run and run.tty),
         "OpenStdin": bool(run and run.interactive),

@@ -147,11 +147,12 @@ def _match_one(rec, key: str, values: list[str], all_recs) -> bool:
 
 
 def health_of(rec) -> str:
-    """The container's health status as podman names it ("" when it has no healthcheck)."""
-    h = getattr(rec, "health", None)
-    if isinstance(h, dict):
-        return h.get("Status", "")
-    return ""
+    """The running container's health status as podman names it ("" without a healthcheck)."""
+    if not (rec.run and rec.run.healthcheck) or state_of(rec) != "running":
+        return ""
+    from rootless.runtime import health
+
+    return (health.state(rec) or {}).get("Status", "")
 
 
 def select(recs, filters: dict[str, list[str]], *, all_: bool = True, last: int = -1,

@@ -272,7 +272,10 @@ class Monitor:
         rc = None
         try:
             self.start()
+            checks = deadline.health_timer(self.rec) if self.init_pid else None
             rc = attach()
+            if checks is not None:
+                checks.stop()
             if self.deadline is not None and self.deadline.cancel():
                 rc = -1  # podman's: the container was killed at its --timeout
         except BaseException:

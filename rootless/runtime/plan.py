@@ -146,8 +146,10 @@ def prepare(opts: spec.RunOptions, image_id: str | None = None, image: Image | N
     mounts += [rootfs.parse_mount(m) for m in opts.mounts if "type=volume" not in m.split(",")]
     if opts.tz:
         mounts.append(rootfs.Mount("bind", "/etc/localtime", runflags.zone_file(opts.tz), True))
-    for device in opts.devices:
-        mounts += rootfs.parse_device(device)
+    if opts.devices:
+        from rootless.runtime import devices
+
+        mounts += [m for d in opts.devices for m in devices.parse_device(d)]
     if opts.init and not os.path.exists(TINI):
         raise ContainerError(f"--init needs {TINI}: install Debian's tini package")
     cgroup = _cgroup(opts)

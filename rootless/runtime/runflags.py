@@ -233,14 +233,25 @@ def image_stop_signal(image_config: dict) -> int | None:
 
 
 def resolve(opts, image_config: dict):
-    """The options as a new container's record keeps them: its stop signal as a number and its
-    ulimits with podman's defaults."""
+    """The options as a new container's record keeps them: its stop signal as a number, its
+    ulimits with podman's defaults and its healthcheck (the flags', else the image's)."""
     from dataclasses import replace
 
     from rootless.runtime import ulimits
 
     sig = opts.stop_signal or image_stop_signal(image_config) or int(signal.SIGTERM)
-    return replace(opts, stop_signal=sig, ulimits=ulimits.resolve(opts.ulimits))
+    hc = None
+    if (
+        opts.health_cmd
+        or opts.no_healthcheck
+        or ((image_config or {}).get("config") or {}).get("Healthcheck")
+    ):
+        from rootless.runtime import health
+
+        hc = health.configure(opts.health_cmd, opts.health_interval, opts.health_retries,
+                              opts.health_start_period, opts.health_timeout, opts.no_healthcheck,
+                              image_config)  # fmt: skip
+    return replace(opts, stop_signal=sig, ulimits=ulimits.resolve(opts.ulimits), healthcheck=hc)
 
 
 def stop_signal(run) -> int:

@@ -110,6 +110,15 @@ class RunOptions:
     # without w; --env-merge NAME=WORD: an image variable rewritten, ${NAME} expanded (as podman 4.3)
     devices: list[str] = field(default_factory=list)
     env_merge: list[str] = field(default_factory=list)
+    # --health-cmd and friends (podman's defaults), --no-healthcheck; api.create resolves them
+    # with the image's HEALTHCHECK into `healthcheck`, inspect's Config.Healthcheck (rootless.runtime.health)
+    health_cmd: str | None = None
+    health_interval: str = "30s"
+    health_retries: int = 3
+    health_start_period: str = "0s"
+    health_timeout: str = "30s"
+    no_healthcheck: bool = False
+    healthcheck: dict | None = None
     uts: str = ""
     ipc: str = ""
     pid: str = ""
