@@ -87,7 +87,7 @@ def test_web_and_client_share_localhost_and_the_pod_publishes(rl):
 def test_hostname_hosts_and_a_shared_pid_namespace(rl):
     rl("pod", "create", "--name", "hp", "--hostname", "pod-host", "--share", "+pid", check=True)
     out = rl("run", "--rm", "--pod", "hp", "--name", "c1", rl.img, "sh", "-c",
-             "hostname; echo $(cat /etc/hostname); grep -c c1 /etc/hosts; ps -o pid,args", check=True).stdout  # fmt: skip
+             "hostname; echo $(cat /etc/hostname); grep -cw c1 /etc/hosts; ps -o pid,args", check=True).stdout  # fmt: skip
     lines = out.splitlines()
     assert lines[:3] == ["pod-host", "pod-host", "1"]
     assert any(line.split() == ["1", "rootless-pause"] for line in lines[3:]), out
