@@ -86,3 +86,38 @@ def test_docker_compose_app(svc, busybox_ref, tmp_path):
          timeout=30)  # fmt: skip
     assert leftovers.mounts(rl) == []
     assert os.path.exists(svc.path)  # the service is still there for the next client
+
+
+HEALTHY = """\
+version: "2.4"
+services:
+  db:
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3; touch /tmp/ready; sleep 300 & wait"]
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/ready"]
+      interval: 1s
+      retries: 30
+  app:
+    image: {image}
+    command: ["sh", "-c", "echo started after the db was healthy"]
+    depends_on:
+      db:
+        condition: service_healthy
+"""
+
+
+def test_depends_on_service_healthy(svc, busybox_ref, tmp_path):
+    """A service's healthcheck (run by the container's monitor) gates `up` of its dependent."""
+    project = tmp_path / "gated"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(HEALTHY.format(image=busybox_ref))
+    p = str(project)
+    out = compose(svc, p, "up", "-d")
+    assert "gated_app_1" in out.stdout + out.stderr
+    rl = svc.store
+    db = rl("inspect", "-f", "{{.State.Healthcheck.Status}}", "gated_db_1", check=True)
+    assert db.stdout == "healthy\n"
+    poll(lambda: "started after" in compose(svc, p, "logs", "app").stdout, timeout=30)
+    compose(svc, p, "down")
+    assert rl("ps", "-aq").stdout == ""
