@@ -27,11 +27,15 @@ class NotATar(Exception):
 
 
 def stat_path(path: str, cwd: str = "/") -> dict:
-    """What `path` (relative to cwd, symlinks followed) is: {"is_dir", "resolved"}; OSError if none."""
+    """What `path` (relative to cwd, symlinks followed) is: {"is_dir", "resolved"}, and for the
+    Docker API's path stat its size, mode, mtime and, for a symlink, its target; OSError if none."""
     full = os.path.join(cwd or "/", path)
     full = full.rstrip("/") or "/"
     st = os.stat(full)
-    return {"is_dir": stat.S_ISDIR(st.st_mode), "resolved": os.path.realpath(full)}
+    lst = os.lstat(full)
+    link = os.readlink(full) if stat.S_ISLNK(lst.st_mode) else ""
+    return {"is_dir": stat.S_ISDIR(st.st_mode), "resolved": os.path.realpath(full),
+            "size": lst.st_size, "mode": lst.st_mode, "mtime": lst.st_mtime, "link": link}  # fmt: skip
 
 
 def write_tar(path: str, fd: int, *, top: str | None, owner=None, idmap=None,

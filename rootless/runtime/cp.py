@@ -253,3 +253,61 @@ def copy(src: str, dst: str, *, archive_ids: bool = True, overwrite: bool = Fals
         to_container(spath, dname, dpath, archive_ids=archive_ids, overwrite=overwrite)
     else:
         raise RootlessError("name or ID cannot be empty")
+
+
+# ---- the Docker API's archive endpoints (rootless.api.archive) ----------------------------------
+
+
+def stat_in(name: str, path: str) -> dict:
+    """What `path` is in container `name` (archive.stat_path's keys); ContainerError if missing."""
+    cop = _open(name)
+    try:
+        return _ctr_stat(cop, name, "/." if path == "/" else path, path)
+    finally:
+        cop.close()
+
+
+def get_tar(name: str, path: str) -> tuple[dict, bytes]:
+    """`path` of container `name` as a tar (a directory under its own name; `DIR/.`: its contents)."""
+    import tempfile
+
+    cop = _open(name)
+    try:
+        cpath = "/." if path == "/" else path
+        info = _ctr_stat(cop, name, cpath, path)
+        top = (
+            None if info["is_dir"] and _dot(cpath) else posixpath.basename(info["resolved"]) or "/"
+        )
+        with tempfile.TemporaryFile() as f:
+            try:
+                cop.call("get", info["resolved"], f.fileno(), top=top)
+            except CopyFailed as e:
+                raise ContainerError(f"copying from container: {e}") from None
+            f.seek(0)
+            return info, f.read()
+    finally:
+        cop.close()
+
+
+def put_tar(name: str, path: str, data: bytes, *, archive_ids: bool, overwrite: bool) -> None:
+    """Extract the tar `data` into the existing directory `path` of container `name`."""
+    import tempfile
+
+    cop = _open(name)
+    cop.putting = True
+    try:
+        info = _ctr_stat(cop, name, path, path)
+        if not info["is_dir"]:
+            raise ContainerError(f"extraction point is not a directory: {path}")
+        with tempfile.TemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            f.seek(0)
+            try:
+                cop.call(
+                    "put", info["resolved"], f.fileno(), archive=archive_ids, overwrite=overwrite
+                )
+            except CopyFailed as e:
+                raise ContainerError(f"copying to container: {e}") from None
+    finally:
+        cop.close()
