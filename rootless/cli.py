@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "port": ("rootless.commands.ps", "port", "List published ports of a container"),
     "top": ("rootless.commands.ps", "top", "Display the processes of a container"),
     "rename": ("rootless.commands.rename", "rename", "Rename an existing container"),
+    "attach": ("rootless.commands.attach", "attach", "Attach to a running container"),
     "version": ("rootless.commands.version", "version", "Display the rootless version information"),
     "completion": ("rootless.commands.completion", "completion", "Generate shell completion scripts"),
     "container": (_CTR, "container", "Manage containers"),

@@ -388,7 +388,7 @@ for _name, _cmd in (
 for _name, _mod, _attr in (("create", "create", "create"), ("init", "create", "init"),
                            ("commit", "commit", "commit"), ("diff", "history", "container_diff"),
                            ("export", "commit", "export"), ("rename", "rename", "rename"),
-                           ("cp", "cp", "cp")):  # fmt: skip
+                           ("cp", "cp", "cp"), ("attach", "attach", "attach")):  # fmt: skip
     container.add_command(
         getattr(importlib.import_module(f"rootless.commands.{_mod}"), _attr), _name
     )

@@ -115,13 +115,20 @@ def socket_address(path: str, dir_fd: int) -> str:
     return f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}"
 
 
+# what `rootless attach` sends first: its EOF (a detach, or the end of its input) leaves the
+# container's stdin open for the next client, as podman's attach does
+KEEP_STDIN = b"\0rootless:keep-stdin\0"
+
+
 class StdinRelay:
     """The stdin socket's one client at a time: its bytes to the container's stdin (`dest`: the
     pipe, or the pty master), its EOF the container's (the pipe closed, or ^D to the pty), as
-    Docker's StdinOnce; the socket is closed then."""
+    Docker's StdinOnce; the socket is closed then. A client that begins with KEEP_STDIN (attach)
+    only leaves: the next one may connect."""
 
     def __init__(self, listener, dest: int, pty: bool):
         self.listener, self.dest, self.pty, self.client = listener, dest, pty, None
+        self.first = self.keep = False
 
     def fds(self) -> list:
         return [x for x in (self.listener, self.client) if x is not None]
@@ -130,7 +137,7 @@ class StdinRelay:
         if self.listener is not None and self.listener in ready:
             conn, _ = self.listener.accept()
             if self.client is None:
-                self.client = conn
+                self.client, self.first, self.keep = conn, True, False
             else:
                 conn.close()  # one client at a time
         if self.client is not None and self.client in ready:
@@ -139,7 +146,15 @@ class StdinRelay:
             except OSError:
                 data = b""
             if data:
+                if self.first:
+                    self.first = False
+                    if data.startswith(KEEP_STDIN):
+                        self.keep, data = True, data[len(KEEP_STDIN) :]
                 write_all(self.dest, data)
+                return
+            if self.keep:  # attach's end (or detach): it leaves, the next one may connect
+                self.client.close()
+                self.client = None
                 return
             if self.pty:
                 write_all(self.dest, b"\x04")
