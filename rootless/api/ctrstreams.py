@@ -183,6 +183,7 @@ def logs(req: Request):
     check_params(req, ("follow", "stdout", "stderr", "since", "until", "timestamps", "tail",
                        "details"))  # fmt: skip
     rec = find(req.args["name"])
+    rec.check_logged()
     stdout, stderr = req.flag("stdout"), req.flag("stderr")
     if not (stdout or stderr):
         raise ApiError(400, "Bad parameters: you must choose at least one stream")

@@ -74,6 +74,8 @@ def logs(follow, tail, since, until, timestamps, names, color, latest, container
             line = colors[rec.id] + body + b"\033[0m" + nl
         (err if stream == "stderr" else out).write(line)
 
+    for rec in recs:
+        rec.check_logged()
     try:
         for rec in recs:
             offset = 0

@@ -92,6 +92,10 @@ _OPTIONS = [
     click.option("--health-start-period", default="0s", help="Failures before it do not count."),
     click.option("--health-timeout", default="30s", help="A check that runs longer fails."),
     click.option("--no-healthcheck", is_flag=True, help="Disable the image's healthcheck."),
+    click.option(
+        "--log-driver", default="k8s-file", help="k8s-file (default), json-file, none, passthrough."
+    ),
+    click.option("--log-opt", multiple=True, help="Log option: path=FILE, max-size=SIZE."),
     click.option("--uts", default="", help="UTS namespace: private (default) or host."),
     click.option("--ipc", default="", help="IPC namespace: private (default), host or none."),
     click.option("--pid", default="", help="PID namespace: private (default) or host."),
@@ -274,6 +278,8 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
         sysctls=runflags.sysctls(kw["sysctl"]),
         pidfile=os.path.abspath(kw["pidfile"]) if kw["pidfile"] else None,
         timeout=runflags.parse_timeout(kw["timeout"]),
+        log_driver=kw["log_driver"],
+        log_opts=runflags.log_options(kw["log_driver"], kw["log_opt"]),
     )
     if env:  # the caller's environment under the image's and -e's, as podman's --env-host
         opts = dataclasses.replace(opts, env=env + opts.env)

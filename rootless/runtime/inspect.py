@@ -177,8 +177,16 @@ def annotations(rec, run) -> dict:
     return {**out, **(run.annotations if run else {})}
 
 
+def _log_config(rec, run) -> dict:
+    opts = run.log_opts if run else {}
+    size = runflags.log_size(opts["max-size"]) if opts.get("max-size") else 0
+    return {"Type": run.log_driver if run else "k8s-file", "Config": None, "Path": rec.log_path,
+            "Tag": "", "Size": runflags.human_size(size)}  # fmt: skip
+
+
 def _host_config(rec, run) -> dict:
     return {
+        "LogConfig": _log_config(rec, run),
         "NetworkMode": (run.network if run else "") or rec.network,
         "AutoRemove": rec.rm,
         "Privileged": bool(run and run.privileged),

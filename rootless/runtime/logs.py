@@ -55,10 +55,25 @@ def parse_timestamp(text: str) -> float:
 
 
 class LogWriter:
-    def __init__(self, path: str):
+    """A container's log in podman's k8s-file format; with `max_size` (--log-opt max-size) it is
+    truncated when a write would grow it past that, as conmon truncates it."""
+
+    def __init__(self, path: str, max_size: int = 0):
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.partial: dict[str, bytes] = {}
         self.dropped = 0  # bytes not logged because the store was full
+        self.max_size = max_size
+        self.size = os.fstat(self.fd).st_size if max_size else 0
+
+    @classmethod
+    def of(cls, rec) -> "LogWriter":
+        """The writer of container `rec`'s log (/dev/null for the none and passthrough drivers)."""
+        size = (rec.run.log_opts.get("max-size") if rec.run else None) or ""
+        if size:
+            from rootless.runtime.runflags import log_size
+
+            return cls(rec.log_path or os.devnull, log_size(size))
+        return cls(rec.log_path or os.devnull)
 
     def feed(self, stream: str, data: bytes) -> None:
         buf = self.partial.get(stream, b"") + data
@@ -82,6 +97,14 @@ class LogWriter:
         """Append to the log; on a full (or read-only) store the lines are dropped, as conmon
         drops them, and the container runs on (its exit code must still be recorded)."""
         try:
+            if self.max_size:  # entry by entry, as conmon writes them
+                for entry in data.splitlines(keepends=True):
+                    if self.size + len(entry) > self.max_size:
+                        os.ftruncate(self.fd, 0)
+                        self.size = 0
+                    self.size += len(entry)
+                    write_all(self.fd, entry)
+                return
             write_all(self.fd, data)
         except OSError as e:
             if e.errno not in (28, 30, 122):  # ENOSPC, EROFS, EDQUOT

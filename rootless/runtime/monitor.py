@@ -491,7 +491,7 @@ def _detached_run(p: plan.Plan, rec, status: Channel | None) -> tuple[int, bool]
         mon.private = (relayed[1], listener.fileno())
         in_w = -1  # the relay's now: it closes it at the client's EOF (or the end)
     try:
-        rc = mon.run(lambda: mon.detached_run(logs.LogWriter(rec.log_path), (out_r, err_r),
+        rc = mon.run(lambda: mon.detached_run(logs.LogWriter.of(rec), (out_r, err_r),
                                               relayed))  # fmt: skip
         ran = True
     except BaseException as e:  # noqa: B036 - the CLI that waits must hear why

@@ -7,6 +7,7 @@ podman's defaults (rootless.runtime.ulimits).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 
@@ -121,6 +122,51 @@ def namespace_modes(opts) -> None:
     if opts.uts == "host" and opts.hostname:
         raise ContainerError("invalid config provided: cannot set hostname when running in the "
                              "host UTS namespace: invalid configuration")  # fmt: skip
+
+
+LOG_DRIVERS = ("k8s-file", "json-file", "none", "passthrough")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def log_options(driver: str, items) -> dict[str, str]:
+    """--log-driver and --log-opt KEY=VALUE as podman checks them (other keys are ignored, as podman
+    ignores them); max-size in go-units' decimal units (1k: 1000 bytes)."""
+    if driver == "journald":
+        raise ContainerError("the journald log driver needs the systemd journal, which rootless "
+                             "does not write to: use --log-driver k8s-file")  # fmt: skip
+    if driver not in LOG_DRIVERS:
+        raise ContainerError(
+            "running container create option: invalid log driver: invalid argument"
+        )
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ContainerError(f'invalid log option "{item}"')
+        if key == "max-size":
+            log_size(value)
+        elif key == "tag":
+            raise ContainerError(f"{driver} doesn't support --log-tag: it is journald's")
+        elif key == "path":
+            value = os.path.abspath(value)
+        out[key] = value
+    return out
+
+
+def log_size(value: str) -> int:
+    """go-units' FromHumanSize: decimal units, an optional B ("10k", "1.5MB", "100")."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", value.strip().lower())
+    if not m:
+        raise ContainerError(f"invalid size: '{value}'")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+
+def human_size(n: int) -> str:
+    """go-units' HumanSize (decimal, 4 significant digits): "1kB", "0B", "1.5MB"."""
+    units, x, i = ["B", "kB", "MB", "GB", "TB", "PB"], float(n), 0
+    while x >= 1000 and i < len(units) - 1:
+        x, i = x / 1000, i + 1
+    return f"{x:.4g}{units[i]}"
 
 
 # podman's allowed sysctls (pkg/util ValidateSysctls): the IPC namespace's own and the network

@@ -119,6 +119,10 @@ class RunOptions:
     health_timeout: str = "30s"
     no_healthcheck: bool = False
     healthcheck: dict | None = None
+    # --log-driver (k8s-file, json-file: the same file; none and passthrough: no log) and
+    # --log-opt path=FILE, max-size=SIZE (the log is truncated when it would grow past it)
+    log_driver: str = "k8s-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
     uts: str = ""
     ipc: str = ""
     pid: str = ""

@@ -118,7 +118,17 @@ class ContainerRecord:
 
     @property
     def log_path(self) -> str:
-        return os.path.join(self.dir, "ctr.log")
+        """The container's log file ("" with the none or passthrough log driver)."""
+        run = self.run
+        if run is not None and run.log_driver in ("none", "passthrough"):
+            return ""
+        return (run.log_opts.get("path") if run else None) or os.path.join(self.dir, "ctr.log")
+
+    def check_logged(self) -> None:
+        """ContainerError, podman's, if the container keeps no log to read."""
+        if not self.log_path:
+            raise ContainerError(f"this container is using the '{self.run.log_driver}' log driver, "
+                                 "cannot read logs: this container is not logging output")  # fmt: skip
 
     def set_pid(self, role: str, pid: int) -> None:
         """Record one of the container's processes (see ROLES) with its start time."""
