@@ -56,3 +56,32 @@ def test_unsupported_is_an_api_error(client):
     resp = client.api._get(client.api._url("/swarm"))
     assert resp.status_code == 501
     assert "not implemented" in resp.json()["message"]
+
+
+def test_build(client, svc, busybox_ref, tmp_path):
+    """POST /build: the SDK's images.build and `docker build` (the classic builder's tar upload)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "greeting").write_text("hello from the context\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {busybox_ref}\nARG WHO=nobody\nCOPY greeting /greeting\n"
+        'RUN echo "built for $WHO" > /who\nLABEL stage=api\nCMD ["cat", "/greeting", "/who"]\n'
+    )
+    image, log = client.images.build(path=str(ctx), tag="localhost/apibuilt:1",
+                                     buildargs={"WHO": "sdk"}, rm=True)  # fmt: skip
+    assert any("Successfully built" in (e.get("stream") or "") for e in log)
+    assert image.labels.get("stage") == "api" and "localhost/apibuilt:1" in image.tags
+    out = client.containers.run("localhost/apibuilt:1", remove=True)
+    assert out == b"hello from the context\nbuilt for sdk\n"
+    cp = svc.docker("build", "-t", "localhost/clibuilt", "--build-arg", "WHO=cli", str(ctx))
+    assert "Successfully tagged localhost/clibuilt:latest" in cp.stdout
+    assert (
+        svc.docker("run", "--rm", "localhost/clibuilt").stdout
+        == "hello from the context\nbuilt for cli\n"
+    )
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN exit 3\n")
+    with pytest.raises(docker.errors.BuildError) as e:
+        client.images.build(path=str(ctx))
+    assert "exit" in str(e.value)
+    for name in ("localhost/apibuilt:1", "localhost/clibuilt"):
+        client.images.remove(name)
