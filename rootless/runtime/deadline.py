@@ -40,7 +40,7 @@ class Deadline:
     def __init__(self, pidfd: int, seconds: int):
         self.pidfd = pidfd
         self.expired = False
-        self.timer = threading.Timer(seconds, self._expire)
+        self.timer = threading.Timer(min(seconds, threading.TIMEOUT_MAX), self._expire)
         self.timer.daemon = True
 
     @classmethod

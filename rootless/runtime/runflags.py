@@ -44,10 +44,17 @@ def parse_signal(value: str, flag: str = "--stop-signal") -> int:
 
 def parse_timeout(value: str) -> int:
     """--timeout: podman's unsigned integer (seconds; 0: no limit)."""
-    if not value.isdigit():
+    why = (
+        "invalid syntax"
+        if not value.isdigit()
+        else "value out of range"
+        if int(value) >= 2**64
+        else ""
+    )
+    if why:
         raise ContainerError(
             f'invalid argument "{value}" for "--timeout" flag: strconv.ParseUint: parsing '
-            f'"{value}": invalid syntax'
+            f'"{value}": {why}'
         )
     return int(value)
 
