@@ -20,48 +20,44 @@ def rows(lines):
 
 
 # The subid files below are made-up files of made-up users in tmp_path, read by the parser: no
-# test here depends on this host's /etc/subuid (test_userns*.py derive the real ranges).
+# test here depends on this host's /etc/subuid (test_userns*.py derive the real ranges). The ids
+# of the first tests are derived from this process's uid, so that none can be taken for a host's.
+UID = os.getuid() + 4000  # alice's uid; bob's and carol's follow
+SIZE = 1 << 16
+S1, S2, S3, S4, S5 = (UID * 64 + k * SIZE for k in range(1, 6))  # range starts, apart
 
 
 def test_entries_by_name_and_numeric_uid_in_file_order(tmp_path):
-    path = write(
-        tmp_path,
-        "subuid",
-        "alice:300000:10\nbob:100000:65536\n5000:200000:1000\nalice:400000:5\n",
-    )
-    assert idmap.parse_subid_file(path, "alice", 5000) == [
-        (300000, 10),
-        (200000, 1000),
-        (400000, 5),
-    ]
-    assert idmap.parse_subid_file(path, "bob", 5001) == [(100000, 65536)]
-    assert idmap.parse_subid_file(path, "carol", 5002) == []
+    text = f"alice:{S3}:10\nbob:{S1}:{SIZE}\n{UID}:{S2}:1000\nalice:{S4}:5\n"
+    path = write(tmp_path, "subuid", text)
+    assert idmap.parse_subid_file(path, "alice", UID) == [(S3, 10), (S2, 1000), (S4, 5)]
+    assert idmap.parse_subid_file(path, "bob", UID + 1) == [(S1, SIZE)]
+    assert idmap.parse_subid_file(path, "carol", UID + 2) == []
 
 
 def test_comments_blanks_and_whitespace(tmp_path, caplog):
-    path = write(
-        tmp_path, "subuid", "# admins: keep sorted\n\n   \nalice:100000:65536  \n  # alice:1:1\n"
-    )
+    text = f"# admins: keep sorted\n\n   \nalice:{S1}:{SIZE}  \n  # alice:1:1\n"
+    path = write(tmp_path, "subuid", text)
     with caplog.at_level(logging.WARNING):
-        assert idmap.parse_subid_file(path, "alice", 5000) == [(100000, 65536)]
+        assert idmap.parse_subid_file(path, "alice", UID) == [(S1, SIZE)]
     assert caplog.records == []
 
 
 def test_malformed_lines_are_skipped_with_file_and_line(tmp_path, caplog):
     text = "\n".join(
         [
-            "alice:100000:65536",  # 1 ok
+            f"alice:{S1}:{SIZE}",  # 1 ok
             "alice:abc:10",  # 2 bad number
             "alice:1:2:3",  # 3 too many fields
             "garbage",  # 4 unknown owner, no colon
-            "alice:500000:0",  # 5 empty range
+            f"alice:{S5}:0",  # 5 empty range
             "bob:x:y",  # 6 someone else's: not our business
-            "5000:200000:100",  # 7 ok (numeric key)
+            f"{UID}:{S2}:100",  # 7 ok (numeric key)
         ]
     )
     path = write(tmp_path, "subuid", text + "\n")
     with caplog.at_level(logging.WARNING):
-        assert idmap.parse_subid_file(path, "alice", 5000) == [(100000, 65536), (200000, 100)]
+        assert idmap.parse_subid_file(path, "alice", UID) == [(S1, SIZE), (S2, 100)]
     msgs = [r.getMessage() for r in caplog.records]
     for n in (2, 3, 4, 5):
         assert any(m.startswith(f"{path}:{n}: malformed line skipped") for m in msgs), msgs
