@@ -19,9 +19,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
 
 @pytest.fixture
 def pm(podman, registry, rl):
-    podman.trust(registry)
-    podman("pull", "-q", rl.img, check=True)
-    return podman
+    return stores.podman_with(podman, registry, rl.img)
 
 
 def attach(tool, argv0, cid, data: bytes | None = None, *flags):

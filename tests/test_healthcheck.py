@@ -21,9 +21,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
 
 @pytest.fixture
 def pm(podman, registry, rl):
-    podman.trust(registry)
-    podman("pull", "-q", rl.img, check=True)
-    return podman
+    return stores.podman_with(podman, registry, rl.img)
 
 
 def health(tool, cid) -> dict:
@@ -94,6 +92,10 @@ def test_errors_as_podman(rl, pm):
         )
         assert mine.returncode == theirs.returncode == 125, args
         assert mine.stderr == theirs.stderr, args
+    mine = rl("create", *NONE, "--health-retries", "bogus", rl.img, "true")
+    theirs = pm("create", *NONE, "--health-retries", "bogus", rl.img, "true")
+    assert mine.returncode == theirs.returncode == 125
+    assert mine.stderr == theirs.stderr.splitlines(keepends=True)[0]  # podman adds a "See" line
     assert rl("ps", "-aq").stdout == ""
     plain = {
         t: t("run", "-d", *NONE, rl.img, "sleep", "300", check=True).stdout.strip()

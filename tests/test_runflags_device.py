@@ -18,9 +18,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
 
 @pytest.fixture
 def pm(podman, registry, rl):
-    podman.trust(registry)
-    podman("pull", "-q", rl.img, check=True)
-    return podman
+    return stores.podman_with(podman, registry, rl.img)
 
 
 def seen(tool, img, args, path):

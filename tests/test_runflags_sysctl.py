@@ -20,9 +20,7 @@ def rl(tmp_path_factory, registry, busybox_ref):
 
 @pytest.fixture
 def pm(podman, registry, rl):
-    podman.trust(registry)
-    podman("pull", "-q", rl.img, check=True)
-    return podman
+    return stores.podman_with(podman, registry, rl.img)
 
 
 def same(rl, pm, *args):

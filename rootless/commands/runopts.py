@@ -88,7 +88,7 @@ _OPTIONS = [
         "--health-cmd", default=None, help="Healthcheck: a shell command, or a JSON array."
     ),
     click.option("--health-interval", default="30s", help="Between checks (disable: none)."),
-    click.option("--health-retries", default=3, type=int, help="Failures before unhealthy."),
+    click.option("--health-retries", default="3", help="Failures before unhealthy."),
     click.option("--health-start-period", default="0s", help="Failures before it do not count."),
     click.option("--health-timeout", default="30s", help="A check that runs longer fails."),
     click.option("--no-healthcheck", is_flag=True, help="Disable the image's healthcheck."),
@@ -277,7 +277,8 @@ def to_run_options(kw: dict, driver: str) -> RunOptions:
         read_only_tmpfs=runflags.go_bool("--read-only-tmpfs", kw["read_only_tmpfs"]),
         sysctls=runflags.sysctls(kw["sysctl"]),
         pidfile=os.path.abspath(kw["pidfile"]) if kw["pidfile"] else None,
-        timeout=runflags.parse_timeout(kw["timeout"]),
+        timeout=runflags.parse_uint("--timeout", kw["timeout"]),
+        health_retries=runflags.parse_uint("--health-retries", kw["health_retries"]),
         log_driver=kw["log_driver"],
         log_opts=runflags.log_options(kw["log_driver"], kw["log_opt"]),
     )
@@ -428,7 +429,7 @@ _SAME = [(f, f) for f in ("image", "entrypoint", "workdir", "user", "hostname", 
          "rm", "interactive", "tty", "init", "privileged", "publish_all", "rootfs", "cgroup_manager",
          "cgroups", "no_hosts", "image_volume", "restart", "userns", "subuidname", "shm_size", "tz",
          "subgidname", "uts", "ipc", "pid", "cgroupns", "health_cmd", "health_interval",
-         "health_retries", "health_start_period", "health_timeout", "no_healthcheck")]  # fmt: skip
+         "health_start_period", "health_timeout", "no_healthcheck")]  # fmt: skip
 _LISTS = [("command", "command"), ("env", "env"), ("env_file", "env_files"), ("volume", "volumes"),
           ("tmpfs", "tmpfs"), ("mount", "mounts"), ("cap_add", "cap_add"), ("cap_drop", "cap_drop"),
           ("security_opt", "security_opts"), ("publish", "publish"),

@@ -42,8 +42,8 @@ def parse_signal(value: str, flag: str = "--stop-signal") -> int:
     return n
 
 
-def parse_timeout(value: str) -> int:
-    """--timeout: podman's unsigned integer (seconds; 0: no limit)."""
+def parse_uint(flag: str, value: str) -> int:
+    """A podman unsigned integer flag (--timeout, --health-retries): Go's ParseUint and its error."""
     why = (
         "invalid syntax"
         if not value.isdigit()
@@ -53,7 +53,7 @@ def parse_timeout(value: str) -> int:
     )
     if why:
         raise ContainerError(
-            f'invalid argument "{value}" for "--timeout" flag: strconv.ParseUint: parsing '
+            f'invalid argument "{value}" for "{flag}" flag: strconv.ParseUint: parsing '
             f'"{value}": {why}'
         )
     return int(value)

@@ -20,6 +20,13 @@ def busybox_store(rootless_cls, tmp_path_factory, registry, busybox_ref, name: s
     r.cleanup()
 
 
+def podman_with(podman, registry, ref: str):
+    """The `podman` fixture trusting `registry`, with `ref` pulled: the side-by-side reference."""
+    podman.trust(registry)
+    podman("pull", "-q", ref, check=True)
+    return podman
+
+
 def assert_nothing_left(store) -> None:
     """No process of the store's containers outlives the test, and nothing of it stays mounted."""
     try:
